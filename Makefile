@@ -1,0 +1,61 @@
+# vmbox build. `make deps run` builds everything and boots the VM;
+# `make deps test` runs the tests (what CI runs).
+
+GO        ?= go
+ARCH      ?= $(shell $(GO) env GOARCH)
+VERSION   ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo 0.0.0-dev)
+COMMIT    ?= $(shell git rev-parse --short=12 HEAD 2>/dev/null || echo unknown)
+BUILT     ?= $(shell git log -1 --format=%cI 2>/dev/null || date -u +%Y-%m-%dT%H:%M:%SZ)
+PKG       := github.com/vmbox/vmbox/internal/version
+LDFLAGS   := -s -w -X $(PKG).Version=$(VERSION) -X $(PKG).GitCommit=$(COMMIT) -X $(PKG).BuildTime=$(BUILT)
+GOBUILD   := CGO_ENABLED=0 $(GO) build -trimpath -ldflags "$(LDFLAGS)"
+IMAGE_DIR := build/image/$(ARCH)
+TEST_TIMEOUT ?= 45m
+
+export VMBOX_IMAGE_DIR ?= $(CURDIR)/$(IMAGE_DIR)
+
+.PHONY: all deps build agent image run test test-short bench cross vet fmt clean
+
+all: build image
+
+deps:
+	./hack/deps.sh
+
+build:
+	$(GOBUILD) -o bin/vmbox ./cmd/vmbox
+	GOOS=linux GOARCH=$(ARCH) $(GOBUILD) -o bin/vmbox-agent ./cmd/vmbox-agent
+
+# The agent for each guest architecture, as /init of that guest's image.
+bin/linux_%/vmbox-agent: FORCE
+	GOOS=linux GOARCH=$* $(GOBUILD) -o $@ ./cmd/vmbox-agent
+
+image: bin/linux_$(ARCH)/vmbox-agent
+	$(GO) run ./vmimage/cmd/vmimage -arch $(ARCH) -agent bin/linux_$(ARCH)/vmbox-agent -out $(IMAGE_DIR)
+
+# The main job: build, boot the default VM, show both sides' versions.
+run: build image
+	./hack/run.sh
+
+vet:
+	$(GO) vet ./...
+	@out=$$(gofmt -l .); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
+
+test: build image vet
+	$(GO) test -race -timeout $(TEST_TIMEOUT) ./...
+
+test-short: build
+	$(GO) test -short ./...
+
+bench: build image
+	./hack/bench.sh
+
+cross:
+	for t in linux/amd64 linux/arm64 darwin/amd64 darwin/arm64 windows/amd64; do \
+		os=$${t%/*}; arch=$${t#*/}; ext=; [ $$os = windows ] && ext=.exe; \
+		echo "build $$t"; GOOS=$$os GOARCH=$$arch $(GOBUILD) -o bin/$$os\_$$arch/vmbox$$ext ./cmd/vmbox || exit 1; \
+	done
+
+clean:
+	rm -rf bin build dist
+
+FORCE:

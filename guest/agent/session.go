@@ -1,0 +1,230 @@
+package agent
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"sync"
+
+	"golang.org/x/crypto/ssh"
+
+	"github.com/vmbox/vmbox/guest/api"
+)
+
+// WindowSize is a terminal size in character cells.
+type WindowSize struct {
+	Rows, Cols uint32
+}
+
+// PTYRequest is what a client asked for with "pty-req".
+type PTYRequest struct {
+	Term string
+	Size WindowSize
+}
+
+// Session is one operation: the request and its streams. Handlers read
+// Stdin, write Stdout and Stderr, watch Resize and Signals, and return the
+// exit code.
+type Session struct {
+	Request api.Request
+	Stdin   io.Reader
+	Stdout  io.Writer
+	Stderr  io.Writer // the same stream as Stdout when PTY is set
+	PTY     *PTYRequest
+	Env     []string
+	Resize  <-chan WindowSize
+	Signals <-chan string // SSH signal names without "SIG": "INT", "TERM", ...
+}
+
+// Handler serves operations.
+type Handler interface {
+	Serve(ctx context.Context, s *Session) int
+}
+
+// Server accepts SSH connections from the host and turns each session
+// channel into a call of its Handler.
+type Server struct {
+	config  *ssh.ServerConfig
+	handler Handler
+	log     *slog.Logger
+}
+
+// NewServer makes a server that presents hostKey and admits only clients
+// holding the private half of authorized.
+func NewServer(hostKey ssh.Signer, authorized ssh.PublicKey, h Handler, log *slog.Logger) *Server {
+	want := authorized.Marshal()
+	cfg := &ssh.ServerConfig{
+		PublicKeyCallback: func(meta ssh.ConnMetadata, key ssh.PublicKey) (*ssh.Permissions, error) {
+			if meta.User() == api.SSHUser && string(key.Marshal()) == string(want) {
+				return &ssh.Permissions{}, nil
+			}
+			return nil, fmt.Errorf("key %s for user %q is not authorized", ssh.FingerprintSHA256(key), meta.User())
+		},
+	}
+	cfg.AddHostKey(hostKey)
+	return &Server{config: cfg, handler: h, log: log}
+}
+
+// Serve accepts connections on l until ctx ends or l fails.
+func (s *Server) Serve(ctx context.Context, l net.Listener) error {
+	go func() {
+		<-ctx.Done()
+		l.Close()
+	}()
+	for {
+		c, err := l.Accept()
+		if err != nil {
+			if ctx.Err() != nil {
+				return nil
+			}
+			return fmt.Errorf("accept: %w", err)
+		}
+		go s.ServeConn(ctx, c)
+	}
+}
+
+// ServeConn runs one SSH connection until it closes.
+func (s *Server) ServeConn(ctx context.Context, c net.Conn) {
+	defer c.Close()
+	conn, chans, reqs, err := ssh.NewServerConn(c, s.config)
+	if err != nil {
+		s.log.Warn("ssh handshake failed", "remote", c.RemoteAddr(), "err", err)
+		return
+	}
+	defer conn.Close()
+	go ssh.DiscardRequests(reqs)
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	go func() {
+		<-ctx.Done()
+		conn.Close()
+	}()
+	for nc := range chans {
+		if nc.ChannelType() != "session" {
+			nc.Reject(ssh.UnknownChannelType, "only session channels are served")
+			continue
+		}
+		ch, chReqs, err := nc.Accept()
+		if err != nil {
+			continue
+		}
+		go s.serveSession(ctx, ch, chReqs)
+	}
+}
+
+type ptyReqMsg struct {
+	Term     string
+	Cols     uint32
+	Rows     uint32
+	Width    uint32
+	Height   uint32
+	Modelist string
+}
+
+type windowChangeMsg struct {
+	Cols   uint32
+	Rows   uint32
+	Width  uint32
+	Height uint32
+}
+
+type execMsg struct{ Command string }
+type signalMsg struct{ Signal string }
+type envMsg struct{ Name, Value string }
+type exitStatusMsg struct{ Status uint32 }
+
+func (s *Server) serveSession(ctx context.Context, ch ssh.Channel, reqs <-chan *ssh.Request) {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	resize := make(chan WindowSize, 4)
+	signals := make(chan string, 8)
+	sess := &Session{Stdin: ch, Stdout: ch, Stderr: ch.Stderr(), Resize: resize, Signals: signals}
+	started := make(chan struct{})
+	var once sync.Once
+	start := func(req api.Request) {
+		once.Do(func() {
+			sess.Request = req
+			if sess.PTY != nil {
+				sess.Stderr = ch
+			}
+			close(started)
+		})
+	}
+	go func() {
+		// Requests keep flowing while the operation runs: resizes and
+		// signals. When the channel closes, the operation is cancelled.
+		defer cancel()
+		begun := false // pty-req and env only count before the operation starts
+		for req := range reqs {
+			ok := true
+			switch req.Type {
+			case "pty-req":
+				if begun {
+					ok = false
+					break
+				}
+				var m ptyReqMsg
+				if err := ssh.Unmarshal(req.Payload, &m); err != nil {
+					ok = false
+					break
+				}
+				sess.PTY = &PTYRequest{Term: m.Term, Size: WindowSize{Rows: m.Rows, Cols: m.Cols}}
+			case "env":
+				var m envMsg
+				if !begun && ssh.Unmarshal(req.Payload, &m) == nil {
+					sess.Env = append(sess.Env, m.Name+"="+m.Value)
+				}
+			case "window-change":
+				var m windowChangeMsg
+				if ssh.Unmarshal(req.Payload, &m) == nil {
+					select {
+					case resize <- WindowSize{Rows: m.Rows, Cols: m.Cols}:
+					default: // a newer size will follow; never block the request loop
+					}
+				}
+			case "signal":
+				var m signalMsg
+				if ssh.Unmarshal(req.Payload, &m) == nil {
+					select {
+					case signals <- m.Signal:
+					default:
+					}
+				}
+			case "exec":
+				var m execMsg
+				var r api.Request
+				if err := ssh.Unmarshal(req.Payload, &m); err != nil {
+					ok = false
+				} else if err := json.Unmarshal([]byte(m.Command), &r); err != nil || r.Op == "" {
+					ok = false
+				} else {
+					begun = true
+					start(r)
+				}
+			case "shell":
+				begun = true
+				start(api.Request{Op: api.OpShell})
+			default:
+				ok = false
+			}
+			if req.WantReply {
+				req.Reply(ok, nil)
+			}
+		}
+	}()
+	select {
+	case <-started:
+	case <-ctx.Done():
+		ch.Close()
+		return
+	}
+	code := s.handler.Serve(ctx, sess)
+	// EOF before exit-status, so that a relay forwarding both sees all
+	// output before the status.
+	ch.CloseWrite()
+	ch.SendRequest("exit-status", false, ssh.Marshal(exitStatusMsg{Status: uint32(code)}))
+	ch.Close()
+}

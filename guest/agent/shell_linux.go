@@ -1,0 +1,178 @@
+package agent
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"syscall"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/vmbox/vmbox/guest/api"
+)
+
+// shell runs a command in the guest itself (not in a container): argv, or
+// an interactive login shell when argv is empty.
+func (a *Agent) shell(ctx context.Context, s *Session, args api.ShellArgs) int {
+	argv := args.Argv
+	if len(argv) == 0 {
+		argv = []string{"/bin/sh", "-l"}
+	}
+	path, err := exec.LookPath(argv[0])
+	if err != nil {
+		fmt.Fprintf(s.Stderr, "vmbox shell: %s: command not found\n", argv[0])
+		return api.ExitNotFound
+	}
+	cmd := exec.Command(path, argv[1:]...)
+	cmd.Env = shellEnv(s, args.Env)
+	cmd.Dir = "/"
+	if home := "/root"; dirExists(home) {
+		cmd.Dir = home
+	}
+	var tty *os.File
+	if s.PTY != nil {
+		master, slave, err := openPTY()
+		if err != nil {
+			return fail(s, err)
+		}
+		defer master.Close()
+		setWinsize(master, s.PTY.Size)
+		cmd.Stdin, cmd.Stdout, cmd.Stderr = slave, slave, slave
+		cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true, Setctty: true, Ctty: 0}
+		tty = master
+		if err := cmd.Start(); err != nil {
+			slave.Close()
+			return fail(s, fmt.Errorf("start %s: %w", argv[0], err))
+		}
+		slave.Close()
+		go io.Copy(master, s.Stdin)
+		out := make(chan struct{})
+		go func() {
+			io.Copy(s.Stdout, master) // ends with EIO once the last writer is gone
+			close(out)
+		}()
+		code := a.waitShell(ctx, s, cmd, tty)
+		<-out
+		return code
+	}
+	cmd.Stdin = s.Stdin
+	cmd.Stdout, cmd.Stderr = s.Stdout, s.Stderr
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	if err := cmd.Start(); err != nil {
+		return fail(s, fmt.Errorf("start %s: %w", argv[0], err))
+	}
+	return a.waitShell(ctx, s, cmd, nil)
+}
+
+// waitShell forwards signals and resizes until cmd exits, and converts its
+// end into an exit code. If the client goes away, the command is killed.
+func (a *Agent) waitShell(ctx context.Context, s *Session, cmd *exec.Cmd, tty *os.File) int {
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	for {
+		select {
+		case err := <-done:
+			return exitCode(err)
+		case <-ctx.Done():
+			cmd.Process.Kill()
+		case sz := <-s.Resize:
+			if tty != nil {
+				setWinsize(tty, sz)
+			}
+		case name := <-s.Signals:
+			if sig, ok := SignalByName(name); ok {
+				cmd.Process.Signal(sig)
+			}
+		}
+	}
+}
+
+// exitCode maps a finished command to a shell-style exit code.
+func exitCode(err error) int {
+	if err == nil {
+		return 0
+	}
+	var ee *exec.ExitError
+	if errors.As(err, &ee) {
+		if ws, ok := ee.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
+			return api.ExitSignalBase + int(ws.Signal())
+		}
+		return ee.ExitCode()
+	}
+	return api.ExitEngineError
+}
+
+func dirExists(p string) bool {
+	st, err := os.Stat(p)
+	return err == nil && st.IsDir()
+}
+
+// openPTY allocates a pseudo-terminal pair from /dev/ptmx.
+func openPTY() (master, slave *os.File, err error) {
+	m, err := os.OpenFile("/dev/ptmx", os.O_RDWR|unix.O_NOCTTY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return nil, nil, fmt.Errorf("open pty: %w", err)
+	}
+	fd := int(m.Fd())
+	if err := unix.IoctlSetPointerInt(fd, unix.TIOCSPTLCK, 0); err != nil {
+		m.Close()
+		return nil, nil, fmt.Errorf("unlock pty: %w", err)
+	}
+	n, err := unix.IoctlGetInt(fd, unix.TIOCGPTN)
+	if err != nil {
+		m.Close()
+		return nil, nil, fmt.Errorf("pty number: %w", err)
+	}
+	sl, err := os.OpenFile(fmt.Sprintf("/dev/pts/%d", n), os.O_RDWR|unix.O_NOCTTY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		m.Close()
+		return nil, nil, fmt.Errorf("open pty slave: %w", err)
+	}
+	return m, sl, nil
+}
+
+func setWinsize(f *os.File, sz WindowSize) {
+	if sz.Rows == 0 || sz.Cols == 0 {
+		return
+	}
+	unix.IoctlSetWinsize(int(f.Fd()), unix.TIOCSWINSZ, &unix.Winsize{Row: uint16(sz.Rows), Col: uint16(sz.Cols)})
+}
+
+// SignalByName maps SSH and Docker signal names ("INT", "SIGINT", "9") to signals.
+func SignalByName(name string) (syscall.Signal, bool) {
+	if n, err := parseUint(name); err == nil && n > 0 && n < 65 {
+		return syscall.Signal(n), true
+	}
+	s := unix.SignalNum("SIG" + trimSIG(name))
+	return s, s != 0
+}
+
+func trimSIG(name string) string {
+	if len(name) > 3 && (name[:3] == "SIG" || name[:3] == "sig") {
+		name = name[3:]
+	}
+	b := []byte(name)
+	for i, c := range b {
+		if c >= 'a' && c <= 'z' {
+			b[i] = c - 32
+		}
+	}
+	return string(b)
+}
+
+func parseUint(s string) (int, error) {
+	if s == "" {
+		return 0, errors.New("empty")
+	}
+	n := 0
+	for _, c := range s {
+		if c < '0' || c > '9' {
+			return 0, errors.New("not a number")
+		}
+		n = n*10 + int(c-'0')
+	}
+	return n, nil
+}

@@ -1,0 +1,369 @@
+// Package api defines the protocol between the vmbox host CLI and the guest
+// agent: the operations a client may ask for, their JSON arguments and
+// replies, and the exit codes that carry their outcome.
+//
+// Transport: every operation is one SSH "session" channel whose "exec"
+// request payload is a JSON-encoded Request. The channel's stdin, stdout and
+// stderr (SSH extended data 1) carry the operation's streams; the SSH
+// "exit-status" request carries its exit code. Operations that answer with
+// data write one JSON document to stdout. A failure that is the engine's, not
+// the container's, exits with ExitEngineError and a one-line message on stderr.
+// A "pty-req" before "exec" asks for a terminal; "window-change" and "signal"
+// requests reach the process while it runs.
+package api
+
+import (
+	"encoding/json"
+	"fmt"
+	"time"
+)
+
+// SSHUser is the user name the host authenticates as.
+const SSHUser = "vmbox"
+
+// Operation names carried in Request.Op.
+const (
+	OpVersion  = "version"  // -> Version
+	OpShell    = "shell"    // ShellArgs; runs a command (or sh) in the guest itself
+	OpShutdown = "shutdown" // syncs, unmounts and powers the VM off
+	OpPing     = "ping"     // answers "pong"; used for readiness
+
+	OpRun     = "run"     // RunArgs: create + attach + start + wait (+ remove), streams attached
+	OpCreate  = "create"  // CreateArgs -> CreateReply
+	OpStart   = "start"   // ContainerArgs
+	OpAttach  = "attach"  // ContainerArgs; streams until the container exits, exit code = container's
+	OpWait    = "wait"    // ContainerArgs -> WaitReply
+	OpPs      = "ps"      // PsArgs -> []ContainerSummary
+	OpLogs    = "logs"    // LogsArgs; stdout/stderr as recorded
+	OpExec    = "exec"    // ExecArgs; streams attached, exit code = process's
+	OpStop    = "stop"    // StopArgs
+	OpKill    = "kill"    // KillArgs
+	OpRm      = "rm"      // RmArgs
+	OpInspect = "inspect" // InspectArgs -> []json.RawMessage (ContainerInspect or ImageInspect)
+	OpResize  = "resize"  // ResizeArgs
+
+	OpPull   = "pull"   // PullArgs; stdout is a stream of JSON PullProgress lines
+	OpImages = "images" // ImagesArgs -> []ImageSummary
+	OpRmi    = "rmi"    // RmiArgs -> []RmiResult
+	OpLoad   = "load"   // stdin is a docker-save or OCI archive; stdout: LoadReply
+	OpSave   = "save"   // SaveArgs; stdout is a docker-save archive
+)
+
+// Exit codes with the meaning Docker gives them.
+const (
+	ExitEngineError   = 125 // the engine failed; the container did not run
+	ExitNotExecutable = 126 // the command exists but cannot be executed
+	ExitNotFound      = 127 // the command was not found
+	ExitSignalBase    = 128 // 128+N: killed by signal N
+)
+
+// Request is the payload of the SSH "exec" request of every operation.
+type Request struct {
+	Op   string          `json:"op"`
+	Args json.RawMessage `json:"args,omitempty"`
+}
+
+// NewRequest encodes args into a Request for op.
+func NewRequest(op string, args any) (Request, error) {
+	r := Request{Op: op}
+	if args != nil {
+		b, err := json.Marshal(args)
+		if err != nil {
+			return r, fmt.Errorf("encode %s arguments: %w", op, err)
+		}
+		r.Args = b
+	}
+	return r, nil
+}
+
+// Decode unmarshals the request's arguments into v.
+func (r Request) Decode(v any) error {
+	if len(r.Args) == 0 {
+		return nil
+	}
+	if err := json.Unmarshal(r.Args, v); err != nil {
+		return fmt.Errorf("decode %s arguments: %w", r.Op, err)
+	}
+	return nil
+}
+
+// Version is the agent's answer to OpVersion.
+type Version struct {
+	Version       string `json:"Version"`
+	GitCommit     string `json:"GitCommit"`
+	GoVersion     string `json:"GoVersion"`
+	KernelVersion string `json:"KernelVersion"`
+	Os            string `json:"Os"`
+	Arch          string `json:"Arch"`
+	BuildTime     string `json:"BuildTime,omitempty"`
+	Hostname      string `json:"Hostname,omitempty"`
+}
+
+// ShellArgs runs Argv in the guest (not in a container). Empty Argv means
+// an interactive login shell.
+type ShellArgs struct {
+	Argv []string `json:"argv,omitempty"`
+	Env  []string `json:"env,omitempty"`
+}
+
+// ContainerConfig is what a container is created from. Field names follow
+// Docker's container create body where one exists.
+type ContainerConfig struct {
+	Image      string   `json:"Image"`
+	Name       string   `json:"Name,omitempty"`
+	Cmd        []string `json:"Cmd,omitempty"`        // overrides the image's Cmd when non-nil
+	Entrypoint []string `json:"Entrypoint,omitempty"` // overrides the image's Entrypoint when non-nil
+	// EntrypointSet distinguishes --entrypoint "" (clear it) from no flag.
+	EntrypointSet bool     `json:"EntrypointSet,omitempty"`
+	Env           []string `json:"Env,omitempty"`
+	WorkingDir    string   `json:"WorkingDir,omitempty"`
+	User          string   `json:"User,omitempty"`
+	Hostname      string   `json:"Hostname,omitempty"`
+	Tty           bool     `json:"Tty,omitempty"`
+	OpenStdin     bool     `json:"OpenStdin,omitempty"`
+	// ConsoleSize is [rows, cols] for Tty containers.
+	ConsoleSize [2]uint `json:"ConsoleSize,omitempty"`
+
+	AutoRemove  bool   `json:"AutoRemove,omitempty"`
+	Memory      int64  `json:"Memory,omitempty"`      // bytes; 0 = unlimited
+	NanoCPUs    int64  `json:"NanoCpus,omitempty"`    // 1e9 = one CPU; 0 = unlimited
+	PidsLimit   int64  `json:"PidsLimit,omitempty"`   // 0 = unlimited
+	NetworkMode string `json:"NetworkMode,omitempty"` // "none" (default) or "host"
+	Privileged  bool   `json:"Privileged,omitempty"`
+	ReadOnly    bool   `json:"ReadonlyRootfs,omitempty"`
+	Pull        string `json:"Pull,omitempty"` // "missing" (default), "always", "never"
+	Platform    string `json:"Platform,omitempty"`
+}
+
+// RunArgs is OpRun: create, attach the streams, start, wait, and remove when
+// Config.AutoRemove. A missing image is pulled first, progress on stderr.
+type RunArgs struct {
+	Config ContainerConfig `json:"config"`
+	// Detach returns the container ID on stdout once it has started.
+	Detach bool `json:"detach,omitempty"`
+}
+
+// CreateArgs is OpCreate.
+type CreateArgs struct {
+	Config ContainerConfig `json:"config"`
+}
+
+// CreateReply answers OpCreate.
+type CreateReply struct {
+	ID       string   `json:"Id"`
+	Warnings []string `json:"Warnings"`
+}
+
+// ContainerArgs names one container by ID, ID prefix or name.
+type ContainerArgs struct {
+	Container string `json:"container"`
+}
+
+// WaitReply answers OpWait.
+type WaitReply struct {
+	StatusCode int    `json:"StatusCode"`
+	Error      string `json:"Error,omitempty"`
+}
+
+// PsArgs is OpPs.
+type PsArgs struct {
+	All bool `json:"all,omitempty"`
+}
+
+// ContainerSummary is one row of OpPs, shaped like Docker's /containers/json.
+type ContainerSummary struct {
+	ID      string   `json:"Id"`
+	Names   []string `json:"Names"`
+	Image   string   `json:"Image"`
+	ImageID string   `json:"ImageID"`
+	Command string   `json:"Command"`
+	Created int64    `json:"Created"` // unix seconds
+	State   string   `json:"State"`   // created, running, exited
+	Status  string   `json:"Status"`  // e.g. "Exited (3) 1 second ago"
+}
+
+// LogsArgs is OpLogs.
+type LogsArgs struct {
+	Container  string `json:"container"`
+	Follow     bool   `json:"follow,omitempty"`
+	Tail       int    `json:"tail"` // -1 = all
+	Timestamps bool   `json:"timestamps,omitempty"`
+}
+
+// ExecArgs is OpExec.
+type ExecArgs struct {
+	Container   string   `json:"container"`
+	Cmd         []string `json:"Cmd"`
+	Env         []string `json:"Env,omitempty"`
+	WorkingDir  string   `json:"WorkingDir,omitempty"`
+	User        string   `json:"User,omitempty"`
+	Tty         bool     `json:"Tty,omitempty"`
+	OpenStdin   bool     `json:"OpenStdin,omitempty"`
+	Privileged  bool     `json:"Privileged,omitempty"`
+	ConsoleSize [2]uint  `json:"ConsoleSize,omitempty"`
+}
+
+// StopArgs is OpStop. Timeout < 0 means the default (10 s).
+type StopArgs struct {
+	Container string `json:"container"`
+	Timeout   int    `json:"timeout"`
+}
+
+// KillArgs is OpKill. Signal is a name ("KILL", "SIGTERM") or number.
+type KillArgs struct {
+	Container string `json:"container"`
+	Signal    string `json:"signal,omitempty"`
+}
+
+// RmArgs is OpRm.
+type RmArgs struct {
+	Container string `json:"container"`
+	Force     bool   `json:"force,omitempty"`
+}
+
+// InspectArgs is OpInspect. Type is "container", "image" or "" (either).
+type InspectArgs struct {
+	Names []string `json:"names"`
+	Type  string   `json:"type,omitempty"`
+}
+
+// ResizeArgs is OpResize (also sent as SSH window-change on attached streams).
+type ResizeArgs struct {
+	Container string `json:"container"`
+	ExecID    string `json:"exec,omitempty"`
+	Rows      uint   `json:"h"`
+	Cols      uint   `json:"w"`
+}
+
+// State is a container's persisted state, shaped like Docker's State object.
+type State struct {
+	Status     string    `json:"Status"` // created, running, exited
+	Running    bool      `json:"Running"`
+	OOMKilled  bool      `json:"OOMKilled"`
+	Pid        int       `json:"Pid"`
+	ExitCode   int       `json:"ExitCode"`
+	Error      string    `json:"Error"`
+	StartedAt  time.Time `json:"StartedAt"`
+	FinishedAt time.Time `json:"FinishedAt"`
+}
+
+// ContainerInspect answers OpInspect for a container.
+type ContainerInspect struct {
+	ID      string          `json:"Id"`
+	Name    string          `json:"Name"`
+	Created time.Time       `json:"Created"`
+	Path    string          `json:"Path"`
+	Args    []string        `json:"Args"`
+	State   State           `json:"State"`
+	Image   string          `json:"Image"` // image ID
+	Config  ContainerConfig `json:"Config"`
+	LogPath string          `json:"LogPath"`
+}
+
+// PullArgs is OpPull.
+type PullArgs struct {
+	Ref      string `json:"ref"`
+	Platform string `json:"platform,omitempty"`
+	// Auth is a docker config.json "auths" entry's content for the registry, if any.
+	Auth *RegistryAuth `json:"auth,omitempty"`
+	// InsecureRegistries are hosts (host[:port]) that may be reached over plain HTTP.
+	InsecureRegistries []string `json:"insecureRegistries,omitempty"`
+}
+
+// RegistryAuth is a credential for one registry.
+type RegistryAuth struct {
+	Username      string `json:"username,omitempty"`
+	Password      string `json:"password,omitempty"`
+	Auth          string `json:"auth,omitempty"` // base64 user:password
+	IdentityToken string `json:"identitytoken,omitempty"`
+	RegistryToken string `json:"registrytoken,omitempty"`
+}
+
+// PullProgress is one line of a pull's progress stream, shaped like the
+// Docker API's JSON messages.
+type PullProgress struct {
+	Status         string          `json:"status,omitempty"`
+	ID             string          `json:"id,omitempty"`
+	ProgressDetail *ProgressDetail `json:"progressDetail,omitempty"`
+	Error          string          `json:"error,omitempty"`
+}
+
+// ProgressDetail counts bytes of one layer.
+type ProgressDetail struct {
+	Current int64 `json:"current"`
+	Total   int64 `json:"total"`
+}
+
+// ImagesArgs is OpImages.
+type ImagesArgs struct {
+	All bool `json:"all,omitempty"`
+}
+
+// ImageSummary is one row of OpImages, shaped like Docker's /images/json.
+type ImageSummary struct {
+	ID          string   `json:"Id"` // "sha256:<config digest>"
+	RepoTags    []string `json:"RepoTags"`
+	RepoDigests []string `json:"RepoDigests"`
+	Created     int64    `json:"Created"` // unix seconds
+	Size        int64    `json:"Size"`    // unpacked bytes
+}
+
+// RmiArgs is OpRmi.
+type RmiArgs struct {
+	Names []string `json:"names"`
+	Force bool     `json:"force,omitempty"`
+}
+
+// RmiResult is one entry of OpRmi's answer.
+type RmiResult struct {
+	Untagged string `json:"Untagged,omitempty"`
+	Deleted  string `json:"Deleted,omitempty"`
+}
+
+// LoadReply answers OpLoad.
+type LoadReply struct {
+	Loaded []string `json:"loaded"` // "name:tag" or image IDs
+}
+
+// SaveArgs is OpSave.
+type SaveArgs struct {
+	Names []string `json:"names"`
+}
+
+// ImageInspect answers OpInspect for an image.
+type ImageInspect struct {
+	ID           string      `json:"Id"`
+	RepoTags     []string    `json:"RepoTags"`
+	RepoDigests  []string    `json:"RepoDigests"`
+	Created      string      `json:"Created"`
+	Architecture string      `json:"Architecture"`
+	Os           string      `json:"Os"`
+	Size         int64       `json:"Size"`
+	Config       ImageConfig `json:"Config"`
+	RootFS       struct {
+		Type   string   `json:"Type"`
+		Layers []string `json:"Layers"`
+	} `json:"RootFS"`
+}
+
+// ImageConfig is the runtime part of an image's configuration.
+type ImageConfig struct {
+	Env        []string `json:"Env,omitempty"`
+	Cmd        []string `json:"Cmd,omitempty"`
+	Entrypoint []string `json:"Entrypoint,omitempty"`
+	WorkingDir string   `json:"WorkingDir,omitempty"`
+	User       string   `json:"User,omitempty"`
+}
+
+// The virtio-serial transport carries one SSH connection at a time. QEMU
+// drops what the guest writes while no host client is connected, so the
+// guest speaks only after the host has: the host writes SerialHello, the
+// agent answers SerialReady, and SSH starts right after.
+const (
+	SerialHello = "vmbox-hello\n"
+	SerialReady = "vmbox-ready\n"
+	// SerialPortName is the virtio-serial port name the agent listens on.
+	SerialPortName = "vmbox.agent"
+	// VsockPort is the AF_VSOCK port the agent listens on when the VM has vsock.
+	VsockPort = 2222
+)

@@ -1,0 +1,47 @@
+package boot
+
+import (
+	"reflect"
+	"testing"
+)
+
+func TestParseCmdline(t *testing.T) {
+	tests := []struct {
+		in   string
+		want Cmdline
+	}{
+		{"", Cmdline{}},
+		{"console=ttyS0 quiet panic=-1\n", Cmdline{"console": "ttyS0", "quiet": "", "panic": "-1"}},
+		{`vmbox.debug foo="a b c" bar="x=y"`, Cmdline{"vmbox.debug": "", "foo": "a b c", "bar": "x=y"}},
+		{"a=1 a=2", Cmdline{"a": "2"}},
+		{"root=/dev/vda -- init-arg=1", Cmdline{"root": "/dev/vda"}},
+		{"  spaced\t\tout  ", Cmdline{"spaced": "", "out": ""}},
+		{`"quoted word"=v`, Cmdline{"quoted word": "v"}},
+		{"=novalue x", Cmdline{"x": ""}},
+	}
+	for _, tt := range tests {
+		if got := ParseCmdline(tt.in); !reflect.DeepEqual(got, tt.want) {
+			t.Errorf("ParseCmdline(%q) = %v, want %v", tt.in, got, tt.want)
+		}
+	}
+}
+
+func TestCmdlineFlag(t *testing.T) {
+	tests := []struct {
+		in   string
+		want bool
+	}{
+		{"vmbox.debug", true},
+		{"vmbox.debug=1", true},
+		{"vmbox.debug=yes", true},
+		{"vmbox.debug=0", false},
+		{"vmbox.debug=off", false},
+		{"vmbox.debug=False", false},
+		{"quiet", false},
+	}
+	for _, tt := range tests {
+		if got := ParseCmdline(tt.in).Debug(); got != tt.want {
+			t.Errorf("Debug() of %q = %v, want %v", tt.in, got, tt.want)
+		}
+	}
+}

@@ -1,0 +1,20 @@
+// Package boot owns what the guest agent does as the VM's init: the PID 1
+// process that reaps orphans and starts the agent (Init), and the agent's
+// boot sequence (Run): kernel file systems, cgroup2, kernel modules, clock,
+// hostname, networking (static or DHCP), the data disk, CPU onlining,
+// transport discovery (virtio-serial port, vsock) and power-off.
+//
+// It also defines InstanceConfig, the per-instance document the host writes
+// into the guest's initramfs. That type (config.go) is portable because host
+// code imports it; everything else in the package is Linux-only and is only
+// meant to run inside the vmbox VM.
+//
+// # Process layout in the VM
+//
+// The kernel starts /init (the agent binary) as PID 1. Init keeps PID 1 tiny:
+// it mounts /dev and /proc, re-executes the same binary as its only child
+// (the agent proper, marked by an environment variable), and then does
+// nothing but reap and forward shutdown signals. See init_linux.go for why
+// this split, rather than a reaper inside the agent, is what keeps exit
+// statuses of the agent's own children safe.
+package boot

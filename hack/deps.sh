@@ -1,0 +1,43 @@
+#!/usr/bin/env bash
+# Installs what building and testing vmbox needs on a Debian/Ubuntu machine.
+# Idempotent: packages already present are not fetched again.
+set -euo pipefail
+
+packages=(
+  qemu-system-x86     # the hypervisor for amd64 guests
+  qemu-system-arm     # the hypervisor for arm64 guests
+  qemu-utils
+  busybox-static      # test images are built from it
+  cpio                # checks the initramfs with an independent reader
+  e2fsprogs
+  docker-registry     # a real registry on loopback for pull tests
+  runc crun           # peers for the container start benchmark
+  skopeo umoci        # peers for the pull benchmark
+  msitools            # wixl/msiinfo for the Windows installer
+  zstd
+  iproute2            # network namespaces in tests
+  dpkg-dev            # dpkg-deb, to unpack the guest image's packages
+  ca-certificates
+)
+
+missing=()
+for p in "${packages[@]}"; do
+  if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed"; then
+    missing+=("$p")
+  fi
+done
+if [ "$(id -u)" -ne 0 ]; then
+  SUDO=sudo
+else
+  SUDO=
+fi
+# The guest image build fetches pinned packages with apt-get download, which
+# needs the package lists even when nothing is missing here.
+if ! compgen -G "/var/lib/apt/lists/*_Packages*" >/dev/null || [ ${#missing[@]} -gt 0 ]; then
+  $SUDO apt-get update -q
+fi
+if [ ${#missing[@]} -eq 0 ]; then
+  exit 0
+fi
+echo "installing: ${missing[*]}"
+DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -q --no-install-recommends "${missing[@]}"

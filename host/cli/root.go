@@ -1,0 +1,173 @@
+// Package cli implements the vmbox command line: one file per command. It
+// manages instances (start, stop, status, ...) through the instance store and
+// the per-instance host process, and forwards every guest and container
+// command to the agent over SSH.
+package cli
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+
+	"github.com/spf13/cobra"
+
+	"github.com/vmbox/vmbox/host/instance"
+	"github.com/vmbox/vmbox/host/sshclient"
+)
+
+// ExitError ends the CLI with a code and, when Message is set, one line on stderr.
+type ExitError struct {
+	Code    int
+	Message string
+}
+
+func (e *ExitError) Error() string { return e.Message }
+
+// app is the state every command shares: the selected instance or agent and
+// the process's streams.
+type app struct {
+	name   string // --name
+	host   string // --host: unix:///path of an agent to reach directly
+	stdin  io.Reader
+	stdout io.Writer
+	stderr io.Writer
+}
+
+// Execute runs the CLI with args and returns the process exit code.
+func Execute(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
+	a := &app{stdin: stdin, stdout: stdout, stderr: stderr}
+	root := a.rootCommand()
+	root.SetArgs(args)
+	root.SetIn(stdin)
+	root.SetOut(stdout)
+	root.SetErr(stderr)
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM)
+	defer stop()
+	err := root.ExecuteContext(ctx)
+	if err == nil {
+		return 0
+	}
+	var ee *ExitError
+	if errors.As(err, &ee) {
+		if ee.Message != "" {
+			fmt.Fprintln(stderr, "vmbox: "+ee.Message)
+		}
+		return ee.Code
+	}
+	var re *sshclient.RemoteError
+	if errors.As(err, &re) {
+		fmt.Fprintln(stderr, "vmbox: "+firstLine(re.Message))
+		return re.Code
+	}
+	fmt.Fprintln(stderr, "vmbox: "+firstLine(err.Error()))
+	return 1
+}
+
+func firstLine(s string) string {
+	s = strings.TrimSpace(s)
+	if i := strings.IndexByte(s, '\n'); i >= 0 {
+		return s[:i]
+	}
+	return s
+}
+
+func (a *app) rootCommand() *cobra.Command {
+	root := &cobra.Command{
+		Use:           "vmbox",
+		Short:         "Linux containers in a lightweight VM",
+		SilenceUsage:  true,
+		SilenceErrors: true,
+		// Flag errors are user errors: one line and exit 2 would differ from
+		// Docker, which exits 125 for its own usage errors.
+	}
+	root.SetFlagErrorFunc(func(c *cobra.Command, err error) error {
+		return &ExitError{Code: 125, Message: fmt.Sprintf("%v (see '%s --help')", err, c.CommandPath())}
+	})
+	root.PersistentFlags().StringVar(&a.name, "name", envOr("VMBOX_INSTANCE", instance.DefaultName), "instance to act on")
+	root.PersistentFlags().StringVar(&a.host, "host", os.Getenv("VMBOX_HOST"), "reach an agent directly (unix:///path/agent.sock) instead of an instance's VM")
+	for _, c := range []*cobra.Command{
+		a.startCommand(), a.stopCommand(), a.restartCommand(), a.statusCommand(), a.listCommand(),
+		a.deleteCommand(), a.createCommand(), a.shellCommand(), a.logsCommand(), a.versionCommand(),
+		a.hostprocCommand(),
+	} {
+		root.AddCommand(c)
+	}
+	return root
+}
+
+func envOr(key, def string) string {
+	if v := os.Getenv(key); v != "" {
+		return v
+	}
+	return def
+}
+
+func (a *app) store() (instance.Store, error) {
+	root, err := instance.DefaultRoot()
+	if err != nil {
+		return instance.Store{}, err
+	}
+	return instance.Store{Root: root}, nil
+}
+
+func (a *app) instance() (*instance.Instance, error) {
+	s, err := a.store()
+	if err != nil {
+		return nil, err
+	}
+	return s.Get(a.name)
+}
+
+// notRunning is the error for commands that need a running instance.
+func (a *app) notRunning() error {
+	return &ExitError{Code: 1, Message: fmt.Sprintf("instance %q is not running; start it with: vmbox start%s", a.name, a.nameFlag())}
+}
+
+func (a *app) nameFlag() string {
+	if a.name == instance.DefaultName {
+		return ""
+	}
+	return " --name " + a.name
+}
+
+// connect reaches the agent: directly with --host, else through the running
+// instance's host process.
+func (a *app) connect(ctx context.Context) (*sshclient.Client, error) {
+	inst, err := a.instance()
+	if errors.Is(err, instance.ErrNotExist) {
+		if a.host != "" {
+			return nil, fmt.Errorf("--host needs the keys of instance %q: create it with: vmbox create%s", a.name, a.nameFlag())
+		}
+		return nil, a.notRunning()
+	}
+	if err != nil {
+		return nil, err
+	}
+	keys, err := inst.Keys()
+	if err != nil {
+		return nil, err
+	}
+	socket := inst.Path(instance.SocketFile)
+	if a.host != "" {
+		p, ok := strings.CutPrefix(a.host, "unix://")
+		if !ok || p == "" {
+			return nil, &ExitError{Code: 125, Message: fmt.Sprintf("invalid --host %q: only unix:///path/to/agent.sock is supported", a.host)}
+		}
+		socket = p
+	} else if !instance.Held(inst.Path(instance.RunLockFile)) {
+		return nil, a.notRunning()
+	}
+	c, err := sshclient.Dial(ctx, socket, keys)
+	if err != nil {
+		if a.host != "" {
+			return nil, fmt.Errorf("cannot reach agent at %s: %w", a.host, err)
+		}
+		return nil, fmt.Errorf("instance %q is running but its agent does not answer (is it still starting?): %w", a.name, err)
+	}
+	return c, nil
+}

@@ -1,0 +1,62 @@
+package cli
+
+import (
+	"context"
+	"os"
+	"os/signal"
+
+	"golang.org/x/term"
+
+	"github.com/vmbox/vmbox/host/sshclient"
+)
+
+// streamOptions say how an operation's streams meet this process's.
+type streamOptions struct {
+	stdin bool // forward our stdin
+	tty   bool // ask for a terminal; puts ours in raw mode
+}
+
+// stream runs an operation with this process's streams attached and returns
+// its exit code. Without a terminal, signals this process receives are
+// forwarded to the remote process (Ctrl-C reaches the container); with one,
+// the terminal is raw, so Ctrl-C travels as a byte, and size changes follow.
+func (a *app) stream(ctx context.Context, c *sshclient.Client, op string, args any, o streamOptions) (int, error) {
+	st := sshclient.IO{Stdout: a.stdout, Stderr: a.stderr}
+	if o.stdin {
+		st.Stdin = a.stdin
+	}
+	if o.tty {
+		in, _ := a.stdin.(*os.File)
+		out, _ := a.stdout.(*os.File)
+		tty := &sshclient.TTY{Term: envOr("TERM", "xterm")}
+		if out != nil {
+			if w, h, err := term.GetSize(int(out.Fd())); err == nil {
+				tty.Size = sshclient.WindowSize{Rows: uint32(h), Cols: uint32(w)}
+			}
+			resize := make(chan sshclient.WindowSize, 1)
+			stop := watchResize(int(out.Fd()), resize)
+			defer stop()
+			tty.Resize = resize
+		}
+		if in != nil && term.IsTerminal(int(in.Fd())) {
+			if state, err := term.MakeRaw(int(in.Fd())); err == nil {
+				defer term.Restore(int(in.Fd()), state)
+			}
+		}
+		st.TTY = tty
+	} else {
+		sigs := make(chan os.Signal, 4)
+		signal.Notify(sigs, forwardedSignals...)
+		defer signal.Stop(sigs)
+		names := make(chan string, 4)
+		go func() {
+			for s := range sigs {
+				if n := sshSignalName(s); n != "" {
+					names <- n
+				}
+			}
+		}()
+		st.Signals = names
+	}
+	return c.Stream(ctx, op, args, st)
+}

@@ -1,0 +1,154 @@
+package cli
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"runtime"
+	"strconv"
+	"strings"
+	"time"
+
+	"golang.org/x/term"
+
+	"github.com/vmbox/vmbox/host/instance"
+)
+
+// parseSize reads sizes like "2GiB", "512m", "100G", "1073741824" (bytes
+// when no unit is given and defUnit is "", else defUnit). Units are binary,
+// as Docker's and Lima's are.
+func parseSize(s, defUnit string) (int64, error) {
+	s = strings.TrimSpace(s)
+	if s == "" {
+		return 0, errors.New("empty size")
+	}
+	i := len(s)
+	for i > 0 && (s[i-1] < '0' || s[i-1] > '9') {
+		i--
+	}
+	num, unit := s[:i], strings.ToLower(strings.TrimSpace(s[i:]))
+	if unit == "" {
+		unit = strings.ToLower(defUnit)
+	}
+	n, err := strconv.ParseFloat(num, 64)
+	if err != nil || n <= 0 {
+		return 0, fmt.Errorf("not a positive size")
+	}
+	mult := map[string]float64{
+		"": 1, "b": 1,
+		"k": 1 << 10, "kb": 1 << 10, "kib": 1 << 10,
+		"m": 1 << 20, "mb": 1 << 20, "mib": 1 << 20,
+		"g": 1 << 30, "gb": 1 << 30, "gib": 1 << 30,
+		"t": 1 << 40, "tb": 1 << 40, "tib": 1 << 40,
+	}[unit]
+	if mult == 0 {
+		return 0, fmt.Errorf("unknown unit %q (use b, k, m, g or t)", unit)
+	}
+	return int64(n * mult), nil
+}
+
+func formatMiB(mib int) string {
+	if mib%1024 == 0 {
+		return fmt.Sprintf("%dGiB", mib/1024)
+	}
+	return fmt.Sprintf("%dMiB", mib)
+}
+
+func formatBytes(n int64) string {
+	const unit = 1000
+	if n < unit {
+		return fmt.Sprintf("%dB", n)
+	}
+	div, exp := int64(unit), 0
+	for m := n / unit; m >= unit; m /= unit {
+		div *= unit
+		exp++
+	}
+	return fmt.Sprintf("%.3g%cB", float64(n)/float64(div), "kMGTPE"[exp])
+}
+
+func storeRoot(inst *instance.Instance) string { return filepath.Dir(inst.Dir) }
+
+func isTerminal(v any) bool {
+	f, ok := v.(*os.File)
+	return ok && term.IsTerminal(int(f.Fd()))
+}
+
+// progress shows a long wait: a live line on a terminal, plain lines otherwise.
+type progress struct {
+	w     io.Writer
+	what  string
+	tty   bool
+	shown bool
+	last  time.Time
+}
+
+func newProgress(w io.Writer, what string) *progress {
+	p := &progress{w: w, what: what, tty: isTerminal(w)}
+	if !p.tty {
+		fmt.Fprintln(w, what+"...")
+	}
+	return p
+}
+
+func (p *progress) update(elapsed time.Duration) {
+	if !p.tty || time.Since(p.last) < 100*time.Millisecond {
+		return
+	}
+	p.last = time.Now()
+	p.shown = true
+	fmt.Fprintf(p.w, "\r%s... %.1fs", p.what, elapsed.Seconds())
+}
+
+func (p *progress) clear() {
+	if p.tty && p.shown {
+		fmt.Fprint(p.w, "\r\033[K")
+		p.shown = false
+	}
+}
+
+func (p *progress) finish(msg string) {
+	p.clear()
+	fmt.Fprintln(p.w, msg)
+}
+
+func (p *progress) fail() { p.clear() }
+func (p *progress) done() { p.clear() }
+
+// findImage locates the guest image for arch: $VMBOX_IMAGE_DIR, then
+// ../share/vmbox/<arch> next to the binary (installed layout), then
+// ../build/image/<arch> (a source checkout's bin/).
+func findImage(arch string) (string, error) {
+	var candidates []string
+	if d := os.Getenv("VMBOX_IMAGE_DIR"); d != "" {
+		candidates = append(candidates, d)
+	}
+	if exe, err := os.Executable(); err == nil {
+		if real, err := filepath.EvalSymlinks(exe); err == nil {
+			exe = real
+		}
+		dir := filepath.Dir(exe)
+		candidates = append(candidates,
+			filepath.Join(dir, "..", "share", "vmbox", arch),
+			filepath.Join(dir, "..", "build", "image", arch))
+	}
+	for _, d := range candidates {
+		if _, err := os.Stat(filepath.Join(d, "kernel")); err == nil {
+			if _, err := os.Stat(filepath.Join(d, "initrd.img")); err == nil {
+				return filepath.Clean(d), nil
+			}
+		}
+	}
+	return "", fmt.Errorf("no guest image for %s found (looked in %s); build it with: make image", arch, strings.Join(candidates, ", "))
+}
+
+func defaultDriver() string {
+	if runtime.GOOS == "darwin" {
+		if d, err := newDriver("vz", runtime.GOARCH); err == nil && d.Available() == nil {
+			return "vz"
+		}
+	}
+	return "qemu"
+}

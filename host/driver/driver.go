@@ -1,0 +1,51 @@
+// Package driver defines how the per-instance host process boots and stops a
+// virtual machine, independent of the hypervisor. Implementations live in
+// subpackages: qemu (every host OS) and vz (macOS Virtualization.framework).
+package driver
+
+import (
+	"context"
+	"net"
+)
+
+// Spec is everything a driver needs to boot one instance's VM.
+type Spec struct {
+	Name      string // instance name, used in the guest's hostname
+	Dir       string // instance directory; drivers keep their sockets and pid files here
+	Arch      string // guest architecture, GOARCH spelling: amd64 or arm64
+	CPUs      int
+	MemoryMiB int
+	Kernel    string   // path of the bootable kernel (PVH vmlinux on x86, Image on arm64)
+	Initrds   []string // initramfs images, concatenated in order (base image, then per-instance config)
+	Cmdline   []string // extra kernel command line words, added to the driver's own
+	DataDisk  string   // raw disk image attached as the guest's data disk
+	Console   string   // file that receives the guest console
+}
+
+// Driver boots VMs of one kind.
+type Driver interface {
+	// Name is the driver's name as users select it ("qemu", "vz").
+	Name() string
+	// Available reports why the driver cannot run on this host, or nil.
+	Available() error
+	// Start boots the VM and returns once the hypervisor is running (not when
+	// the guest is ready). Cancelling ctx after Start has returned does not
+	// stop the VM.
+	Start(ctx context.Context, spec Spec) (VM, error)
+}
+
+// VM is one running virtual machine.
+type VM interface {
+	// DialAgent opens a byte stream to the guest agent's SSH service. On a
+	// single-stream transport (virtio-serial) only one stream may be open at
+	// a time; callers hold one SSH connection and multiplex channels on it.
+	DialAgent(ctx context.Context) (net.Conn, error)
+	// Wait blocks until the VM has exited and returns why.
+	Wait() error
+	// Kill stops the VM at once, without asking the guest.
+	Kill() error
+	// Pid is the hypervisor's process ID, or 0 when the VM runs in this process.
+	Pid() int
+	// Accelerator names what runs the guest's CPUs ("kvm", "hvf", "whpx", "tcg", "vz").
+	Accelerator() string
+}

@@ -1,0 +1,145 @@
+package hostproc
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"net"
+	"sync"
+
+	"golang.org/x/crypto/ssh"
+)
+
+// Relay serves CLI connections on a Unix socket and relays each of their
+// SSH channels onto the one SSH connection the host process holds to the
+// agent. The virtio-serial transport carries a single stream, so every CLI
+// invocation shares that connection; the relay is what multiplexes them.
+type Relay struct {
+	config   *ssh.ServerConfig
+	upstream ssh.Conn
+}
+
+// NewRelay makes a relay that presents hostKey (the agent's own, so clients
+// verify the same key whether they reach the agent directly or not) and
+// admits only authorized.
+func NewRelay(hostKey ssh.Signer, authorized ssh.PublicKey, upstream ssh.Conn) *Relay {
+	want := string(authorized.Marshal())
+	cfg := &ssh.ServerConfig{
+		PublicKeyCallback: func(meta ssh.ConnMetadata, key ssh.PublicKey) (*ssh.Permissions, error) {
+			if string(key.Marshal()) == want {
+				return &ssh.Permissions{}, nil
+			}
+			return nil, fmt.Errorf("key %s is not authorized", ssh.FingerprintSHA256(key))
+		},
+	}
+	cfg.AddHostKey(hostKey)
+	return &Relay{config: cfg, upstream: upstream}
+}
+
+// Serve accepts clients until ctx ends or l fails.
+func (r *Relay) Serve(ctx context.Context, l net.Listener) error {
+	go func() {
+		<-ctx.Done()
+		l.Close()
+	}()
+	for {
+		c, err := l.Accept()
+		if err != nil {
+			if ctx.Err() != nil {
+				return nil
+			}
+			return fmt.Errorf("accept: %w", err)
+		}
+		go r.serveConn(ctx, c)
+	}
+}
+
+func (r *Relay) serveConn(ctx context.Context, c net.Conn) {
+	defer c.Close()
+	conn, chans, reqs, err := ssh.NewServerConn(c, r.config)
+	if err != nil {
+		return
+	}
+	defer conn.Close()
+	stop := context.AfterFunc(ctx, func() { conn.Close() })
+	defer stop()
+	go func() {
+		for req := range reqs {
+			ok, payload, err := r.upstream.SendRequest(req.Type, req.WantReply, req.Payload)
+			if req.WantReply {
+				req.Reply(ok && err == nil, payload)
+			}
+		}
+	}()
+	for nc := range chans {
+		go r.relayChannel(nc)
+	}
+}
+
+func (r *Relay) relayChannel(nc ssh.NewChannel) {
+	up, upReqs, err := r.upstream.OpenChannel(nc.ChannelType(), nc.ExtraData())
+	if err != nil {
+		reason, msg := ssh.ConnectionFailed, err.Error()
+		if oce, ok := err.(*ssh.OpenChannelError); ok {
+			reason, msg = oce.Reason, oce.Message
+		}
+		nc.Reject(reason, msg)
+		return
+	}
+	down, downReqs, err := nc.Accept()
+	if err != nil {
+		up.Close()
+		return
+	}
+	Splice(down, downReqs, up, upReqs)
+}
+
+// Splice joins two SSH channels: data, extended data, EOF and requests flow
+// both ways until either side closes. A status request ("exit-status",
+// "exit-signal") from b is forwarded only after all of b's output has been
+// copied to a, so the client sees every byte before the exit code.
+func Splice(a ssh.Channel, aReqs <-chan *ssh.Request, b ssh.Channel, bReqs <-chan *ssh.Request) {
+	// EOF covers both streams of a direction, so it is sent only once
+	// both have been copied.
+	pipe := func(dst, src ssh.Channel) *sync.WaitGroup {
+		var wg sync.WaitGroup
+		wg.Add(2)
+		go func() {
+			defer wg.Done()
+			io.Copy(dst, src)
+		}()
+		go func() {
+			defer wg.Done()
+			io.Copy(dst.Stderr(), src.Stderr())
+		}()
+		go func() {
+			wg.Wait()
+			dst.CloseWrite()
+		}()
+		return &wg
+	}
+	bOutput := pipe(a, b)
+	pipe(b, a)
+
+	go func() {
+		for req := range aReqs {
+			ok, _ := b.SendRequest(req.Type, req.WantReply, req.Payload)
+			if req.WantReply {
+				req.Reply(ok, nil)
+			}
+		}
+		// a closed: the client went away, which the far side must see.
+		b.Close()
+	}()
+	for req := range bReqs {
+		if req.Type == "exit-status" || req.Type == "exit-signal" {
+			bOutput.Wait()
+		}
+		ok, _ := a.SendRequest(req.Type, req.WantReply, req.Payload)
+		if req.WantReply {
+			req.Reply(ok, nil)
+		}
+	}
+	bOutput.Wait()
+	a.Close()
+}
