@@ -90,10 +90,12 @@ func fail(s *Session, err error) int {
 	return api.ExitEngineError
 }
 
+const guestPath = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+
 // shellEnv is the environment of guest shells: the agent's own is PID 1's,
 // which is nearly empty.
 func shellEnv(s *Session, extra []string) []string {
-	env := []string{"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "HOME=/root", "USER=root", "SHELL=/bin/sh"}
+	env := []string{"PATH=" + guestPath, "HOME=/root", "USER=root", "SHELL=/bin/sh"}
 	if s.PTY != nil {
 		term := s.PTY.Term
 		if term == "" {

@@ -20,6 +20,9 @@ import (
 // runGuest boots the guest and serves the host until shutdown.
 func runGuest(log *slog.Logger) error {
 	ctx := context.Background()
+	// The kernel starts init with almost no environment; commands the
+	// agent runs (shell, mke2fs) are found on the usual PATH.
+	os.Setenv("PATH", guestPath)
 	cfg, err := boot.LoadInstanceConfig(boot.InstanceConfigPath)
 	if err != nil {
 		return err
@@ -33,6 +36,7 @@ func runGuest(log *slog.Logger) error {
 		return fmt.Errorf("boot: %w", err)
 	}
 	defer sys.Close()
+	log.Info("booted", "timings", sys.Timings().String())
 	shutdown := make(chan struct{})
 	a := &Agent{Log: log, Shutdown: func() { close(shutdown) }}
 	// The data disk may still be formatting; operations that need the

@@ -141,6 +141,8 @@ type RunArgs struct {
 	Config ContainerConfig `json:"config"`
 	// Detach returns the container ID on stdout once it has started.
 	Detach bool `json:"detach,omitempty"`
+	// Auth is the registry credential for pulling a missing image.
+	Auth *RegistryAuth `json:"auth,omitempty"`
 }
 
 // CreateArgs is OpCreate.

@@ -94,6 +94,8 @@ func (a *app) rootCommand() *cobra.Command {
 		a.startCommand(), a.stopCommand(), a.restartCommand(), a.statusCommand(), a.listCommand(),
 		a.deleteCommand(), a.createCommand(), a.shellCommand(), a.logsCommand(), a.versionCommand(),
 		a.hostprocCommand(),
+		a.runCommand(), a.psCommand(), a.execCommand(), a.killCommand(), a.rmCommand(), a.inspectCommand(),
+		a.imagesCommand(), a.pullCommand(), a.rmiCommand(), a.loadCommand(), a.saveCommand(),
 	} {
 		root.AddCommand(c)
 	}

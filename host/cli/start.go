@@ -30,16 +30,24 @@ type startOptions struct {
 func (a *app) startCommand() *cobra.Command {
 	var o startOptions
 	c := &cobra.Command{
-		Use:   "start [flags]",
-		Short: "Start the VM (creating the instance on first use)",
-		Args:  cobra.NoArgs,
+		Use:   "start [flags] [CONTAINER...]",
+		Short: "Start the VM (creating the instance on first use), or start stopped containers",
 		RunE: func(cmd *cobra.Command, args []string) error {
+			if len(args) > 0 {
+				return a.startContainers(cmd.Context(), args)
+			}
 			return a.startInstance(cmd.Context(), o, cmd.Flags().Changed)
 		},
 	}
 	addInstanceFlags(c, &o)
 	c.Flags().DurationVar(&o.timeout, "timeout", 5*time.Minute, "how long to wait for the guest to answer")
 	return c
+}
+
+// defaultStartOptions are start's flag defaults, for starts the user did not
+// ask for with flags (vmbox run on a stopped instance).
+func defaultStartOptions() startOptions {
+	return startOptions{cpus: instance.DefaultCPUs, memory: "2GiB", disk: "100GiB", arch: runtime.GOARCH, timeout: 5 * time.Minute}
 }
 
 func addInstanceFlags(c *cobra.Command, o *startOptions) {

@@ -19,11 +19,14 @@ import (
 
 func (a *app) stopCommand() *cobra.Command {
 	var timeout time.Duration
+	var containerTimeout int
 	c := &cobra.Command{
-		Use:   "stop [flags]",
-		Short: "Stop the VM: gracefully through the agent, then forcibly after a timeout",
-		Args:  cobra.NoArgs,
+		Use:   "stop [flags] [CONTAINER...]",
+		Short: "Stop the VM (gracefully through the agent, then forcibly), or stop containers",
 		RunE: func(cmd *cobra.Command, args []string) error {
+			if len(args) > 0 {
+				return a.stopContainers(cmd.Context(), args, containerTimeout)
+			}
 			inst, err := a.instance()
 			if err != nil {
 				return err
@@ -45,7 +48,8 @@ func (a *app) stopCommand() *cobra.Command {
 			return nil
 		},
 	}
-	c.Flags().DurationVar(&timeout, "timeout", 30*time.Second, "how long to wait for a graceful shutdown before forcing it")
+	c.Flags().DurationVar(&timeout, "timeout", 30*time.Second, "VM: how long to wait for a graceful shutdown before forcing it")
+	c.Flags().IntVarP(&containerTimeout, "time", "t", -1, "containers: seconds to wait before killing (default 10)")
 	return c
 }
 

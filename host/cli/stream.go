@@ -60,3 +60,13 @@ func (a *app) stream(ctx context.Context, c *sshclient.Client, op string, args a
 	}
 	return c.Stream(ctx, op, args, st)
 }
+
+// terminalSize is this process's terminal size as [rows, cols], or zeros.
+func terminalSize() [2]uint {
+	for _, f := range []*os.File{os.Stdout, os.Stdin, os.Stderr} {
+		if w, h, err := term.GetSize(int(f.Fd())); err == nil {
+			return [2]uint{uint(h), uint(w)}
+		}
+	}
+	return [2]uint{}
+}

@@ -28,6 +28,13 @@ type Driver interface {
 	Name() string
 	// Available reports why the driver cannot run on this host, or nil.
 	Available() error
+	// GuestModules lists the kernel modules a guest of arch must load to
+	// reach the devices this driver gives it: the machine's virtio
+	// transport (virtio-mmio or virtio-pci), the agent's channel, network,
+	// disk and entropy. Dependencies are implied. The host passes them in
+	// the guest's instance configuration (boot.InstanceConfig.Modules),
+	// which it writes before Start.
+	GuestModules(arch string) []string
 	// Start boots the VM and returns once the hypervisor is running (not when
 	// the guest is ready). Cancelling ctx after Start has returned does not
 	// stop the VM.

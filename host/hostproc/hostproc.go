@@ -99,7 +99,7 @@ func Run(ctx context.Context, o Options) (err error) {
 	}
 	started := time.Now()
 	instanceInitrd := inst.Path(instance.InstanceCPIO)
-	if err := WriteInstanceInitrd(instanceInitrd, inst, keys, started); err != nil {
+	if err := WriteInstanceInitrd(instanceInitrd, inst, keys, o.Driver.GuestModules(inst.Config.Arch), started); err != nil {
 		return err
 	}
 	spec := driver.Spec{
@@ -227,7 +227,7 @@ func connectAgent(ctx context.Context, vm driver.VM, keys *instance.Keys, vmDone
 // WriteInstanceInitrd writes the per-instance initramfs that the guest's
 // base image is booted with: the agent's configuration, including the keys
 // that let host and guest trust each other without a first-use prompt.
-func WriteInstanceInitrd(path string, inst *instance.Instance, keys *instance.Keys, now time.Time) error {
+func WriteInstanceInitrd(path string, inst *instance.Instance, keys *instance.Keys, modules []string, now time.Time) error {
 	cfg := boot.InstanceConfig{
 		Version:          boot.ConfigVersion,
 		Name:             inst.Config.Name,
@@ -237,6 +237,7 @@ func WriteInstanceInitrd(path string, inst *instance.Instance, keys *instance.Ke
 		BootTimeUnixNano: now.UnixNano(),
 		Network:          boot.NetworkConfig{Mode: boot.NetworkStatic},
 		DataDisk:         boot.DataDiskConfig{Required: true},
+		Modules:          modules,
 		CPUs:             inst.Config.CPUs,
 	}
 	if err := cfg.Validate(); err != nil {

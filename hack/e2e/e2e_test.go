@@ -1,0 +1,308 @@
+// Package e2e holds the end-to-end tests: they build the vmbox binaries,
+// boot real VMs from the built guest image under QEMU (TCG on machines
+// without KVM), and drive them through the CLI as a user would.
+package e2e
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// env is one test's view of vmbox: its binary, image and VMBOX_HOME.
+type env struct {
+	t     *testing.T
+	bin   string
+	home  string
+	image string
+	extra []string
+}
+
+var builtBinary string
+
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "vmbox-e2e-bin")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	builtBinary = filepath.Join(dir, "vmbox")
+	for _, b := range []string{"vmbox", "vmbox-agent"} {
+		build := exec.Command("go", "build", "-o", filepath.Join(dir, b), "github.com/vmbox/vmbox/cmd/"+b)
+		build.Env = append(os.Environ(), "CGO_ENABLED=0")
+		if out, err := build.CombinedOutput(); err != nil {
+			fmt.Fprintf(os.Stderr, "build %s: %v\n%s", b, err, out)
+			os.Exit(1)
+		}
+	}
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+func repoRoot() string {
+	_, file, _, _ := runtime.Caller(0)
+	return filepath.Join(filepath.Dir(file), "..", "..")
+}
+
+// imageDir is the built guest image, or "" when it has not been built.
+func imageDir() string {
+	d := os.Getenv("VMBOX_IMAGE_DIR")
+	if d == "" {
+		d = filepath.Join(repoRoot(), "build", "image", runtime.GOARCH)
+	}
+	if _, err := os.Stat(filepath.Join(d, "kernel")); err != nil {
+		return ""
+	}
+	return d
+}
+
+func newEnv(t *testing.T) *env {
+	t.Helper()
+	img := imageDir()
+	if img == "" {
+		t.Skip("no guest image: run `make image` first (CI always builds it)")
+	}
+	if _, err := exec.LookPath("qemu-system-x86_64"); err != nil && runtime.GOARCH == "amd64" {
+		t.Skip("qemu-system-x86_64 is not installed (make deps installs it)")
+	}
+	e := newEnvNoVM(t)
+	e.image = img
+	return e
+}
+
+// newEnvNoVM is an environment for tests that need no guest image.
+func newEnvNoVM(t *testing.T) *env {
+	t.Helper()
+	// A short home keeps Unix socket paths under the 108-byte limit.
+	home, err := os.MkdirTemp("", "vmbox-e2e")
+	if err != nil {
+		t.Fatal(err)
+	}
+	e := &env{t: t, bin: builtBinary, home: home}
+	t.Cleanup(func() {
+		// Never leave a VM behind, whatever the test did.
+		if insts, _ := os.ReadDir(home); insts != nil {
+			for _, i := range insts {
+				e.run("delete", "--name", i.Name(), "--timeout", "5s")
+			}
+		}
+		os.RemoveAll(home)
+	})
+	return e
+}
+
+type result struct {
+	code           int
+	stdout, stderr string
+}
+
+func (r result) String() string {
+	return fmt.Sprintf("exit %d\nstdout: %s\nstderr: %s", r.code, r.stdout, r.stderr)
+}
+
+func (e *env) cmd(ctx context.Context, args ...string) *exec.Cmd {
+	c := exec.CommandContext(ctx, e.bin, args...)
+	c.Env = append(os.Environ(), "VMBOX_HOME="+e.home, "VMBOX_IMAGE_DIR="+e.image)
+	c.Env = append(c.Env, e.extra...)
+	return c
+}
+
+func (e *env) run(args ...string) result {
+	return e.runStdin("", args...)
+}
+
+func (e *env) runStdin(stdin string, args ...string) result {
+	ctx, cancel := context.WithTimeout(context.Background(), 6*time.Minute)
+	defer cancel()
+	c := e.cmd(ctx, args...)
+	var out, errb bytes.Buffer
+	c.Stdout, c.Stderr = &out, &errb
+	c.Stdin = strings.NewReader(stdin)
+	err := c.Run()
+	code := 0
+	if ee, ok := err.(*exec.ExitError); ok {
+		code = ee.ExitCode()
+	} else if err != nil {
+		e.t.Fatalf("run vmbox %v: %v", args, err)
+	}
+	return result{code: code, stdout: out.String(), stderr: errb.String()}
+}
+
+// must runs vmbox and fails the test unless it exits 0.
+func (e *env) must(args ...string) result {
+	e.t.Helper()
+	r := e.run(args...)
+	if r.code != 0 {
+		e.t.Fatalf("vmbox %s: %s\nconsole log tail:\n%s", strings.Join(args, " "), r, e.consoleTail(args))
+	}
+	return r
+}
+
+func (e *env) consoleTail(args []string) string {
+	name := "default"
+	for i, a := range args {
+		if a == "--name" && i+1 < len(args) {
+			name = args[i+1]
+		}
+	}
+	b, _ := os.ReadFile(filepath.Join(e.home, name, "console.log"))
+	h, _ := os.ReadFile(filepath.Join(e.home, name, "hostproc.log"))
+	tail := func(b []byte) string {
+		if len(b) > 3000 {
+			b = b[len(b)-3000:]
+		}
+		return string(b)
+	}
+	return tail(b) + "\nhost process log:\n" + tail(h)
+}
+
+type status struct {
+	Name      string `json:"name"`
+	State     string `json:"state"`
+	Driver    string `json:"driver"`
+	Arch      string `json:"arch"`
+	CPUs      int    `json:"cpus"`
+	MemoryMiB int    `json:"memoryMiB"`
+	DiskGiB   int    `json:"diskGiB"`
+}
+
+func (e *env) status(name string) status {
+	e.t.Helper()
+	r := e.must("status", "--name", name, "--format", "json")
+	var s status
+	if err := json.Unmarshal([]byte(r.stdout), &s); err != nil {
+		e.t.Fatalf("status json: %v\n%s", err, r.stdout)
+	}
+	return s
+}
+
+func (e *env) bootInfo(name string) (hostPid, hvPid int) {
+	e.t.Helper()
+	b, err := os.ReadFile(filepath.Join(e.home, name, "boot.json"))
+	if err != nil {
+		e.t.Fatalf("boot marker: %v", err)
+	}
+	var bi struct {
+		Pid           int `json:"pid"`
+		HypervisorPid int `json:"hypervisorPid"`
+	}
+	json.Unmarshal(b, &bi)
+	return bi.Pid, bi.HypervisorPid
+}
+
+// waitState polls status until the instance reaches state.
+func (e *env) waitState(name, state string) {
+	e.t.Helper()
+	deadline := time.Now().Add(60 * time.Second)
+	for time.Now().Before(deadline) {
+		if e.status(name).State == state {
+			return
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	e.t.Fatalf("instance %s never became %s", name, state)
+}
+
+func TestVMLifecycle(t *testing.T) {
+	e := newEnv(t)
+	const name = "life"
+	r := e.must("start", "--name", name, "--cpus", "2", "--memory", "1GiB", "--disk", "4GiB")
+	if !strings.Contains(r.stderr+r.stdout, "running") {
+		t.Errorf("start said: %s", r)
+	}
+	if r := e.must("start", "--name", name); !strings.Contains(r.stdout, "already running") {
+		t.Errorf("second start: %s", r)
+	}
+	s := e.status(name)
+	if s.State != "running" || s.CPUs != 2 || s.MemoryMiB != 1024 || s.DiskGiB != 4 || s.Driver != "qemu" || s.Arch != runtime.GOARCH {
+		t.Errorf("status: %+v", s)
+	}
+
+	v := e.must("version", "--name", name).stdout
+	for _, want := range []string{
+		"Client:", "OS/Arch:      " + runtime.GOOS + "/" + runtime.GOARCH, "Context:      " + name,
+		"Server: vmbox (" + name + ")", "OS/Arch:     linux/" + runtime.GOARCH, "Kernel:      6.",
+	} {
+		if !strings.Contains(v, want) {
+			t.Errorf("version output lacks %q:\n%s", want, v)
+		}
+	}
+	if out := e.must("shell", "--name", name, "--", "uname", "-s").stdout; out != "Linux\n" {
+		t.Errorf("uname -s = %q", out)
+	}
+	if r := e.run("shell", "--name", name, "--", "sh", "-c", "echo to-err >&2; exit 7"); r.code != 7 || r.stderr != "to-err\n" {
+		t.Errorf("shell exit code / stderr: %s", r)
+	}
+	if out := e.runStdin("piped\n", "shell", "--name", name, "--", "cat").stdout; out != "piped\n" {
+		t.Errorf("stdin through shell: %q", out)
+	}
+
+	// Data on the data disk survives a stop and start.
+	e.must("shell", "--name", name, "--", "sh", "-c", "echo kept > /var/lib/vmbox/marker && sync")
+	e.must("stop", "--name", name)
+	if s := e.status(name); s.State != "stopped" {
+		t.Fatalf("after stop: %+v", s)
+	}
+	if r := e.run("version", "--name", name); r.code != 1 || !strings.Contains(r.stdout, "Client:") || !strings.Contains(r.stderr, "vmbox start") {
+		t.Errorf("version of a stopped instance: %s", r)
+	}
+	e.must("start", "--name", name)
+	if out := e.must("shell", "--name", name, "--", "cat", "/var/lib/vmbox/marker").stdout; out != "kept\n" {
+		t.Errorf("marker after restart = %q", out)
+	}
+
+	e.must("delete", "--name", name)
+	if _, err := os.Stat(filepath.Join(e.home, name)); !os.IsNotExist(err) {
+		t.Errorf("instance directory still there after delete: %v", err)
+	}
+}
+
+func TestVMFaults(t *testing.T) {
+	e := newEnv(t)
+	const name = "faults"
+	e.must("start", "--name", name, "--memory", "1GiB", "--disk", "2GiB")
+
+	// kill -9 of the hypervisor: the instance is stopped, and starts again.
+	_, hv := e.bootInfo(name)
+	if hv <= 0 {
+		t.Fatal("no hypervisor pid recorded")
+	}
+	syscall.Kill(hv, syscall.SIGKILL)
+	e.waitState(name, "stopped")
+	e.must("start", "--name", name)
+	if out := e.must("shell", "--name", name, "--", "echo", "back").stdout; out != "back\n" {
+		t.Errorf("after restart: %q", out)
+	}
+
+	// kill -9 of the host process leaves its pid file and socket behind;
+	// they must not block the next start.
+	host, _ := e.bootInfo(name)
+	syscall.Kill(host, syscall.SIGKILL)
+	e.waitState(name, "stopped")
+	for _, f := range []string{"hostproc.pid", "vmbox.sock"} {
+		if _, err := os.Stat(filepath.Join(e.home, name, f)); err != nil {
+			t.Logf("note: %s not left behind (%v)", f, err)
+		}
+	}
+	e.must("start", "--name", name)
+	e.must("stop", "--name", name)
+}
+
+func TestMissingQEMUNamesThePackage(t *testing.T) {
+	e := newEnv(t)
+	e.extra = []string{"VMBOX_QEMU=/nonexistent/qemu-system-x86_64"}
+	r := e.run("start", "--name", "noqemu")
+	if r.code == 0 || strings.Count(strings.TrimSpace(r.stderr), "\n") != 0 || !strings.Contains(r.stderr, "qemu-system") {
+		t.Fatalf("want one line naming the package: %s", r)
+	}
+}

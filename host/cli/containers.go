@@ -1,0 +1,237 @@
+package cli
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/vmbox/vmbox/guest/api"
+)
+
+// call connects and runs one operation that answers with JSON.
+func (a *app) call(ctx context.Context, op string, args, reply any) error {
+	c, err := a.connect(ctx)
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	return c.Call(ctx, op, args, reply)
+}
+
+// eachContainer runs op for every named container, printing each name as
+// Docker does, and fails (after trying all) if any failed.
+func (a *app) eachContainer(ctx context.Context, names []string, op func(name string) error) error {
+	failed := 0
+	for _, n := range names {
+		if err := op(n); err != nil {
+			fmt.Fprintln(a.stderr, "vmbox: "+firstLine(err.Error()))
+			failed++
+			continue
+		}
+		fmt.Fprintln(a.stdout, n)
+	}
+	if failed > 0 {
+		return &ExitError{Code: 1}
+	}
+	return nil
+}
+
+func (a *app) psCommand() *cobra.Command {
+	var all, quiet bool
+	var format string
+	c := &cobra.Command{
+		Use:   "ps [flags]",
+		Short: "List containers",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if err := checkFormat(format); err != nil {
+				return err
+			}
+			var list []api.ContainerSummary
+			if err := a.call(cmd.Context(), api.OpPs, api.PsArgs{All: all}, &list); err != nil {
+				return err
+			}
+			if format == "json" {
+				return writeJSON(a.stdout, list)
+			}
+			if quiet {
+				for _, c := range list {
+					fmt.Fprintln(a.stdout, shortID(c.ID))
+				}
+				return nil
+			}
+			tw := tabwriter.NewWriter(a.stdout, 0, 8, 3, ' ', 0)
+			fmt.Fprintln(tw, "CONTAINER ID\tIMAGE\tCOMMAND\tCREATED\tSTATUS\tNAMES")
+			for _, c := range list {
+				names := make([]string, len(c.Names))
+				for i, n := range c.Names {
+					names[i] = strings.TrimPrefix(n, "/")
+				}
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%s ago\t%s\t%s\n", shortID(c.ID), c.Image, quoteCommand(c.Command),
+					humanDuration(time.Since(time.Unix(c.Created, 0))), c.Status, strings.Join(names, ","))
+			}
+			return tw.Flush()
+		},
+	}
+	c.Flags().BoolVarP(&all, "all", "a", false, "show all containers, not only running ones")
+	c.Flags().BoolVarP(&quiet, "quiet", "q", false, "only show IDs")
+	c.Flags().StringVar(&format, "format", "table", "output format: table or json")
+	return c
+}
+
+func shortID(id string) string {
+	id = strings.TrimPrefix(id, "sha256:")
+	if len(id) > 12 {
+		return id[:12]
+	}
+	return id
+}
+
+func quoteCommand(c string) string {
+	if len(c) > 20 {
+		c = c[:19] + "…"
+	}
+	return `"` + c + `"`
+}
+
+func (a *app) execCommand() *cobra.Command {
+	var interactive, tty, privileged bool
+	var env []string
+	var workdir, user string
+	c := &cobra.Command{
+		Use:   "exec [flags] CONTAINER COMMAND [ARG...]",
+		Short: "Run a command in a running container",
+		Args:  cobra.MinimumNArgs(2),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			envv, err := collectEnv(nil, env)
+			if err != nil {
+				return err
+			}
+			c, err := a.connect(cmd.Context())
+			if err != nil {
+				return err
+			}
+			defer c.Close()
+			x := api.ExecArgs{Container: args[0], Cmd: args[1:], Env: envv, WorkingDir: workdir, User: user,
+				Tty: tty, OpenStdin: interactive, Privileged: privileged}
+			if tty {
+				x.ConsoleSize = terminalSize()
+			}
+			code, err := a.stream(cmd.Context(), c, api.OpExec, x, streamOptions{stdin: interactive, tty: tty})
+			if err != nil {
+				return err
+			}
+			if code != 0 {
+				return &ExitError{Code: code}
+			}
+			return nil
+		},
+	}
+	c.Flags().SetInterspersed(false)
+	c.Flags().BoolVarP(&interactive, "interactive", "i", false, "keep stdin open and forward it")
+	c.Flags().BoolVarP(&tty, "tty", "t", false, "allocate a terminal")
+	c.Flags().BoolVar(&privileged, "privileged", false, "give the command all capabilities")
+	c.Flags().StringArrayVarP(&env, "env", "e", nil, "set environment variables")
+	c.Flags().StringVarP(&workdir, "workdir", "w", "", "working directory")
+	c.Flags().StringVarP(&user, "user", "u", "", "user (name|uid[:group|gid])")
+	return c
+}
+
+func (a *app) killCommand() *cobra.Command {
+	var signal string
+	c := &cobra.Command{
+		Use:   "kill [flags] CONTAINER...",
+		Short: "Send a signal (KILL by default) to containers",
+		Args:  cobra.MinimumNArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			cl, err := a.connect(cmd.Context())
+			if err != nil {
+				return err
+			}
+			defer cl.Close()
+			return a.eachContainer(cmd.Context(), args, func(n string) error {
+				return cl.Call(cmd.Context(), api.OpKill, api.KillArgs{Container: n, Signal: signal}, nil)
+			})
+		},
+	}
+	c.Flags().StringVarP(&signal, "signal", "s", "KILL", "signal to send")
+	return c
+}
+
+func (a *app) rmCommand() *cobra.Command {
+	var force bool
+	c := &cobra.Command{
+		Use:   "rm [flags] CONTAINER...",
+		Short: "Remove containers",
+		Args:  cobra.MinimumNArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			cl, err := a.connect(cmd.Context())
+			if err != nil {
+				return err
+			}
+			defer cl.Close()
+			return a.eachContainer(cmd.Context(), args, func(n string) error {
+				return cl.Call(cmd.Context(), api.OpRm, api.RmArgs{Container: n, Force: force}, nil)
+			})
+		},
+	}
+	c.Flags().BoolVarP(&force, "force", "f", false, "kill a running container first")
+	return c
+}
+
+// stopContainers is `vmbox stop CONTAINER...` (stop without arguments stops the VM).
+func (a *app) stopContainers(ctx context.Context, names []string, timeout int) error {
+	cl, err := a.connect(ctx)
+	if err != nil {
+		return err
+	}
+	defer cl.Close()
+	return a.eachContainer(ctx, names, func(n string) error {
+		return cl.Call(ctx, api.OpStop, api.StopArgs{Container: n, Timeout: timeout}, nil)
+	})
+}
+
+// startContainers is `vmbox start CONTAINER...` (start without arguments starts the VM).
+func (a *app) startContainers(ctx context.Context, names []string) error {
+	cl, err := a.connect(ctx)
+	if err != nil {
+		return err
+	}
+	defer cl.Close()
+	return a.eachContainer(ctx, names, func(n string) error {
+		return cl.Call(ctx, api.OpStart, api.ContainerArgs{Container: n}, nil)
+	})
+}
+
+func (a *app) inspectCommand() *cobra.Command {
+	var typ string
+	c := &cobra.Command{
+		Use:   "inspect [flags] NAME...",
+		Short: "Show low-level information on containers or images as JSON",
+		Args:  cobra.MinimumNArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if typ != "" && typ != "container" && typ != "image" {
+				return usageError("invalid --type %q: use container or image", typ)
+			}
+			c, err := a.connect(cmd.Context())
+			if err != nil {
+				return err
+			}
+			defer c.Close()
+			code, err := a.stream(cmd.Context(), c, api.OpInspect, api.InspectArgs{Names: args, Type: typ}, streamOptions{})
+			if err != nil {
+				return err
+			}
+			if code != 0 {
+				return &ExitError{Code: code}
+			}
+			return nil
+		},
+	}
+	c.Flags().StringVar(&typ, "type", "", "container or image")
+	return c
+}

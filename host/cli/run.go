@@ -1,0 +1,212 @@
+package cli
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"os"
+	"strings"
+
+	"github.com/spf13/cobra"
+
+	"github.com/vmbox/vmbox/guest/api"
+	"github.com/vmbox/vmbox/host/sshclient"
+)
+
+type runFlags struct {
+	name, workdir, user, hostname, memory, cpus, network, entrypoint, pull, platform string
+	rm, detach, interactive, tty, privileged, readOnly, noStart                      bool
+	env, envFiles                                                                    []string
+	pidsLimit                                                                        int64
+}
+
+func (a *app) runCommand() *cobra.Command {
+	var f runFlags
+	c := &cobra.Command{
+		Use:   "run [flags] IMAGE [COMMAND [ARG...]]",
+		Short: "Run a command in a new container",
+		Args:  cobra.MinimumNArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			cfg, err := f.config(args, cmd.Flags().Changed("entrypoint"))
+			auth := registryAuth(args[0])
+			if err != nil {
+				return err
+			}
+			c, err := a.connectOrStart(cmd.Context(), f.noStart)
+			if err != nil {
+				return err
+			}
+			defer c.Close()
+			if f.detach {
+				var out strings.Builder
+				code, err := c.Stream(cmd.Context(), api.OpRun, api.RunArgs{Config: cfg, Detach: true, Auth: auth}, sshclient.IO{Stdout: &out, Stderr: a.stderr})
+				if err != nil {
+					return err
+				}
+				fmt.Fprint(a.stdout, out.String())
+				if code != 0 {
+					return &ExitError{Code: code}
+				}
+				return nil
+			}
+			code, err := a.stream(cmd.Context(), c, api.OpRun, api.RunArgs{Config: cfg, Auth: auth}, streamOptions{stdin: f.interactive, tty: f.tty})
+			if err != nil {
+				return err
+			}
+			if code != 0 {
+				return &ExitError{Code: code}
+			}
+			return nil
+		},
+	}
+	c.Flags().SetInterspersed(false) // flags after IMAGE belong to the command
+	fl := c.Flags()
+	fl.StringVar(&f.name, "name", "", "assign a name to the container")
+	fl.BoolVar(&f.rm, "rm", false, "remove the container when it exits")
+	fl.BoolVarP(&f.detach, "detach", "d", false, "run in the background and print the container ID")
+	fl.BoolVarP(&f.interactive, "interactive", "i", false, "keep stdin open and forward it")
+	fl.BoolVarP(&f.tty, "tty", "t", false, "allocate a terminal")
+	fl.StringArrayVarP(&f.env, "env", "e", nil, "set environment variables (NAME=value, or NAME to take it from here)")
+	fl.StringArrayVar(&f.envFiles, "env-file", nil, "read environment variables from a file")
+	fl.StringVarP(&f.workdir, "workdir", "w", "", "working directory inside the container")
+	fl.StringVarP(&f.user, "user", "u", "", "user (name|uid[:group|gid])")
+	fl.StringVar(&f.hostname, "hostname", "", "container host name")
+	fl.StringVarP(&f.memory, "memory", "m", "", "memory limit (e.g. 32m, 1g)")
+	fl.StringVar(&f.cpus, "cpus", "", "number of CPUs (e.g. 1.5)")
+	fl.Int64Var(&f.pidsLimit, "pids-limit", 0, "maximum number of processes (0: unlimited)")
+	fl.StringVar(&f.network, "network", "", "network: none (default) or host")
+	fl.BoolVar(&f.privileged, "privileged", false, "give the container all capabilities and devices' views")
+	fl.BoolVar(&f.readOnly, "read-only", false, "mount the root file system read-only")
+	fl.StringVar(&f.entrypoint, "entrypoint", "", "override the image's entrypoint")
+	fl.StringVar(&f.pull, "pull", "missing", "pull the image: missing, always or never")
+	fl.StringVar(&f.platform, "platform", "", "platform of the image (e.g. linux/arm64)")
+	fl.BoolVar(&f.noStart, "no-start", false, "fail instead of starting the VM when it is not running")
+	// A flag named --name on run is the container's, as in docker run; the
+	// instance is then chosen with VMBOX_INSTANCE.
+	return c
+}
+
+func (f *runFlags) config(args []string, entrypointSet bool) (api.ContainerConfig, error) {
+	cfg := api.ContainerConfig{
+		Image: args[0], Name: f.name, WorkingDir: f.workdir, User: f.user, Hostname: f.hostname,
+		Tty: f.tty, OpenStdin: f.interactive, AutoRemove: f.rm, PidsLimit: f.pidsLimit,
+		NetworkMode: f.network, Privileged: f.privileged, ReadOnly: f.readOnly, Platform: f.platform,
+	}
+	if len(args) > 1 {
+		cfg.Cmd = args[1:]
+	}
+	if entrypointSet {
+		cfg.EntrypointSet = true
+		if f.entrypoint != "" {
+			cfg.Entrypoint = []string{f.entrypoint}
+		}
+	}
+	switch f.pull {
+	case "missing", "always", "never":
+		cfg.Pull = f.pull
+	default:
+		return cfg, usageError("invalid --pull %q: use missing, always or never", f.pull)
+	}
+	switch f.network {
+	case "", "none", "host":
+	default:
+		return cfg, usageError("invalid --network %q: use none or host", f.network)
+	}
+	if f.memory != "" {
+		m, err := parseSize(f.memory, "")
+		if err != nil || m < 6<<20 {
+			return cfg, usageError("invalid --memory %q: use a size of at least 6m, like 32m or 1g", f.memory)
+		}
+		cfg.Memory = m
+	}
+	if f.cpus != "" {
+		var n float64
+		if _, err := fmt.Sscanf(f.cpus, "%g", &n); err != nil || n <= 0 {
+			return cfg, usageError("invalid --cpus %q: use a positive number like 0.5 or 2", f.cpus)
+		}
+		cfg.NanoCPUs = int64(n * 1e9)
+	}
+	if f.pidsLimit < 0 {
+		return cfg, usageError("invalid --pids-limit %d: use a positive number, or 0 for no limit", f.pidsLimit)
+	}
+	env, err := collectEnv(f.envFiles, f.env)
+	if err != nil {
+		return cfg, err
+	}
+	cfg.Env = env
+	if cfg.Tty && cfg.ConsoleSize == [2]uint{} {
+		cfg.ConsoleSize = terminalSize()
+	}
+	return cfg, nil
+}
+
+func usageError(format string, args ...any) error {
+	return &ExitError{Code: api.ExitEngineError, Message: fmt.Sprintf(format, args...)}
+}
+
+// collectEnv reads --env-file files, then --env values; "NAME" alone takes
+// NAME's value from this process's environment (and is dropped when unset),
+// as Docker does.
+func collectEnv(files, vars []string) ([]string, error) {
+	var env []string
+	add := func(v string) {
+		if v == "" {
+			return
+		}
+		if !strings.Contains(v, "=") {
+			if val, ok := os.LookupEnv(v); ok {
+				env = append(env, v+"="+val)
+			}
+			return
+		}
+		env = append(env, v)
+	}
+	for _, file := range files {
+		fh, err := os.Open(file)
+		if err != nil {
+			return nil, usageError("--env-file: %v", err)
+		}
+		sc := bufio.NewScanner(fh)
+		line := 0
+		for sc.Scan() {
+			line++
+			l := strings.TrimSpace(sc.Text())
+			if l == "" || strings.HasPrefix(l, "#") {
+				continue
+			}
+			if strings.HasPrefix(l, "=") {
+				fh.Close()
+				return nil, usageError("--env-file %s line %d: variable name is empty", file, line)
+			}
+			add(l)
+		}
+		fh.Close()
+		if err := sc.Err(); err != nil {
+			return nil, usageError("--env-file %s: %v", file, err)
+		}
+	}
+	for _, v := range vars {
+		if strings.HasPrefix(v, "=") {
+			return nil, usageError("invalid --env %q: variable name is empty", v)
+		}
+		add(v)
+	}
+	return env, nil
+}
+
+// connectOrStart reaches the agent, starting the instance first when it is
+// not running, as a desktop user expects; noStart refuses instead.
+func (a *app) connectOrStart(ctx context.Context, noStart bool) (*sshclient.Client, error) {
+	if a.host != "" || noStart {
+		return a.connect(ctx)
+	}
+	inst, err := a.instance()
+	if err == nil && statusOf(inst).State == "running" {
+		return a.connect(ctx)
+	}
+	fmt.Fprintf(a.stderr, "vmbox: instance %q is not running; starting it\n", a.name)
+	if err := a.startInstance(ctx, defaultStartOptions(), func(string) bool { return false }); err != nil {
+		return nil, err
+	}
+	return a.connect(ctx)
+}

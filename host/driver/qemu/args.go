@@ -1,0 +1,249 @@
+package qemu
+
+import (
+	"fmt"
+	"strconv"
+	"strings"
+
+	"github.com/vmbox/vmbox/guest/api"
+)
+
+// Accelerator names, as QEMU's -accel spells them.
+const (
+	AccelKVM  = "kvm"
+	AccelHVF  = "hvf"
+	AccelWHPX = "whpx"
+	AccelTCG  = "tcg"
+)
+
+// Files the driver keeps in the instance directory. The agent socket is
+// given to QEMU relative to the instance directory (QEMU runs there) so that
+// a long instance path never exceeds the unix socket path limit.
+const (
+	AgentSocketName = "qemu-agent.sock"
+	PidfileName     = "qemu.pid"
+	LogName         = "qemu.log"
+	InitrdName      = "initrd.combined"
+	ConsoleName     = "console.log" // used when Spec.Console is empty
+)
+
+// DataDiskSerial is the virtio-blk serial of the data disk, so that the
+// guest can find it by serial (boot.DataDiskConfig.Serial) rather than by
+// probe order.
+const DataDiskSerial = "vmbox-data"
+
+// User-mode networking (slirp) addresses. They are QEMU's defaults, spelled
+// out so that a QEMU with other defaults cannot silently disagree with the
+// guest's static configuration (boot.QEMUGateway, boot.QEMUDNS).
+const (
+	SlirpNet     = "10.0.2.0/24"
+	SlirpGateway = "10.0.2.2" // also the host, as seen from the guest
+	SlirpDNS     = "10.0.2.3"
+)
+
+// tcgX86CPU is the CPU model for x86 guests under TCG. qemu64 plus the SSE4
+// family was faster to boot than -cpu max; RDRAND is essential because
+// without it the guest's RNG is not ready for over a second, which blocks
+// crypto/rand and so SSH key exchange (notes: pitfall 7).
+const tcgX86CPU = "qemu64,+ssse3,+sse4.1,+sse4.2,+popcnt,+rdrand"
+
+// tcgARMCPU is the CPU model for arm64 guests under TCG: -cpu max is about
+// three times slower because of pointer-authentication emulation (pitfall 8).
+const tcgARMCPU = "cortex-a72"
+
+// guestHZ is CONFIG_HZ of the Debian kernels vmbox boots; lpj is in TSC
+// cycles per jiffy.
+const guestHZ = 250
+
+// KernelParams is what the kernel command line depends on.
+type KernelParams struct {
+	Arch  string // guest GOARCH: amd64 or arm64
+	Accel string // accelerator QEMU is asked to use
+	CPUs  int
+	// TSCKHz is the frequency of the guest's TSC in kHz as TCG emulates it
+	// (the host's tick counter); 0 leaves the timing words out.
+	TSCKHz int64
+	Extra  []string // Spec.Cmdline, appended last so that it can override
+}
+
+// KernelCmdline returns the kernel command line words for p.
+//
+// On x86 the microvm machine has no calibrated clock source under TCG: the
+// kernel hangs at "tsc: Unable to calibrate against PIT" unless it is told
+// the TSC frequency and that the TSC is reliable (pitfall 1). Under WHPX the
+// words are given too because QEMU may fall back to TCG without saying so;
+// the guest TSC then runs at the host's rate, so the values are right either
+// way. KVM and HVF give the guest a calibrated clock (kvmclock, or the
+// hardware TSC) and need none of them.
+func KernelCmdline(p KernelParams) []string {
+	var w []string
+	switch p.Arch {
+	case "arm64":
+		w = append(w, "console=ttyAMA0")
+	default:
+		w = append(w, "console=ttyS0")
+	}
+	w = append(w, "quiet", "panic=-1")
+	if p.Arch == "amd64" && (p.Accel == AccelTCG || p.Accel == AccelWHPX) && p.TSCKHz > 0 {
+		lpj := p.TSCKHz * 1000 / guestHZ
+		w = append(w, "tsc=reliable", "lpj="+strconv.FormatInt(lpj, 10), "no_timer_check")
+	}
+	// Crypto self-tests cost ~0.34 s under TCG; the rest trims boot work
+	// that buys nothing in a single-tenant development VM.
+	w = append(w, "cryptomgr.notests", "rcupdate.rcu_expedited=1", "mitigations=off", "rodata=off")
+	if p.Arch == "amd64" {
+		w = append(w, "8250.nr_uarts=1")
+		if (p.Accel == AccelTCG || p.Accel == AccelWHPX) && p.TSCKHz > 0 {
+			w = append(w, "tsc_early_khz="+strconv.FormatInt(p.TSCKHz, 10))
+		}
+	}
+	// Under TCG a second vCPU slows boot down on a small host (pitfall 9):
+	// the kernel brings up one, and the guest onlines the others once it is
+	// ready (boot.InstanceConfig.CPUs).
+	if p.Accel == AccelTCG && p.CPUs > 1 {
+		w = append(w, "maxcpus=1")
+	}
+	return append(w, p.Extra...)
+}
+
+// Config is everything the QEMU argv depends on. Paths are used as given:
+// QEMU runs with the instance directory as its working directory.
+type Config struct {
+	Name      string // instance name
+	Arch      string // guest GOARCH: amd64 or arm64
+	Accel     string
+	CPUs      int
+	MemoryMiB int
+	Kernel    string
+	Initrd    string // one file; "" for none
+	Cmdline   []string
+	DataDisk  string // "" for none
+	// DiskCache is the -drive cache mode of the data disk; "" means
+	// writeback (see DefaultDiskCache).
+	DiskCache   string
+	Console     string
+	AgentSocket string
+	Pidfile     string
+	// Machine overrides the machine type and its properties ("" = default).
+	Machine string
+}
+
+// DefaultDiskCache is the data disk's cache mode. writeback goes through the
+// host page cache (so a killed QEMU loses nothing the guest wrote) and turns
+// each guest flush into a host fdatasync, so what the guest's file system
+// has committed survives a host crash too. cache=unsafe, which the boot
+// measurements used, ignores the guest's flushes: a host crash or power
+// loss could then leave the data disk's ext4 journal inconsistent.
+const DefaultDiskCache = "writeback"
+
+// Args returns QEMU's argv (without the program name) for c.
+func Args(c Config) []string {
+	x86 := c.Arch == "amd64"
+	// microvm on x86 has virtio-mmio transports only; arm64's virt machine
+	// has PCIe, whose MSI-X interrupts scale better than virtio-mmio's single
+	// line once the guest has several CPUs.
+	dev := func(kind string) string {
+		if x86 {
+			return "virtio-" + kind + "-device"
+		}
+		return "virtio-" + kind + "-pci"
+	}
+
+	machine := c.Machine
+	cpu := ""
+	switch {
+	case x86:
+		if machine == "" {
+			// pit and pic are what the kernel's timer set-up expects; rtc
+			// gives the guest its wall clock at boot (without it the guest
+			// starts in 1970 until something sets the time).
+			machine = "microvm,pit=on,pic=on,rtc=on"
+		}
+		cpu = tcgX86CPU
+		if c.Accel != AccelTCG && c.Accel != AccelWHPX {
+			cpu = "host"
+		}
+		if c.Accel == AccelWHPX {
+			// -cpu host is not available under TCG, which WHPX may fall
+			// back to.
+			cpu = tcgX86CPU
+		}
+	default:
+		if machine == "" {
+			machine = "virt"
+			if c.Accel != AccelTCG {
+				machine = "virt,highmem=on"
+			}
+			if c.CPUs > 8 {
+				// GICv2 addresses at most 8 CPUs.
+				machine += ",gic-version=3"
+			}
+		}
+		cpu = tcgARMCPU
+		if c.Accel != AccelTCG {
+			cpu = "host"
+		}
+	}
+
+	a := []string{
+		"-name", Escape("vmbox-" + c.Name),
+		"-machine", machine,
+	}
+	a = append(a, accelArgs(c.Accel)...)
+	a = append(a,
+		"-cpu", cpu,
+		"-m", strconv.Itoa(c.MemoryMiB),
+		"-smp", strconv.Itoa(c.CPUs),
+		"-nodefaults", "-no-reboot",
+		"-display", "none",
+		"-monitor", "none",
+		"-pidfile", c.Pidfile,
+		// append=on: the console of an earlier boot (a crash, a panic) is
+		// still there to read after the next start.
+		"-chardev", "file,id=console,path="+Escape(c.Console)+",append=on",
+		"-serial", "chardev:console",
+		"-kernel", c.Kernel,
+	)
+	if c.Initrd != "" {
+		a = append(a, "-initrd", c.Initrd)
+	}
+	a = append(a, "-append", strings.Join(c.Cmdline, " "))
+	a = append(a,
+		"-device", dev("serial")+",id=vser0",
+		"-chardev", "socket,id=agent,path="+Escape(c.AgentSocket)+",server=on,wait=off",
+		"-device", "virtserialport,bus=vser0.0,chardev=agent,name="+api.SerialPortName,
+		"-netdev", fmt.Sprintf("user,id=net0,net=%s,host=%s,dns=%s", SlirpNet, SlirpGateway, SlirpDNS),
+		"-device", dev("net")+",netdev=net0",
+		// The builtin backend reads the host's getrandom/BCryptGenRandom
+		// on every host OS.
+		"-device", dev("rng"),
+	)
+	if c.DataDisk != "" {
+		cache := c.DiskCache
+		if cache == "" {
+			cache = DefaultDiskCache
+		}
+		// discard/detect-zeroes=unmap keep the sparse image sparse when the
+		// guest trims or writes zeroes. QEMU's image locking (on by
+		// default) refuses a second VM on the same disk.
+		a = append(a,
+			"-drive", "file="+Escape(c.DataDisk)+",format=raw,if=none,id=data,cache="+cache+",discard=unmap,detect-zeroes=unmap",
+			"-device", dev("blk")+",drive=data,serial="+DataDiskSerial,
+		)
+	}
+	return a
+}
+
+// accelArgs selects the accelerator. WHPX is asked for with a TCG fallback
+// because it is often unavailable (Hyper-V platform feature off) on
+// machines whose QEMU supports it.
+func accelArgs(accel string) []string {
+	if accel == AccelWHPX {
+		return []string{"-accel", "whpx", "-accel", "tcg"}
+	}
+	return []string{"-accel", accel}
+}
+
+// Escape doubles commas, which QEMU's option syntax uses as separators, so
+// that a path containing one stays one value.
+func Escape(s string) string { return strings.ReplaceAll(s, ",", ",,") }

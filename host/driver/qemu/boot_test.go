@@ -1,0 +1,321 @@
+package qemu
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/vmbox/vmbox/host/driver"
+)
+
+// bootTimeout bounds a TCG boot on a loaded 2-core machine; a healthy one
+// takes 1-3 s.
+const bootTimeout = 2 * time.Minute
+
+func testSpec(t testing.TB, g testGuest, dir string) driver.Spec {
+	return driver.Spec{
+		Name:      "test",
+		Dir:       dir,
+		Arch:      g.arch,
+		CPUs:      2,
+		MemoryMiB: 512,
+		Kernel:    g.kernel,
+		Initrds:   g.initrds,
+	}
+}
+
+func startVM(t testing.TB, d *Driver, spec driver.Spec) *VM {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), bootTimeout)
+	defer cancel()
+	v, err := d.Start(ctx, spec)
+	if err != nil {
+		t.Fatalf("Start: %v", err)
+	}
+	vm := v.(*VM)
+	t.Cleanup(func() {
+		vm.Kill()
+		vm.Wait()
+	})
+	return vm
+}
+
+// session is an open agent stream to guestinit.
+type session struct {
+	t    testing.TB
+	conn net.Conn
+	r    *bufio.Reader
+}
+
+func dial(t testing.TB, vm *VM) *session {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), bootTimeout)
+	defer cancel()
+	c, err := vm.DialAgent(ctx)
+	if err != nil {
+		t.Fatalf("DialAgent: %v\nconsole:\n%s", err, tail(vm.console))
+	}
+	return &session{t: t, conn: c, r: bufio.NewReader(c)}
+}
+
+// line reads one line, failing the test after a minute without one.
+func (s *session) line() string {
+	s.t.Helper()
+	s.conn.SetReadDeadline(time.Now().Add(time.Minute))
+	l, err := s.r.ReadString('\n')
+	if err != nil {
+		s.t.Fatalf("read from guest: %v", err)
+	}
+	return strings.TrimSuffix(l, "\n")
+}
+
+// do sends a command line and returns the guest's one-line answer.
+func (s *session) do(cmd string) string {
+	s.t.Helper()
+	if _, err := fmt.Fprintf(s.conn, "%s\n", cmd); err != nil {
+		s.t.Fatalf("write to guest: %v", err)
+	}
+	return s.line()
+}
+
+func tail(path string) string {
+	b, _ := readTail(path, 0, 4<<10)
+	return string(b)
+}
+
+// TestBootEcho boots guestinit under the host's accelerator and checks the
+// handshake end to end, the kernel command line the driver built, the
+// guest's clock and RNG, the one-stream rule, reconnection, the console,
+// and Kill/Wait, for each guest architecture.
+func TestBootEcho(t *testing.T) {
+	for _, arch := range []string{"amd64", "arm64"} {
+		t.Run(arch, func(t *testing.T) { testBootEcho(t, arch) })
+	}
+}
+
+func testBootEcho(t *testing.T, arch string) {
+	g := echoGuest(t, arch)
+	t.Log(g.desc)
+	d := New(Options{})
+	dir := t.TempDir()
+	vm := startVM(t, d, testSpec(t, g, dir))
+	t.Logf("accelerator %s, pid %d", vm.Accelerator(), vm.Pid())
+	if vm.Pid() <= 0 {
+		t.Fatalf("Pid() = %d", vm.Pid())
+	}
+
+	s := dial(t, vm)
+	// guestinit writes its banner in the same write as the ready line: the
+	// handshake must not swallow it.
+	if got := s.line(); got != "guestinit-banner" {
+		t.Fatalf("first line after ready = %q, want the banner", got)
+	}
+	if got := s.do("hello, guest"); got != "hello, guest" {
+		t.Fatalf("echo = %q", got)
+	}
+	cmdline := s.do("cmdline")
+	if vm.Accelerator() == AccelTCG {
+		if !strings.Contains(" "+cmdline+" ", " maxcpus=1 ") {
+			t.Errorf("guest command line %q lacks maxcpus=1 for 2 CPUs under TCG", cmdline)
+		}
+		if got := s.do("cpus"); got != "0" {
+			t.Errorf("online CPUs at boot = %q, want 0 (maxcpus=1)", got)
+		}
+	}
+	// The guest can bring the second CPU up once it is ready.
+	if got := s.do("online"); got != "0-1" {
+		t.Errorf("online CPUs after onlining = %q, want 0-1", got)
+	}
+	// The RTC gives the guest the host's wall clock at boot.
+	guestTime, err := strconv.ParseInt(s.do("time"), 10, 64)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d := time.Since(time.Unix(guestTime, 0)); d > 10*time.Minute || d < -10*time.Minute {
+		t.Errorf("guest clock is %v off the host's (no RTC?)", d)
+	}
+	if got := s.do("rng"); got != "true" {
+		t.Errorf("guest RNG not ready after boot (RDRAND or virtio-rng missing?): %s", got)
+	}
+
+	// One stream at a time.
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	if c, err := vm.DialAgent(ctx); err == nil {
+		c.Close()
+		t.Fatal("a second DialAgent succeeded while a stream was open")
+	}
+
+	// The guest waits for the next hello after the host hangs up.
+	s.conn.Close()
+	s = dial(t, vm)
+	if got := s.line(); got != "guestinit-banner" {
+		t.Fatalf("after reconnecting: first line %q", got)
+	}
+	if got := s.do("again"); got != "again" {
+		t.Fatalf("echo after reconnecting = %q", got)
+	}
+
+	// A second QEMU for the same instance is refused, and the first one
+	// keeps serving.
+	vm2 := startVM(t, d, testSpec(t, g, dir))
+	if err := vm2.Wait(); err == nil || !strings.Contains(err.Error(), "pid file") {
+		t.Errorf("second QEMU in the same instance directory: Wait = %v, want the pid file lock error", err)
+	}
+	if got := s.do("still there"); got != "still there" {
+		t.Fatalf("echo after a second start was refused = %q", got)
+	}
+
+	if err := vm.Kill(); err != nil {
+		t.Fatalf("Kill: %v", err)
+	}
+	if err := vm.Wait(); !errors.Is(err, ErrKilled) {
+		t.Fatalf("Wait after Kill = %v, want ErrKilled", err)
+	}
+	if err := vm.Kill(); err != nil {
+		t.Fatalf("second Kill: %v", err)
+	}
+	console, _ := os.ReadFile(filepath.Join(dir, ConsoleName))
+	if !strings.Contains(string(console), "guestinit: serving on /dev/vport") {
+		t.Errorf("console lacks guestinit's output:\n%s", console)
+	}
+	for _, name := range []string{PidfileName, LogName} {
+		if !fileExists(filepath.Join(dir, name)) {
+			t.Errorf("%s missing from the instance directory", name)
+		}
+	}
+}
+
+// TestBootDataDiskLongPath boots from an instance directory whose agent
+// socket path is far beyond the unix socket limit, writes to the data disk
+// with a flush, checks that a second VM cannot open the same disk, and
+// checks that a guest shutdown is a clean exit that leaves the data on the
+// host's file.
+func TestBootDataDiskLongPath(t *testing.T) {
+	g := echoGuest(t, "amd64")
+	dir := filepath.Join(t.TempDir(), strings.Repeat("a-long-vmbox-home-", 8), "instances", "default")
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if n := len(filepath.Join(dir, AgentSocketName)); n <= 108 {
+		t.Fatalf("socket path is only %d bytes", n)
+	}
+	disk := filepath.Join(dir, "data.raw")
+	if err := os.WriteFile(disk, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Truncate(disk, 64<<20); err != nil {
+		t.Fatal(err)
+	}
+	d := New(Options{})
+	spec := testSpec(t, g, dir)
+	spec.CPUs = 1
+	spec.DataDisk = disk
+	vm := startVM(t, d, spec)
+	s := dial(t, vm)
+	s.line() // banner
+	const text = "nothing a user stored is ever lost"
+	if got := s.do("disk-write " + text); got != "ok" {
+		t.Fatalf("disk-write: %s", got)
+	}
+	if got := s.do(fmt.Sprintf("disk-read %d", len(text))); got != text {
+		t.Fatalf("disk-read = %q", got)
+	}
+
+	// A second VM on the same disk must be refused by QEMU's image lock,
+	// and the reason must reach the caller.
+	dir2 := t.TempDir()
+	spec2 := testSpec(t, g, dir2)
+	spec2.CPUs = 1
+	spec2.DataDisk = disk
+	vm2 := startVM(t, d, spec2)
+	err := vm2.Wait()
+	if err == nil || !strings.Contains(err.Error(), "lock") {
+		t.Fatalf("second VM on the same disk: Wait = %v, want QEMU's lock error", err)
+	}
+	t.Logf("second VM: %v", err)
+
+	if got := s.do("poweroff"); got != "bye" {
+		t.Fatalf("poweroff: %s", got)
+	}
+	if err := vm.Wait(); err != nil {
+		t.Fatalf("Wait after guest shutdown = %v, want nil", err)
+	}
+	b := make([]byte, len(text))
+	f, err := os.Open(disk)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	if _, err := f.ReadAt(b, 0); err != nil || string(b) != text {
+		t.Fatalf("data disk holds %q (%v), want %q", b, err, text)
+	}
+}
+
+// TestBootGuestPanic checks that a guest kernel panic, which QEMU reports
+// as a clean exit, is reported by Wait with the panic message.
+func TestBootGuestPanic(t *testing.T) {
+	g := echoGuest(t, "amd64")
+	vm := startVM(t, New(Options{}), testSpec(t, g, t.TempDir()))
+	s := dial(t, vm)
+	s.line()
+	s.do("panic")
+	err := vm.Wait()
+	if err == nil || !strings.Contains(err.Error(), "Kernel panic") {
+		t.Fatalf("Wait after guest panic = %v, want the panic message", err)
+	}
+	t.Log(err)
+}
+
+// TestDialAgentQEMUFails checks that when QEMU refuses to start, DialAgent
+// and Wait say why in QEMU's words rather than time out.
+func TestDialAgentQEMUFails(t *testing.T) {
+	needQEMU(t, "amd64")
+	dir := t.TempDir()
+	kernel := filepath.Join(dir, "kernel")
+	if err := os.WriteFile(kernel, []byte("not a kernel"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	// A directory where the data disk should be: QEMU cannot open it.
+	disk := filepath.Join(dir, "disk")
+	if err := os.Mkdir(disk, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	spec := driver.Spec{Name: "bad", Dir: dir, Arch: "amd64", CPUs: 1, MemoryMiB: 256, Kernel: kernel, DataDisk: disk}
+	vm := startVM(t, New(Options{}), spec)
+	ctx, cancel := context.WithTimeout(context.Background(), bootTimeout)
+	defer cancel()
+	_, err := vm.DialAgent(ctx)
+	if err == nil || errors.Is(err, context.DeadlineExceeded) || !strings.Contains(err.Error(), "qemu") {
+		t.Fatalf("DialAgent = %v, want QEMU's failure", err)
+	}
+	t.Log(err)
+	werr := vm.Wait()
+	if werr == nil || !strings.Contains(werr.Error(), disk) {
+		t.Fatalf("Wait = %v, want QEMU's message naming %s", werr, disk)
+	}
+}
+
+// TestBootRealImage boots the real image and checks that its agent answers
+// the handshake and then speaks SSH, also right after the host hung up on
+// it mid-session (the case the hello resend exists for).
+func TestBootRealImage(t *testing.T) {
+	g := realImage(t, 2)
+	vm := startVM(t, New(Options{}), testSpec(t, g, t.TempDir()))
+	for i := 0; i < 3; i++ {
+		s := dial(t, vm)
+		if l := s.line(); !strings.HasPrefix(l, "SSH-2.0-") {
+			t.Fatalf("connection %d: agent's first line after ready = %q, want an SSH banner", i, l)
+		}
+		fmt.Fprintf(s.conn, "SSH-2.0-vmbox-test\r\n")
+		s.conn.Close()
+	}
+}

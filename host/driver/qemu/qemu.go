@@ -1,0 +1,275 @@
+// Package qemu is the driver that boots vmbox VMs with QEMU, on every host
+// OS: it picks the emulator and accelerator (KVM, HVF, WHPX with a TCG
+// fallback, else TCG), assembles the kernel command line and QEMU's argv
+// from boot-time measurements, starts QEMU so that it dies with its owner,
+// and speaks the virtio-serial hello/ready handshake that opens the byte
+// stream to the guest agent.
+//
+// x86 guests boot the PVH vmlinux directly on the microvm machine with
+// virtio-mmio devices; arm64 guests boot the Image on the virt machine with
+// virtio-pci devices. GuestModules names the modules the guest must load
+// for them.
+//
+// Everything QEMU leaves lives in the instance directory: qemu.pid (locked
+// by QEMU, so a second QEMU for the instance refuses to start), qemu.log
+// (its stdout and stderr, quoted when it fails), qemu-agent.sock, and
+// initrd.combined when several initrds are given.
+package qemu
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"sync"
+
+	"github.com/vmbox/vmbox/host/driver"
+)
+
+// Options configures the driver. The zero value picks everything itself.
+type Options struct {
+	// Binary is the QEMU system emulator to run for every guest
+	// architecture. Empty means $VMBOX_QEMU, else qemu-system-x86_64 or
+	// qemu-system-aarch64 (by guest architecture) on PATH or where QEMU's
+	// installers put it.
+	Binary string
+	// Accel forces an accelerator: "kvm", "hvf", "whpx" or "tcg". Empty
+	// picks the host's hardware accelerator when it is usable, else TCG.
+	Accel string
+	// Arch is the guest architecture Available checks for (amd64 or arm64);
+	// empty means the host's. Start uses Spec.Arch.
+	Arch string
+
+	// diskCache overrides DefaultDiskCache; for the benchmark that compares
+	// cache modes.
+	diskCache string
+}
+
+// Driver starts QEMU VMs.
+type Driver struct {
+	opts   Options
+	source string // where opts.Binary came from, for messages
+
+	tscOnce sync.Once
+	tscKHz  int64
+}
+
+var _ driver.Driver = (*Driver)(nil)
+
+// New returns a QEMU driver. It reads VMBOX_QEMU now when opts.Binary is
+// empty.
+func New(opts Options) *Driver {
+	d := &Driver{opts: opts, source: "the driver options"}
+	if d.opts.Binary == "" {
+		d.opts.Binary = os.Getenv(EnvBinary)
+		d.source = EnvBinary
+	}
+	if d.opts.Arch == "" {
+		d.opts.Arch = runtime.GOARCH
+	}
+	return d
+}
+
+// Name is "qemu".
+func (d *Driver) Name() string { return "qemu" }
+
+// Available reports, in one line, why QEMU cannot run guests of
+// Options.Arch here (typically: which package to install), or nil.
+func (d *Driver) Available() error {
+	if err := checkArch(d.opts.Arch); err != nil {
+		return err
+	}
+	if d.opts.Accel != "" {
+		if err := checkAccel(d.opts.Accel); err != nil {
+			return err
+		}
+	}
+	_, err := d.binary(d.opts.Arch)
+	return err
+}
+
+func (d *Driver) binary(arch string) (string, error) {
+	return findBinary(d.opts.Binary, d.source, runtime.GOOS, arch, readOSRelease)
+}
+
+// Accel returns the accelerator a guest of arch would get.
+func (d *Driver) Accel(arch string) string {
+	if d.opts.Accel != "" {
+		return d.opts.Accel
+	}
+	return chooseAccel(runtime.GOOS, runtime.GOARCH, arch, accelUsable)
+}
+
+func (d *Driver) guestTSC() int64 {
+	d.tscOnce.Do(func() { d.tscKHz = guestTSCKHz(runtime.GOARCH) })
+	return d.tscKHz
+}
+
+func checkArch(arch string) error {
+	switch arch {
+	case "amd64", "arm64":
+		return nil
+	}
+	return fmt.Errorf("guest architecture %q is not supported (want amd64 or arm64)", arch)
+}
+
+// GuestModules are the modules for the devices Args gives a guest of arch:
+// virtio-mmio on x86's microvm, virtio-pci on arm64's virt machine, then
+// virtio-serial (the agent's channel), network, disk and RNG.
+func (d *Driver) GuestModules(arch string) []string {
+	transport := "virtio_mmio"
+	if arch == "arm64" {
+		transport = "virtio_pci"
+	}
+	return []string{transport, "virtio_console", "virtio_rng", "virtio_net", "virtio_blk"}
+}
+
+// Start boots the VM described by spec and returns once QEMU is running.
+// QEMU's stdout and stderr go to qemu.log in spec.Dir; its pid to qemu.pid.
+func (d *Driver) Start(ctx context.Context, spec driver.Spec) (driver.VM, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	c, err := d.config(ctx, spec)
+	if err != nil {
+		return nil, err
+	}
+	bin, err := d.binary(c.Arch)
+	if err != nil {
+		return nil, err
+	}
+	dir := filepath.Dir(c.Pidfile)
+	sock := filepath.Join(dir, AgentSocketName)
+	// The pid file and socket of an earlier QEMU are left alone: QEMU
+	// locks its pid file, so a second QEMU for the same instance exits
+	// ("Cannot lock pid file") before it touches the socket of the first,
+	// and it replaces a stale socket itself.
+	logPath := filepath.Join(dir, LogName)
+	logf, err := os.OpenFile(logPath, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o644)
+	if err != nil {
+		return nil, fmt.Errorf("start VM %s: %w", spec.Name, err)
+	}
+	defer logf.Close()
+	var consoleStart int64
+	if st, err := os.Stat(c.Console); err == nil {
+		consoleStart = st.Size()
+	}
+
+	cmd := exec.Command(bin, Args(c)...)
+	cmd.Dir = dir
+	cmd.Stdout = logf
+	cmd.Stderr = logf
+	v := &VM{
+		name:         spec.Name,
+		accel:        c.Accel,
+		socket:       sock,
+		logPath:      logPath,
+		console:      c.Console,
+		consoleStart: consoleStart,
+		done:         make(chan struct{}),
+	}
+	// QEMU may exit before startProcess returns; v is complete only then.
+	complete := make(chan struct{})
+	if err := startProcess(cmd, func(err error) { <-complete; v.exited(err) }); err != nil {
+		return nil, fmt.Errorf("start %s: %w", bin, err)
+	}
+	v.pid = cmd.Process.Pid
+	v.kill = cmd.Process.Kill
+	close(complete)
+	return v, nil
+}
+
+// config validates spec and resolves everything Args needs.
+func (d *Driver) config(ctx context.Context, spec driver.Spec) (Config, error) {
+	fail := func(err error) (Config, error) {
+		return Config{}, fmt.Errorf("VM %s: %w", spec.Name, err)
+	}
+	if spec.Arch == "" {
+		spec.Arch = d.opts.Arch
+	}
+	if err := checkArch(spec.Arch); err != nil {
+		return fail(err)
+	}
+	if spec.CPUs < 1 {
+		return fail(fmt.Errorf("%d CPUs: need at least 1", spec.CPUs))
+	}
+	if spec.MemoryMiB < 128 {
+		return fail(fmt.Errorf("%d MiB of memory: need at least 128", spec.MemoryMiB))
+	}
+	if spec.Dir == "" || spec.Kernel == "" {
+		return fail(errors.New("spec needs an instance directory and a kernel"))
+	}
+	accel := d.Accel(spec.Arch)
+	if err := checkAccel(accel); err != nil {
+		return fail(err)
+	}
+	abs := func(p string) (string, error) {
+		if p == "" {
+			return "", nil
+		}
+		return filepath.Abs(p)
+	}
+	dir, err := abs(spec.Dir)
+	if err != nil {
+		return fail(err)
+	}
+	if st, err := os.Stat(dir); err != nil {
+		return fail(err)
+	} else if !st.IsDir() {
+		return fail(fmt.Errorf("%s is not a directory", dir))
+	}
+	kernel, err := abs(spec.Kernel)
+	if err != nil {
+		return fail(err)
+	}
+	if _, err := os.Stat(kernel); err != nil {
+		return fail(fmt.Errorf("kernel: %w", err))
+	}
+	disk, err := abs(spec.DataDisk)
+	if err != nil {
+		return fail(err)
+	}
+	if disk != "" {
+		if _, err := os.Stat(disk); err != nil {
+			return fail(fmt.Errorf("data disk: %w", err))
+		}
+	}
+	console := spec.Console
+	if console == "" {
+		console = filepath.Join(dir, ConsoleName)
+	}
+	if console, err = abs(console); err != nil {
+		return fail(err)
+	}
+	initrd, err := prepareInitrd(ctx, dir, spec.Initrds)
+	if err != nil {
+		return fail(err)
+	}
+	if initrd, err = abs(initrd); err != nil {
+		return fail(err)
+	}
+	var tsc int64
+	if spec.Arch == "amd64" && (accel == AccelTCG || accel == AccelWHPX) {
+		tsc = d.guestTSC()
+	}
+	return Config{
+		Name:      spec.Name,
+		Arch:      spec.Arch,
+		Accel:     accel,
+		CPUs:      spec.CPUs,
+		MemoryMiB: spec.MemoryMiB,
+		Kernel:    kernel,
+		Initrd:    initrd,
+		Cmdline: KernelCmdline(KernelParams{
+			Arch: spec.Arch, Accel: accel, CPUs: spec.CPUs, TSCKHz: tsc, Extra: spec.Cmdline,
+		}),
+		DataDisk:    disk,
+		DiskCache:   d.opts.diskCache,
+		Console:     console,
+		AgentSocket: AgentSocketName,
+		Pidfile:     filepath.Join(dir, PidfileName),
+	}, nil
+}
