@@ -70,7 +70,7 @@ func (o *containerOps) open(dataDir string) (func(), error) {
 	if err != nil {
 		return nil, err
 	}
-	eng, err := engine.New(engine.Options{Root: filepath.Join(dataDir, "containers"), Images: images})
+	eng, err := engine.New(engine.Options{Root: filepath.Join(dataDir, "engine"), Images: images})
 	if err != nil {
 		images.Close()
 		return nil, err

@@ -102,6 +102,9 @@ func runInit() {
 	sigs := make(chan os.Signal, 16)
 	signal.Notify(sigs, initSignals...)
 
+	if err := leaveRootfs(); err != nil {
+		consolef("%v (containers will fail to pivot_root)", err)
+	}
 	if err := mountEarly(); err != nil {
 		consolef("%v", err)
 	}

@@ -66,7 +66,7 @@ type Engine struct {
 	lock   *os.File // flock on Root: one engine per data directory
 	dirs   string   // Root/containers
 	trash  string   // Root/trash: removed containers' directories on their way out
-	bg     sync.WaitGroup
+	bg     background
 	closed chan struct{}
 
 	mu     sync.Mutex
@@ -141,18 +141,29 @@ func (e *Engine) Close() error {
 	}
 	e.mu.Lock()
 	close(e.closed)
-	var running []*container
-	for _, c := range e.byID {
-		running = append(running, c)
-	}
 	e.mu.Unlock()
-	for _, c := range running {
-		c.mu.Lock()
-		rc, done := c.rc, c.monitorDone
-		c.mu.Unlock()
-		if rc != nil {
-			_ = rc.Signal(syscall.SIGKILL)
-			<-done
+	// A Start that raced with the close kills its own container (it checks
+	// e.closed after recording the run); loop until none runs.
+	for {
+		e.mu.Lock()
+		var all []*container
+		for _, c := range e.byID {
+			all = append(all, c)
+		}
+		e.mu.Unlock()
+		killed := 0
+		for _, c := range all {
+			c.mu.Lock()
+			rc, done := c.rc, c.monitorDone
+			c.mu.Unlock()
+			if rc != nil {
+				_ = rc.Signal(syscall.SIGKILL)
+				<-done
+				killed++
+			}
+		}
+		if killed == 0 {
+			break
 		}
 	}
 	e.bg.Wait()
@@ -168,6 +179,41 @@ func (e *Engine) Close() error {
 func (e *Engine) Idle() {
 	e.bg.Wait()
 	e.rt.Settle()
+}
+
+// background counts work running behind the callers' backs. Unlike a
+// WaitGroup it may gain work while someone waits for it to be done.
+type background struct {
+	mu   sync.Mutex
+	cond *sync.Cond
+	n    int
+}
+
+func (b *background) Add(n int) {
+	b.mu.Lock()
+	b.n += n
+	b.mu.Unlock()
+}
+
+func (b *background) Done() {
+	b.mu.Lock()
+	b.n--
+	if b.n == 0 && b.cond != nil {
+		b.cond.Broadcast()
+	}
+	b.mu.Unlock()
+}
+
+// Wait returns once no work is running.
+func (b *background) Wait() {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.cond == nil {
+		b.cond = sync.NewCond(&b.mu)
+	}
+	for b.n > 0 {
+		b.cond.Wait()
+	}
 }
 
 func (e *Engine) isClosed() bool {

@@ -272,11 +272,13 @@ func (e *Engine) Start(ctx context.Context, ref string) error {
 	}
 	go c.monitor(r, lw, c.monitorDone)
 	close(r.started)
-	c.mu.Unlock()
-	if perr != nil {
-		// The container runs; its state will be saved again at exit.
-		return nil
+	if e.isClosed() {
+		_ = rc.Signal(syscall.SIGKILL) // Close may have looked before this run existed
 	}
+	c.mu.Unlock()
+	// A failed save (perr) is not the start's failure: the container runs,
+	// and its state is saved again at exit.
+	_ = perr
 	return nil
 }
 

@@ -324,6 +324,16 @@ func hostileCorpus(out string) []hostileCase {
 			}},
 		{name: "file then symlink over it then write", entries: []tent{reg("f", "a"), symlink("f", out+"/passwd"), reg("f", "b")},
 			check: func(t *testing.T, sb sandbox) { fileIs(t, filepath.Join(sb.target, "f"), "b") }},
+		{name: "hard link replaces a file", entries: []tent{reg("a", "1"), reg("b", "2"), hardlink("b", "a")},
+			check: func(t *testing.T, sb sandbox) { fileIs(t, filepath.Join(sb.target, "b"), "1") }},
+		{name: "directory replaces a symlink to an outside directory", entries: []tent{dir(out + "/"), symlink("d", out), dir("d/"), reg("d/f", "x")},
+			check: func(t *testing.T, sb sandbox) {
+				fileIs(t, filepath.Join(sb.target, "d/f"), "x")
+				if _, err := os.Lstat(filepath.Join(sb.target, rel, "f")); err == nil {
+					t.Error("the file went through the replaced symlink")
+				}
+			}},
+		{name: "symlink replaces a cached parent directory", entries: []tent{dir("a/"), dir("a/b/"), reg("a/b/f", "1"), symlink("a", out), reg("a/b/g", "2")}, wantErr: true},
 		{name: "link target with trailing slash", entries: []tent{reg("a", "a"), hardlink("b", "a/")},
 			check: func(t *testing.T, sb sandbox) { fileIs(t, filepath.Join(sb.target, "b"), "a") }},
 		{name: "hard link to a missing file", entries: []tent{hardlink("b", "nothing")}, wantErr: true},

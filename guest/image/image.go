@@ -2,6 +2,12 @@
 // manifests and configs, the tag index, unpacked layers shared read-only
 // between containers, and the ways images arrive and leave (pull from a
 // registry, load and save of archives).
+//
+// The store unpacks layers as root on Linux, keeping ownership, device
+// nodes and overlayfs' whiteout xattrs, and resolves paths inside a layer
+// with openat2/procfs (filepath-securejoin's pathrs-lite), so /proc must be
+// mounted. Open it once per process; every method is safe for concurrent
+// use.
 package image
 
 import (
@@ -20,7 +26,10 @@ type Image struct {
 	RepoTags []string
 	Config   api.ImageConfig
 	// Layers are the unpacked layer directories, lowest first. They are shared
-	// between containers and must never be written to.
+	// between containers and must never be written to. Each is meant to be
+	// an overlayfs lowerdir as is: whiteouts and opaque directories are
+	// already in overlayfs' form. A layer the image has more than once is
+	// listed once, at its topmost place (overlayfs refuses duplicates).
 	Layers  []string
 	Created time.Time
 	Size    int64 // unpacked bytes

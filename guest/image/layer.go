@@ -97,7 +97,22 @@ func (s *Store) fetchLayer(ctx context.Context, job layerJob, haveBlob, haveLaye
 			return 0, err
 		}
 		defer bw.abort()
-		src = io.TeeReader(&progressReader{r: src, id: id, total: job.size, rep: rep}, bw)
+		// Receiving, hashing and spooling the blob run in their own
+		// goroutine, so they overlap with decompressing and unpacking.
+		pr, pw := io.Pipe()
+		done := make(chan struct{})
+		download := io.TeeReader(&progressReader{r: src, id: id, total: job.size, rep: rep}, bw)
+		go func() {
+			defer close(done)
+			_, err := io.CopyBuffer(pw, download, make([]byte, 128<<10))
+			pw.CloseWithError(err)
+		}()
+		// Runs before bw.abort: the goroutine must be done with bw.
+		defer func() {
+			pr.CloseWithError(errors.New("layer fetch abandoned"))
+			<-done
+		}()
+		src = pr
 	}
 
 	var tmp string

@@ -243,13 +243,18 @@ func (l *loader) layer(p, wantDiffID string) (*spooled, error) {
 		return nil, err
 	}
 	if !sp.tried {
+		r, err := l.open(sp)
+		if err != nil {
+			return nil, err
+		}
 		if l.s.hasLayer(wantDiffID) {
 			// Only the diff ID is needed: hash without unpacking.
 			sp.tried = true
-			sp.diffID, sp.diffSize, sp.unpackErr = unpack(l.open(sp), "")
+			sp.diffID, sp.diffSize, sp.unpackErr = unpack(r, "")
 		} else {
-			l.unpackInto(sp, l.open(sp))
+			l.unpackInto(sp, r)
 		}
+		r.Close()
 	}
 	if sp.unpackErr != nil {
 		return nil, fmt.Errorf("layer %s: %w", truncate(p, 120), sp.unpackErr)
@@ -261,30 +266,11 @@ func (l *loader) layer(p, wantDiffID string) (*spooled, error) {
 }
 
 // open returns a spooled file's content.
-func (l *loader) open(sp *spooled) io.Reader {
+func (l *loader) open(sp *spooled) (io.ReadCloser, error) {
 	if sp.path == "" {
-		return bytes.NewReader(sp.data)
+		return io.NopCloser(bytes.NewReader(sp.data)), nil
 	}
-	f, err := os.Open(sp.path)
-	if err != nil {
-		return &errReader{err}
-	}
-	// Read to the end by unpack; closed with the work directory.
-	return &closeAtEOF{f}
-}
-
-type errReader struct{ err error }
-
-func (e *errReader) Read([]byte) (int, error) { return 0, e.err }
-
-type closeAtEOF struct{ f *os.File }
-
-func (c *closeAtEOF) Read(p []byte) (int, error) {
-	n, err := c.f.Read(p)
-	if err != nil {
-		c.f.Close()
-	}
-	return n, err
+	return os.Open(sp.path)
 }
 
 // bytes returns a small file (config, manifest) of the archive.

@@ -26,10 +26,12 @@ import (
 //	tmp/                     work in progress; emptied on Open
 //
 // Invariant: index.json only names blobs and layer directories that are
-// complete and durable. Everything is written to tmp/ first, synced, then
-// renamed into place, and index.json is replaced last. A crash therefore
-// leaves either the old or the new index, plus unreferenced files that Open
-// removes.
+// complete and durable. Blobs are verified and layers unpacked in tmp/,
+// then renamed into place (so blobs/ and layers/ never hold anything
+// partial); one syncfs makes all of it durable; index.json is replaced
+// last (write, fsync, rename, fsync the directory). A crash therefore
+// leaves either the old or the new index, plus unreferenced files, which
+// Open removes, so nothing that missed the sync can ever be used.
 const (
 	indexFile     = "index.json"
 	blobDir       = "blobs/sha256"
@@ -153,6 +155,8 @@ func Open(dir string) (*Store, error) {
 	if err != nil {
 		return nil, fmt.Errorf("open image store %s: %w", root, err)
 	}
+	// Layers and loads are unpacked in directories made in tmp/.
+	markTopDir(filepath.Join(root, tmpDir))
 	s := &Store{root: root, lock: lock, pins: map[string]int{}, inflight: map[string]*flight{}}
 	if err := s.recover(); err != nil {
 		lock.Close()

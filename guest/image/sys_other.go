@@ -16,4 +16,6 @@ func lockRoot(string) (*os.File, error) { return nil, errUnsupported }
 
 func syncFS(string) error { return errUnsupported }
 
+func markTopDir(string) {}
+
 func extractTar(string, io.Reader) error { return errUnsupported }

@@ -126,3 +126,13 @@ func compare(b *testing.B, layer string, ours func() (cpu time.Duration), settle
 	b.ReportMetric(ms(runtimetest.Median(crunCPU)), "crun-cpu-ms")
 	b.ReportMetric(ms(runtimetest.Median(runcCPU)), "runc-cpu-ms")
 }
+
+// BenchmarkCompareCold is BenchmarkCompare without the warm helper, to
+// show what the warm helper buys.
+func BenchmarkCompareCold(b *testing.B) {
+	runtimetest.NeedTool(b, "crun")
+	r := newRuntime(b, runtime.Options{Cold: true})
+	layer := runtimetest.BusyboxLayer(b)
+	dir := b.TempDir()
+	compare(b, layer, func() time.Duration { return runTrue(b, r, layer, dir) }, r.Settle)
+}

@@ -9,12 +9,9 @@
 // # Init hook
 //
 // The set-up inside the namespaces runs in a re-exec of the current binary
-// (/proc/self/exe). Every program that links this package must let that
-// init take over before doing anything else. The package does this by
-// itself from an init function (so that the re-exec skips the
-// initialisation of the rest of the program), and programs must also call
-// the hook first thing in main, which is what makes the contract explicit
-// and keeps working if the package's init order ever changes:
+// (/proc/self/exe with the hidden argv[0] "vmbox-runtime-init" and an
+// environment switch). Every program that links this package must let that
+// init take over before doing anything else, first thing in main:
 //
 //	func main() {
 //		if runtime.IsInit() {
@@ -23,17 +20,23 @@
 //		...
 //	}
 //
-// Test binaries need the same in TestMain.
+// Test binaries need the same in TestMain. (The init code lives in
+// internal/nsinit, which depends on the standard library and x/sys only and
+// also takes over from its own init function, so a re-exec skips the
+// initialisation of whatever packages Go orders after it.)
 //
 // # Speed
 //
 // A Go re-exec costs a second Go runtime start-up on top of the kernel
 // work. To keep that off the critical path, the Runtime keeps a warm
-// helper: an init already cloned into new namespaces, its Go runtime up,
-// blocked on a socket waiting for its container's configuration. Starting a
-// container hands the configuration (and the stdio descriptors) to that
-// helper, moves it into the container's cgroup while it mounts the root
-// filesystem, and starts the next helper in the background.
+// helper: an init already cloned into new namespaces (and already inside a
+// fresh cgroup: moving a live process between cgroups stalls for an RCU
+// grace period), its Go runtime up, blocked on a socket waiting for its
+// container's configuration. Starting a container hands the configuration
+// and the stdio descriptors to that helper, writes the cgroup limits while
+// it mounts the root file system, and starts the next helper in the
+// background once the start is over. Exec needs no re-exec at all: it
+// forks from a throwaway thread that has joined the container.
 //
 // Left out for now: seccomp filtering, AppArmor/SELinux, user namespaces,
 // the /sys/fs/cgroup mount inside containers, /etc/hosts and

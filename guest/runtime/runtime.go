@@ -45,8 +45,9 @@ type Runtime struct {
 	spawnCh chan spawnReq
 	spawnWG sync.WaitGroup
 
-	mu     sync.Mutex
-	closed bool
+	mu       sync.Mutex
+	closed   bool
+	spawning sync.WaitGroup // requests on their way to spawnCh
 }
 
 // New returns a Runtime. It starts warming a helper in the background.
@@ -91,6 +92,7 @@ func (r *Runtime) Close() error {
 	r.closed = true
 	r.mu.Unlock()
 	r.pool.close()
+	r.spawning.Wait()
 	close(r.spawnCh)
 	r.spawnWG.Wait()
 	return r.devnull.Close()
@@ -140,16 +142,38 @@ func (r *Runtime) spawnLoop() {
 	for req := range r.spawnCh {
 		h, err := r.doSpawn(req.hostNet)
 		req.reply <- spawnResult{h, err}
+		if errors.Is(err, errThreadStuck) {
+			// This thread could not leave a container's cgroup: let it die
+			// (a locked goroutine's thread ends with it) and go on with a
+			// fresh one.
+			r.spawnWG.Add(1)
+			go r.spawnLoop()
+			runtimeGoexitLocked()
+			return
+		}
 	}
 }
 
-func (r *Runtime) spawn(hostNet bool) (h *helper, err error) {
+// errThreadStuck reports that the spawning thread could not move back out
+// of a helper's cgroup (v1).
+var errThreadStuck = errors.New("the spawning thread could not leave a container cgroup")
+
+// runtimeGoexitLocked ends the calling goroutine while its thread is still
+// locked, which makes Go end the thread too.
+func runtimeGoexitLocked() {
+	goruntime.LockOSThread() // a second lock: the deferred unlock leaves one
+}
+
+func (r *Runtime) spawn(hostNet bool) (*helper, error) {
+	r.mu.Lock()
+	if r.closed {
+		r.mu.Unlock()
+		return nil, errors.New("runtime closed")
+	}
+	r.spawning.Add(1)
+	r.mu.Unlock()
+	defer r.spawning.Done()
 	reply := make(chan spawnResult, 1)
-	defer func() {
-		if v := recover(); v != nil { // send on closed channel: Close raced
-			h, err = nil, errors.New("runtime closed")
-		}
-	}()
 	r.spawnCh <- spawnReq{hostNet: hostNet, reply: reply}
 	res := <-reply
 	return res.h, res.err
@@ -195,12 +219,6 @@ func (r *Runtime) spawnInto(cg cgroup, hostNet bool) (*helper, error) {
 			unix.Close(fds[0])
 			return nil, err
 		}
-		defer func() {
-			if err := r.cg.leaveThread(); err != nil {
-				// The spawning thread cannot stay in a container's cgroup.
-				panic(fmt.Sprintf("vmbox runtime: leave container cgroup: %v", err))
-			}
-		}()
 	}
 	proc, err := os.StartProcess("/proc/self/exe", []string{nsinit.Arg0}, &os.ProcAttr{
 		// The init's Go runtime only needs one P and never needs a GC.
@@ -208,11 +226,26 @@ func (r *Runtime) spawnInto(cg cgroup, hostNet bool) (*helper, error) {
 		Files: []*os.File{r.devnull, r.devnull, os.Stderr, child},
 		Sys:   sys,
 	})
+	var stuck error
+	if cgfd < 0 {
+		if err := r.cg.leaveThread(); err != nil {
+			stuck = fmt.Errorf("%w: %v", errThreadStuck, err)
+		}
+	}
 	if err != nil {
 		unix.Close(fds[0])
-		return nil, fmt.Errorf("start container init: %w", err)
+		return nil, errors.Join(fmt.Errorf("start container init: %w", err), stuck)
 	}
-	return &helper{proc: proc, sock: fds[0], hostNet: hostNet, cg: cg}, nil
+	h := &helper{proc: proc, sock: fds[0], hostNet: hostNet, cg: cg}
+	if stuck != nil {
+		// Its parent thread is about to end, and with it (Pdeathsig) the
+		// helper: do not hand it out.
+		unix.Close(h.sock)
+		_ = h.proc.Kill()
+		_, _ = h.proc.Wait()
+		return nil, stuck
+	}
+	return h, nil
 }
 
 // cgroupName names a helper's cgroup. It is not the container's ID: the
@@ -330,7 +363,16 @@ func (r *Runtime) Start(ctx context.Context, s *Spec) (*Container, error) {
 		st.closeParent()
 		return nil, err
 	}
+	// A start that hangs (a stuck mount, say) ends with the context: the
+	// init is killed, which ends the wait for its answer.
+	stop := context.AfterFunc(ctx, func() { _ = h.proc.Kill() })
 	c, err := r.finishStart(s, h, &st, tr)
+	if !stop() && err == nil {
+		c.Signal(syscall.SIGKILL)
+		c.Wait()
+		closeAll(c.Stdin, c.Stdout, c.Stderr, c.Pty)
+		err = ctx.Err()
+	}
 	if err != nil {
 		st.closeParent()
 		return nil, err
@@ -363,7 +405,8 @@ func (r *Runtime) finishStart(s *Spec, h *helper, st *stdioSet, tr *nsinit.Trace
 	err := h.cg.setLimits(s.Resources, s.Privileged)
 	tr.Step("limits")
 	if err == nil {
-		err = nsinit.SendMsg(h.sock, nsinit.MsgGo, nil, nil)
+		// A failed send means the init is gone: its answer says why.
+		_ = nsinit.SendMsg(h.sock, nsinit.MsgGo, nil, nil)
 	}
 	var pty *os.File
 	var initErr *nsinit.ErrorMsg
@@ -372,6 +415,11 @@ func (r *Runtime) finishStart(s *Spec, h *helper, st *stdioSet, tr *nsinit.Trace
 			kind, payload, fds, rerr := nsinit.RecvMsg(h.sock)
 			if rerr == io.EOF {
 				break
+			}
+			if rerr == unix.ECONNRESET {
+				// The init exited with our "go" unread. The error is
+				// reported once; what it sent before is still queued.
+				continue
 			}
 			if rerr != nil {
 				err = fmt.Errorf("container init: %w", rerr)
@@ -450,6 +498,19 @@ func sleepBackoff(i int) {
 		d = 20 * time.Millisecond
 	}
 	time.Sleep(d)
+}
+
+func closeAll(cs ...io.Closer) {
+	for _, c := range cs {
+		if c != nil && !isNilFile(c) {
+			c.Close()
+		}
+	}
+}
+
+func isNilFile(c io.Closer) bool {
+	f, ok := c.(*os.File)
+	return ok && f == nil
 }
 
 // ---- stdio ----

@@ -170,7 +170,10 @@ http:
 	}
 	cmd := exec.Command(bin, "serve", cfgPath)
 	cmd.Stdout, cmd.Stderr = logf, logf
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
+	// Its own process group, so that a ^C to the test does not race the
+	// cleanup. No Pdeathsig: it fires when the forking OS thread exits,
+	// which Go does to threads locked by namespace-switching tests.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	if err := cmd.Start(); err != nil {
 		logf.Close()
 		return err

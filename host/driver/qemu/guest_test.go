@@ -60,23 +60,40 @@ var guestModules = []string{
 // archives, per architecture.
 var guestBuilds struct {
 	sync.Mutex
-	tmp  string
-	done map[string]error
+	tmp   string
+	owned bool // tmp is this process's to remove
+	done  map[string]error
 }
+
+// envGuestTmp hands a helper process (TestQEMUDiesWithOwner) the parent's
+// directory of built guest files, which the parent removes.
+const envGuestTmp = "VMBOX_QEMU_TEST_GUEST_TMP"
 
 // guestTmp returns the per-test-binary directory for built guest files.
 func guestTmp(t testing.TB) string {
 	guestBuilds.Lock()
 	defer guestBuilds.Unlock()
 	if guestBuilds.tmp == "" {
-		d, err := os.MkdirTemp("", "vmbox-qemu-test-")
-		if err != nil {
-			t.Fatal(err)
+		d := os.Getenv(envGuestTmp)
+		if d == "" {
+			var err error
+			if d, err = os.MkdirTemp("", "vmbox-qemu-test-"); err != nil {
+				t.Fatal(err)
+			}
+			guestBuilds.owned = true
 		}
 		guestBuilds.tmp = d
 		guestBuilds.done = map[string]error{}
 	}
 	return guestBuilds.tmp
+}
+
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if guestBuilds.owned {
+		os.RemoveAll(guestBuilds.tmp)
+	}
+	os.Exit(code)
 }
 
 // repoRoot is the directory holding go.mod.

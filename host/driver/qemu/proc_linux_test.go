@@ -25,7 +25,7 @@ func TestQEMUDiesWithOwner(t *testing.T) {
 	echoGuest(t, "amd64") // skips when there is no guest to boot
 	dir := t.TempDir()
 	cmd := exec.Command(os.Args[0], "-test.run=^TestQEMUDiesWithOwner$")
-	cmd.Env = append(os.Environ(), envHelper+"="+dir)
+	cmd.Env = append(os.Environ(), envHelper+"="+dir, envGuestTmp+"="+guestTmp(t))
 	cmd.Stderr = os.Stderr
 	out, err := cmd.StdoutPipe()
 	if err != nil {

@@ -48,8 +48,12 @@ func initMain() int {
 	unix.CloseOnExec(sock)
 	unix.Umask(0)
 	// Nothing here is configuration-specific: do it while the helper waits.
-	if err := unix.Mount("", "/", "", unix.MS_REC|unix.MS_PRIVATE, ""); err != nil {
-		return initFail(sock, ExitEngineError, fmt.Errorf("make mounts private: %w", err))
+	// Slave, not private: mounts and unmounts the host makes while the
+	// helper waits (a data disk mounted late, or unmounted at shutdown)
+	// still reach its copy of the mount table, and nothing it mounts
+	// leaks back.
+	if err := unix.Mount("", "/", "", unix.MS_REC|unix.MS_SLAVE, ""); err != nil {
+		return initFail(sock, ExitEngineError, fmt.Errorf("make mounts slaves: %w", err))
 	}
 	if os.Getenv(Env) == NetPrivate {
 		if err := loopbackUp(); err != nil {

@@ -1,0 +1,188 @@
+package e2e
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"golang.org/x/sys/unix"
+
+	"github.com/vmbox/vmbox/guest/image/imagetest"
+)
+
+// vmTarget boots an instance and returns the target that reaches it, with
+// the test registry addressed as the guest sees the host.
+func vmTarget(t *testing.T, name string) (*target, string) {
+	e := newEnv(t)
+	reg := pushTestImages(t)
+	e.extra = append(e.extra, "VMBOX_INSTANCE="+name)
+	e.must("start", "--memory", "1GiB", "--disk", "4GiB")
+	port := reg[strings.LastIndex(reg, ":")+1:]
+	return &target{e: e, reg: "host.vmbox.internal:" + port}, reg
+}
+
+func TestContainersThroughVM(t *testing.T) {
+	tg, _ := vmTarget(t, "ctr")
+	containerCases(t, tg)
+
+	t.Run("image cache survives stop and start", func(t *testing.T) {
+		tg.e.must("stop")
+		tg.e.must("start")
+		if r := tg.run("images"); !strings.Contains(r.stdout, tg.reg+"/busybox") {
+			t.Fatalf("images after restart: %s", r)
+		}
+		r := tg.run("run", "--rm", "--pull", "never", tg.reg+"/busybox", "echo", "cached")
+		if r.stdout != "cached\n" || strings.Contains(r.stderr, "Unable to find") {
+			t.Fatalf("run after restart: %s", r)
+		}
+	})
+	t.Run("run -it through a terminal", func(t *testing.T) {
+		out, code := runInPTY(t, tg.e, 30, 100, "stty size; tty; exit 5\n", "run", "-it", "--rm", tg.reg+"/busybox", "sh")
+		if code != 5 || !strings.Contains(out, "30 100") || !strings.Contains(out, "/dev/pts/") {
+			t.Fatalf("exit %d, terminal output %q", code, out)
+		}
+	})
+}
+
+func TestRunStartsTheVM(t *testing.T) {
+	e := newEnv(t)
+	reg := pushTestImages(t)
+	port := reg[strings.LastIndex(reg, ":")+1:]
+	e.extra = append(e.extra, "VMBOX_INSTANCE=auto")
+	e.must("create", "--memory", "1GiB", "--disk", "2GiB")
+	if r := e.run("run", "--rm", "--no-start", "host.vmbox.internal:"+port+"/busybox"); r.code == 0 || !strings.Contains(r.stderr, "vmbox start") {
+		t.Fatalf("--no-start on a stopped VM: %s", r)
+	}
+	r := e.run("run", "--rm", "host.vmbox.internal:"+port+"/busybox", "echo", "hi")
+	if r.code != 0 || r.stdout != "hi\n" || !strings.Contains(r.stderr, "starting it") {
+		t.Fatalf("run on a stopped VM: %s", r)
+	}
+}
+
+// TestPullSurvivesHypervisorCrash kills QEMU in the middle of a pull; after
+// the next start the store lists no partial image and the pull completes.
+func TestPullSurvivesHypervisorCrash(t *testing.T) {
+	tg, reg := vmTarget(t, "crash")
+	// A layer large enough that the pull is still running when QEMU dies.
+	big := make([]byte, 48<<20)
+	rand.Read(big)
+	img := imagetest.NewImage(t, v1.Config{Env: []string{imagetest.DefaultPath}}, imagetest.Layer(t, imagetest.BusyboxEntries(t)),
+		imagetest.Layer(t, []imagetest.Entry{{Name: "big.bin", Mode: 0o644, Body: big}}))
+	imagetest.Push(t, img, reg+"/big:latest")
+	ref := tg.reg + "/big"
+
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	pull := tg.e.cmd(ctx, "pull", ref)
+	stdout, _ := pull.StdoutPipe()
+	if err := pull.Start(); err != nil {
+		t.Fatal(err)
+	}
+	buf := make([]byte, 4096)
+	var seen bytes.Buffer
+	for !strings.Contains(seen.String(), "Download") && !strings.Contains(seen.String(), "Extracting") {
+		n, err := stdout.Read(buf)
+		seen.Write(buf[:n])
+		if err != nil {
+			t.Fatalf("pull ended before it could be interrupted: %q %v", seen.String(), err)
+		}
+	}
+	_, hv := tg.e.bootInfo("crash")
+	syscall.Kill(hv, syscall.SIGKILL)
+	pull.Wait()
+	tg.e.waitState("crash", "stopped")
+
+	tg.e.must("start")
+	if r := tg.run("images"); strings.Contains(r.stdout, "/big") {
+		t.Fatalf("a partial image is listed after the crash: %s", r)
+	}
+	if r := tg.run("pull", ref); r.code != 0 {
+		t.Fatalf("pull after crash: %s", r)
+	}
+	if r := tg.run("run", "--rm", ref, "sh", "-c", "wc -c < /big.bin"); strings.TrimSpace(r.stdout) != fmt.Sprint(len(big)) {
+		t.Fatalf("pulled image content: %s", r)
+	}
+}
+
+// runInPTY runs vmbox with a pseudo-terminal of rows×cols as its stdio,
+// types input, and returns what the terminal showed and the exit code.
+func runInPTY(t *testing.T, e *env, rows, cols uint16, input string, args ...string) (string, int) {
+	t.Helper()
+	master, err := os.OpenFile("/dev/ptmx", os.O_RDWR|unix.O_NOCTTY, 0)
+	if err != nil {
+		t.Skipf("no pseudo-terminals here: %v", err)
+	}
+	defer master.Close()
+	if err := unix.IoctlSetPointerInt(int(master.Fd()), unix.TIOCSPTLCK, 0); err != nil {
+		t.Fatal(err)
+	}
+	n, err := unix.IoctlGetInt(int(master.Fd()), unix.TIOCGPTN)
+	if err != nil {
+		t.Fatal(err)
+	}
+	slave, err := os.OpenFile(fmt.Sprintf("/dev/pts/%d", n), os.O_RDWR|unix.O_NOCTTY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	unix.IoctlSetWinsize(int(master.Fd()), unix.TIOCSWINSZ, &unix.Winsize{Row: rows, Col: cols})
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	cmd := e.cmd(ctx, args...)
+	cmd.Stdin, cmd.Stdout, cmd.Stderr = slave, slave, slave
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true, Setctty: true, Ctty: 0}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	slave.Close()
+	var out syncBuffer
+	done := make(chan struct{})
+	go func() {
+		io.Copy(&out, master) // ends with EIO when vmbox exits
+		close(done)
+	}()
+	// Type once the shell is there: the prompt ends with "# ".
+	for i := 0; i < 600 && !strings.Contains(out.String(), "# "); i++ {
+		time.Sleep(50 * time.Millisecond)
+	}
+	io.WriteString(master, input)
+	err = cmd.Wait()
+	select {
+	case <-done:
+	case <-time.After(5 * time.Second):
+	}
+	code := 0
+	if ee, ok := err.(*exec.ExitError); ok {
+		code = ee.ExitCode()
+	} else if err != nil {
+		t.Fatal(err)
+	}
+	return out.String(), code
+}
+
+// syncBuffer is a bytes.Buffer that one goroutine writes while another reads.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
