@@ -14,7 +14,7 @@ TEST_TIMEOUT ?= 45m
 
 export VMBOX_IMAGE_DIR ?= $(CURDIR)/$(IMAGE_DIR)
 
-.PHONY: all deps build agent image run test test-short bench cross vet fmt clean
+.PHONY: all deps build agent image run test test-short bench cross vet fmt clean typecheck-darwin sign-darwin dist
 
 all: build image
 
@@ -54,6 +54,29 @@ cross:
 		os=$${t%/*}; arch=$${t#*/}; ext=; [ $$os = windows ] && ext=.exe; \
 		echo "build $$t"; GOOS=$$os GOARCH=$$arch $(GOBUILD) -o bin/$$os\_$$arch/vmbox$$ext ./cmd/vmbox || exit 1; \
 	done
+
+# Installers into dist/ (docs/install.md): tarballs for linux and darwin, the
+# Windows MSI, the Homebrew formula and SHA256SUMS. Each carries the guest
+# image of its own architecture: amd64 always, arm64 when the lock pins its
+# packages; hack/dist skips (and names) any target whose image is missing.
+DIST_ARCHES := amd64 $(shell grep -qs '^arm64 linux-image-' vmimage/debian.lock && echo arm64)
+
+dist: cross
+	for a in $(DIST_ARCHES); do \
+		$(MAKE) --no-print-directory image ARCH=$$a VERSION=$(VERSION) COMMIT=$(COMMIT) BUILT=$(BUILT) || exit 1; \
+	done
+	$(GO) run ./hack/dist -version $(VERSION) -date $(BUILT) -out dist
+
+# The macOS host build (vz driver: darwin && cgo) cannot be compiled here;
+# type-check it, with its dependencies, for darwin/arm64 and darwin/amd64.
+typecheck-darwin:
+	$(GO) run ./hack/typecheck
+
+# On a Mac only: build bin/vmbox with cgo (the vz driver needs it) and sign
+# it with the entitlement Virtualization.framework requires (docs/macos.md).
+sign-darwin:
+	CGO_ENABLED=1 $(GO) build -trimpath -ldflags "$(LDFLAGS)" -o bin/vmbox ./cmd/vmbox
+	codesign --force --entitlements host/driver/vz/vmbox.entitlements -s - bin/vmbox
 
 clean:
 	rm -rf bin build dist

@@ -108,6 +108,11 @@ func Build(ctx context.Context, cfg Config) (*Manifest, error) {
 	if err != nil {
 		return nil, err
 	}
+	for _, f := range []struct{ name, v string }{{"agent", cfg.Agent}, {"output directory", cfg.OutDir}, {"cache directory", cfg.CacheDir}, {"lock file", cfg.LockPath}} {
+		if f.v == "" {
+			return nil, fmt.Errorf("no %s given", f.name)
+		}
+	}
 	level := cfg.ZstdLevel
 	if level == 0 {
 		level = 19

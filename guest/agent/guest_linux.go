@@ -9,6 +9,8 @@ import (
 	"log/slog"
 	"net"
 	"os"
+	"path/filepath"
+	"sync"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -38,7 +40,8 @@ func runGuest(log *slog.Logger) error {
 	defer sys.Close()
 	log.Info("booted", "timings", sys.Timings().String())
 	shutdown := make(chan struct{})
-	a := &Agent{Log: log, Shutdown: func() { close(shutdown) }}
+	var once sync.Once
+	a := &Agent{Log: log, Shutdown: func() { once.Do(func() { close(shutdown) }) }}
 	// The data disk may still be formatting; operations that need the
 	// engine wait for it, the others (version, shell) do not.
 	closeEngine, err := a.openGuestEngine(ctx, sys)
@@ -48,20 +51,33 @@ func runGuest(log *slog.Logger) error {
 	defer closeEngine()
 	srv := NewServer(hostKey, authorized, a, log)
 
-	if _, ok, err := sys.Vsock(ctx); err != nil {
+	// The host reaches the agent over vsock when the VM has it (vz), else
+	// over the virtio-serial port (QEMU); never both, so boot waits for
+	// neither device in vain.
+	_, vsock, err := sys.Vsock(ctx)
+	if err != nil {
 		log.Warn("vsock unavailable", "err", err)
-	} else if ok {
+	}
+	if vsock {
 		go func() {
 			if err := serveVsock(ctx, srv); err != nil {
-				log.Warn("vsock listener", "err", err)
+				log.Error("vsock listener", "err", err)
+			}
+		}()
+	} else {
+		go func() {
+			if err := serveSerial(ctx, srv, log); err != nil {
+				log.Error("virtio-serial", "err", err)
 			}
 		}()
 	}
-	go func() {
-		if err := serveSerial(ctx, srv, log); err != nil {
-			log.Error("virtio-serial", "err", err)
-		}
-	}()
+	// Inside the guest, the same protocol on a Unix socket, with the same
+	// keys: for debugging and for measuring the host hop.
+	if l, err := listenUnix(GuestSocket); err != nil {
+		log.Warn("guest socket", "err", err)
+	} else {
+		go srv.Serve(ctx, l)
+	}
 	go func() {
 		if err := sys.OnlineCPUs(); err != nil {
 			log.Warn("online CPUs", "err", err)
@@ -73,6 +89,22 @@ func runGuest(log *slog.Logger) error {
 	pctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
 	return boot.PowerOff(pctx)
+}
+
+// GuestSocket is where the agent also listens inside the VM.
+const GuestSocket = "/run/vmbox/agent.sock"
+
+func listenUnix(path string) (net.Listener, error) {
+	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+		return nil, err
+	}
+	os.Remove(path)
+	l, err := net.Listen("unix", path)
+	if err != nil {
+		return nil, err
+	}
+	os.Chmod(path, 0o600)
+	return l, nil
 }
 
 // serveSerial serves SSH on the virtio-serial port, one connection at a

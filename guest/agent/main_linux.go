@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"net"
 	"os"
 	"os/signal"
 	"strings"
@@ -82,13 +81,11 @@ func ServeLocal(ctx context.Context, o LocalOptions, log *slog.Logger) error {
 		return err
 	}
 	defer closeEngine()
-	os.Remove(path)
-	l, err := net.Listen("unix", path)
+	l, err := listenUnix(path)
 	if err != nil {
 		return fmt.Errorf("listen: %w", err)
 	}
 	defer os.Remove(path)
-	os.Chmod(path, 0o600)
 	log.Info("agent serving", "socket", path)
 	return NewServer(hostKey, authorized, a, log).Serve(ctx, l)
 }

@@ -20,7 +20,7 @@ import (
 
 // env is one test's view of vmbox: its binary, image and VMBOX_HOME.
 type env struct {
-	t     *testing.T
+	t     testing.TB
 	bin   string
 	home  string
 	image string
@@ -141,7 +141,13 @@ func (e *env) runStdin(stdin string, args ...string) result {
 // must runs vmbox and fails the test unless it exits 0.
 func (e *env) must(args ...string) result {
 	e.t.Helper()
-	r := e.run(args...)
+	return e.mustStdin("", args...)
+}
+
+// mustStdin is must with stdin.
+func (e *env) mustStdin(stdin string, args ...string) result {
+	e.t.Helper()
+	r := e.runStdin(stdin, args...)
 	if r.code != 0 {
 		e.t.Fatalf("vmbox %s: %s\nconsole log tail:\n%s", strings.Join(args, " "), r, e.consoleTail(args))
 	}

@@ -112,7 +112,7 @@ func (a *app) ensureInstance(o startOptions, changed func(string) bool) (*instan
 			return nil, false, err
 		}
 		if cfg.Driver == "" {
-			cfg.Driver = defaultDriver()
+			cfg.Driver = defaultDriver(cfg.Arch)
 		}
 		if _, err := newDriver(cfg.Driver, cfg.Arch); err != nil {
 			return nil, false, err

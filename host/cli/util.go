@@ -144,9 +144,10 @@ func findImage(arch string) (string, error) {
 	return "", fmt.Errorf("no guest image for %s found (looked in %s); build it with: make image", arch, strings.Join(candidates, ", "))
 }
 
-func defaultDriver() string {
-	if runtime.GOOS == "darwin" {
-		if d, err := newDriver("vz", runtime.GOARCH); err == nil && d.Available() == nil {
+// defaultDriver is vz on a Mac that can run a guest of arch with it, else qemu.
+func defaultDriver(arch string) string {
+	if runtime.GOOS == "darwin" && arch == runtime.GOARCH {
+		if d, err := newDriver("vz", arch); err == nil && d.Available() == nil {
 			return "vz"
 		}
 	}

@@ -6,6 +6,8 @@ package driver
 import (
 	"context"
 	"net"
+
+	"github.com/vmbox/vmbox/guest/boot"
 )
 
 // Spec is everything a driver needs to boot one instance's VM.
@@ -35,6 +37,9 @@ type Driver interface {
 	// the guest's instance configuration (boot.InstanceConfig.Modules),
 	// which it writes before Start.
 	GuestModules(arch string) []string
+	// GuestNetwork is how the guest configures its interface on this
+	// driver's network: a static slirp address under QEMU, DHCP under vz NAT.
+	GuestNetwork() boot.NetworkConfig
 	// Start boots the VM and returns once the hypervisor is running (not when
 	// the guest is ready). Cancelling ctx after Start has returned does not
 	// stop the VM.

@@ -99,7 +99,7 @@ func Run(ctx context.Context, o Options) (err error) {
 	}
 	started := time.Now()
 	instanceInitrd := inst.Path(instance.InstanceCPIO)
-	if err := WriteInstanceInitrd(instanceInitrd, inst, keys, o.Driver.GuestModules(inst.Config.Arch), started); err != nil {
+	if err := WriteInstanceInitrd(instanceInitrd, inst, keys, o.Driver, started); err != nil {
 		return err
 	}
 	spec := driver.Spec{
@@ -227,7 +227,7 @@ func connectAgent(ctx context.Context, vm driver.VM, keys *instance.Keys, vmDone
 // WriteInstanceInitrd writes the per-instance initramfs that the guest's
 // base image is booted with: the agent's configuration, including the keys
 // that let host and guest trust each other without a first-use prompt.
-func WriteInstanceInitrd(path string, inst *instance.Instance, keys *instance.Keys, modules []string, now time.Time) error {
+func WriteInstanceInitrd(path string, inst *instance.Instance, keys *instance.Keys, drv driver.Driver, now time.Time) error {
 	cfg := boot.InstanceConfig{
 		Version:          boot.ConfigVersion,
 		Name:             inst.Config.Name,
@@ -235,9 +235,9 @@ func WriteInstanceInitrd(path string, inst *instance.Instance, keys *instance.Ke
 		AuthorizedKey:    string(bytes.TrimSpace(keys.AuthorizedKey)),
 		HostKey:          string(keys.HostKeyPEM),
 		BootTimeUnixNano: now.UnixNano(),
-		Network:          boot.NetworkConfig{Mode: boot.NetworkStatic},
+		Network:          drv.GuestNetwork(),
 		DataDisk:         boot.DataDiskConfig{Required: true},
-		Modules:          modules,
+		Modules:          drv.GuestModules(inst.Config.Arch),
 		CPUs:             inst.Config.CPUs,
 	}
 	if err := cfg.Validate(); err != nil {

@@ -26,6 +26,7 @@ import (
 	"runtime"
 	"sync"
 
+	"github.com/vmbox/vmbox/guest/boot"
 	"github.com/vmbox/vmbox/host/driver"
 )
 
@@ -119,6 +120,12 @@ func checkArch(arch string) error {
 // GuestModules are the modules for the devices Args gives a guest of arch:
 // virtio-mmio on x86's microvm, virtio-pci on arm64's virt machine, then
 // virtio-serial (the agent's channel), network, disk and RNG.
+// GuestNetwork is the static address QEMU's user networking expects
+// (10.0.2.15/24, gateway 10.0.2.2, DNS 10.0.2.3): no DHCP round trip at boot.
+func (d *Driver) GuestNetwork() boot.NetworkConfig {
+	return boot.NetworkConfig{Mode: boot.NetworkStatic}
+}
+
 func (d *Driver) GuestModules(arch string) []string {
 	transport := "virtio_mmio"
 	if arch == "arm64" {

@@ -241,7 +241,7 @@ func checkMacOS(s string) error {
 func validationError(msg, exe string) error {
 	switch {
 	case strings.Contains(msg, "com.apple.security.virtualization"), strings.Contains(msg, "entitlement"):
-		return fmt.Errorf("%s lacks the com.apple.security.virtualization entitlement that Virtualization.framework requires: sign it with `codesign --force --entitlements vmbox.entitlements -s - %s` (make sign-darwin), or use --driver qemu", exe, exe)
+		return fmt.Errorf("%s lacks the com.apple.security.virtualization entitlement that Virtualization.framework requires: sign it (make sign-darwin, or codesign --force --entitlements <plist granting it> -s - %s; see docs/macos.md), or use --driver qemu", exe, exe)
 	case strings.Contains(msg, "not available on this hardware"), strings.Contains(msg, "not supported on this hardware"):
 		return errors.New("Virtualization.framework is not available on this Mac (is it itself a virtual machine?); use --driver qemu")
 	}

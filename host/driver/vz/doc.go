@@ -1,10 +1,20 @@
 // Package vz is the driver that boots vmbox VMs with Apple's
-// Virtualization.framework (through github.com/Code-Hex/vz/v3) on macOS,
-// reaching the guest agent over vsock (api.VsockPort).
+// Virtualization.framework (through github.com/Code-Hex/vz/v3) on macOS 12
+// or later, in the host process itself, reaching the guest agent over
+// vsock (api.VsockPort; each connection is a plain SSH connection).
 //
-// The framework is only reachable from a cgo build on macOS. Everywhere
-// else (vz_other.go) New returns a driver that explains that and refuses to
-// start. The macOS implementation (vz_darwin.go, built with darwin && cgo)
-// is a later piece of work; until it lands, a macOS build with cgo has no
-// New and must not import this package.
+// The guest gets virtio-pci devices on either architecture (the guest's
+// must be the Mac's): a virtio console (hvc0) appended to Spec.Console,
+// vsock, a NAT network whose addresses come by DHCP (GuestNetwork says so
+// to the guest), the data disk, an entropy source and a memory balloon.
+// The kernel is booted directly (the uncompressed Image on arm64) with the
+// initrds concatenated into one file.
+//
+// The framework is only reachable from a cgo build on macOS, by a binary
+// signed with the com.apple.security.virtualization entitlement
+// (vmbox.entitlements beside this file; make sign-darwin). Everywhere else
+// (vz_other.go) New returns a driver that explains that and refuses to
+// start. config.go holds what the macOS driver decides without the
+// framework, so that it is tested on every host; the macOS file itself is
+// type-checked from Linux by hack/typecheck (make typecheck-darwin).
 package vz

@@ -71,9 +71,9 @@ func (*Driver) Available() error {
 
 // probe validates a minimal configuration. The framework checks the
 // process's entitlement and the hardware before anything else, so this
-// is the check the real configuration would fail, without booting
-// anything. The executable stands in for the kernel: validation checks
-// that the file exists, not what it holds.
+// fails as the real configuration would, without booting anything. The
+// executable stands in for the kernel (the boot loader wants an existing
+// file); whatever else validation says about that stand-in is ignored.
 func probe() error {
 	exe, err := os.Executable()
 	if err != nil {

@@ -6,6 +6,7 @@ import (
 	"context"
 	"errors"
 
+	"github.com/vmbox/vmbox/guest/boot"
 	"github.com/vmbox/vmbox/host/driver"
 )
 
@@ -24,6 +25,9 @@ func New() driver.Driver { return Driver{} }
 
 // Name is "vz".
 func (Driver) Name() string { return "vz" }
+
+// GuestNetwork is DHCP, as under vz NAT.
+func (Driver) GuestNetwork() boot.NetworkConfig { return GuestNetwork() }
 
 // Available returns ErrUnavailable.
 func (Driver) Available() error { return ErrUnavailable }

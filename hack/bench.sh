@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# Runs vmbox's benchmarks and writes their output to build/bench.txt.
+# Targets (see the issues): cold start <= 2.0 s, version <= 50 ms, run --rm
+# true <= 1.0x crun and 0.5x runc, pull+unpack <= 0.3x skopeo+umoci, host
+# hop <= 20 ms. Numbers under TCG depend on the machine's load: compare
+# ratios taken in the same run.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+mkdir -p build
+out=build/bench.txt
+: > "$out"
+bench() { # package, pattern, benchtime
+  echo "== $1 $2" | tee -a "$out"
+  go test -run '^$' -bench "$2" -benchtime "${3:-1x}" -timeout 60m "$1" 2>&1 | tee -a "$out"
+}
+bench ./vmimage/ 'BenchmarkBareBoot' 5x
+bench ./hack/e2e/ 'BenchmarkColdStart|BenchmarkVersion|BenchmarkIdleFootprint'
+bench ./guest/runtime/ 'BenchmarkCompare$' 1x
+bench ./guest/engine/ 'BenchmarkCompare' 1x
+bench ./guest/image/ 'BenchmarkPullUnpack|BenchmarkSkopeoUmoci' 10x
+bench ./hack/e2e/ 'BenchmarkRunHostHop|BenchmarkFirstRun'
+echo "results in $out"

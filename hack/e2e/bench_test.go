@@ -1,0 +1,186 @@
+package e2e
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/vmbox/vmbox/guest/image/imagetest"
+)
+
+// These benchmarks measure what a user waits for. Each reports the median
+// of its samples (ms-median) besides Go's mean, since boot times under TCG
+// have long tails. Run them with hack/bench.sh (make bench).
+
+func median(d []time.Duration) time.Duration {
+	s := append([]time.Duration(nil), d...)
+	sort.Slice(s, func(i, j int) bool { return s[i] < s[j] })
+	return s[len(s)/2]
+}
+
+func ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
+
+// benchEnv is newEnv for benchmarks.
+func benchEnv(b *testing.B) *env {
+	img := imageDir()
+	if img == "" {
+		b.Skip("no guest image: run `make image` first")
+	}
+	home, err := os.MkdirTemp("", "vmbox-bench")
+	if err != nil {
+		b.Fatal(err)
+	}
+	e := &env{t: b, bin: builtBinary, home: home, image: img}
+	b.Cleanup(func() {
+		if insts, _ := os.ReadDir(home); insts != nil {
+			for _, i := range insts {
+				e.run("delete", "--name", i.Name(), "--timeout", "5s")
+			}
+		}
+		os.RemoveAll(home)
+	})
+	return e
+}
+
+func timed(e *env, args ...string) time.Duration {
+	start := time.Now()
+	e.must(args...)
+	return time.Since(start)
+}
+
+// BenchmarkColdStart: `vmbox start` of a stopped instance until the agent
+// answers (the disk already formatted), median of 5.
+func BenchmarkColdStart(b *testing.B) {
+	e := benchEnv(b)
+	e.must("create", "--name", "cold", "--memory", "2GiB", "--disk", "4GiB")
+	e.must("start", "--name", "cold") // first boot formats the data disk
+	e.must("stop", "--name", "cold")
+	var samples []time.Duration
+	for i := 0; i < 5; i++ {
+		samples = append(samples, timed(e, "start", "--name", "cold"))
+		e.must("stop", "--name", "cold")
+	}
+	b.ReportMetric(ms(median(samples)), "ms-median")
+}
+
+// BenchmarkVersion: `vmbox version` against a running VM, median of 20.
+func BenchmarkVersion(b *testing.B) {
+	e := benchEnv(b)
+	e.must("start", "--name", "ver", "--memory", "2GiB", "--disk", "4GiB")
+	var samples []time.Duration
+	for i := 0; i < 20; i++ {
+		samples = append(samples, timed(e, "version", "--name", "ver"))
+	}
+	b.ReportMetric(ms(median(samples)), "ms-median")
+}
+
+// BenchmarkIdleFootprint: resident memory of the hypervisor and of the host
+// process with an idle 2 GiB guest, and the guest image's size.
+func BenchmarkIdleFootprint(b *testing.B) {
+	e := benchEnv(b)
+	e.must("start", "--name", "idle", "--memory", "2GiB", "--disk", "4GiB")
+	time.Sleep(10 * time.Second) // let the guest settle
+	host, hv := e.bootInfo("idle")
+	b.ReportMetric(float64(rssKiB(hv))/1024, "hypervisor-RSS-MiB")
+	b.ReportMetric(float64(rssKiB(host))/1024, "hostproc-RSS-MiB")
+	var size int64
+	for _, f := range []string{"kernel", "initrd.img"} {
+		if st, err := os.Stat(filepath.Join(e.image, f)); err == nil {
+			size += st.Size()
+		}
+	}
+	b.ReportMetric(float64(size)/1e6, "image-MB")
+	if st, err := os.Stat(filepath.Join(e.image, "kernel.zst")); err == nil {
+		ird, _ := os.Stat(filepath.Join(e.image, "initrd.img"))
+		b.ReportMetric(float64(st.Size()+ird.Size())/1e6, "image-shipped-MB")
+	}
+}
+
+func rssKiB(pid int) int {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		return 0
+	}
+	for _, l := range strings.Split(string(b), "\n") {
+		if f := strings.Fields(l); len(f) >= 2 && f[0] == "VmRSS:" {
+			n, _ := strconv.Atoi(f[1])
+			return n
+		}
+	}
+	return 0
+}
+
+// BenchmarkRunHostHop: warm `vmbox run --rm IMAGE true` from the host,
+// median of 20, next to the same command run inside the guest against the
+// agent's guest socket (no host hop): the difference is what the host path
+// costs.
+func BenchmarkRunHostHop(b *testing.B) {
+	e := benchEnv(b)
+	reg := imagetest.StartRegistry(b)
+	imagetest.Push(b, imagetest.BusyboxImage(b), reg+"/busybox:latest")
+	ref := "host.vmbox.internal:" + reg[strings.LastIndex(reg, ":")+1:] + "/busybox"
+	e.extra = []string{"VMBOX_INSTANCE=hop"}
+	e.must("start", "--memory", "2GiB", "--disk", "4GiB")
+	e.must("pull", ref)
+
+	// The same CLI binary and the instance's keys, inside the guest.
+	bin, _ := os.ReadFile(builtBinary)
+	e.mustStdin(string(bin), "shell", "--", "sh", "-c", "cat > /tmp/vmbox && chmod +x /tmp/vmbox")
+	for _, k := range []string{"config.json", "id_ed25519", "id_ed25519.pub", "ssh_host_ed25519", "ssh_host_ed25519.pub"} {
+		data, _ := os.ReadFile(filepath.Join(e.home, "hop", k))
+		e.mustStdin(string(data), "shell", "--", "sh", "-c", "mkdir -p /tmp/vh/hop && cat > /tmp/vh/hop/"+k)
+	}
+	for i := 0; i < 3; i++ { // warm both paths
+		e.must("run", "--rm", ref, "true")
+	}
+	var host []time.Duration
+	for i := 0; i < 20; i++ {
+		host = append(host, timed(e, "run", "--rm", ref, "true"))
+	}
+	script := fmt.Sprintf(`export VMBOX_HOME=/tmp/vh VMBOX_INSTANCE=hop; for i in $(seq 23); do s=$(date +%%s%%N); /tmp/vmbox --host unix:///run/vmbox/agent.sock run --rm %s true || exit 1; t=$(date +%%s%%N); echo $((t-s)); done`, ref)
+	out := e.must("shell", "--", "sh", "-c", script).stdout
+	var guest []time.Duration
+	for i, l := range strings.Fields(out) {
+		n, err := strconv.ParseInt(l, 10, 64)
+		if err != nil {
+			b.Fatalf("guest timing %q", l)
+		}
+		if i >= 3 {
+			guest = append(guest, time.Duration(n))
+		}
+	}
+	b.ReportMetric(ms(median(host)), "host-ms-median")
+	b.ReportMetric(ms(median(guest)), "guest-ms-median")
+	b.ReportMetric(ms(median(host)-median(guest)), "hop-ms")
+}
+
+// BenchmarkFirstRun: `vmbox run` of an image not yet pulled on a stopped VM,
+// total, with the same steps timed one by one on a fresh instance.
+func BenchmarkFirstRun(b *testing.B) {
+	e := benchEnv(b)
+	reg := imagetest.StartRegistry(b)
+	imagetest.Push(b, imagetest.BusyboxImage(b), reg+"/busybox:latest")
+	ref := "host.vmbox.internal:" + reg[strings.LastIndex(reg, ":")+1:] + "/busybox"
+	prepare := func(name string) {
+		e.must("create", "--name", name, "--memory", "2GiB", "--disk", "4GiB")
+		e.must("start", "--name", name) // format the disk once
+		e.must("stop", "--name", name)
+	}
+	prepare("first")
+	e.extra = []string{"VMBOX_INSTANCE=first"}
+	total := timed(e, "run", "--rm", ref, "true")
+	prepare("steps")
+	e.extra = []string{"VMBOX_INSTANCE=steps"}
+	boot := timed(e, "start")
+	pull := timed(e, "pull", ref)
+	run := timed(e, "run", "--rm", ref, "true")
+	b.ReportMetric(ms(total), "total-ms")
+	b.ReportMetric(ms(boot), "boot-ms")
+	b.ReportMetric(ms(pull), "pull-ms")
+	b.ReportMetric(ms(run), "start-ms")
+}
