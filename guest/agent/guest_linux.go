@@ -50,6 +50,13 @@ func runGuest(log *slog.Logger) error {
 	}
 	defer closeEngine()
 	srv := NewServer(hostKey, authorized, a, log)
+	if cfg.DataDisk.Fresh {
+		// First boot: readiness waits for the format, so that the host
+		// may record the disk as in use once the agent answers.
+		if _, err := sys.WaitDataDisk(ctx); err != nil {
+			log.Error("data disk", "err", err)
+		}
+	}
 
 	// The host reaches the agent over vsock when the VM has it (vz), else
 	// over the virtio-serial port (QEMU); never both, so boot waits for
@@ -85,6 +92,11 @@ func runGuest(log *slog.Logger) error {
 	}()
 	<-shutdown
 	log.Info("powering off")
+	// Never cut a first format short: an interrupted one leaves the disk
+	// unusable until formatted again.
+	wctx, cancel := context.WithTimeout(ctx, time.Minute)
+	sys.WaitDataDisk(wctx)
+	cancel()
 	closeEngine()
 	pctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()

@@ -118,6 +118,12 @@ type DataDiskConfig struct {
 	// Serial selects the virtio-blk disk whose serial matches; empty takes
 	// the first virtio disk (vda).
 	Serial string `json:"serial,omitempty"`
+	// Fresh says the host created this disk and no boot has yet used it:
+	// unrecognised data on it can only be an interrupted first format of
+	// vmbox's own, so it is formatted again. A recognised foreign file
+	// system is refused even so. The guest also holds back readiness until
+	// a fresh disk is formatted, so a ready instance always has its disk.
+	Fresh bool `json:"fresh,omitempty"`
 }
 
 // BootTime returns BootTimeUnixNano as a time, or the zero time when unset.

@@ -68,9 +68,9 @@ func prepareDataDisk(ctx context.Context, cfg DataDiskConfig, env diskEnv, t *Ti
 	t.Add("data disk probe "+dev, start)
 	switch {
 	case p.IsVmboxData():
-	case p.Blank:
+	case p.Blank, cfg.Fresh && p.Type == "unknown":
 		start = time.Now()
-		if err := formatDataDisk(ctx, env.mke2fs, dev); err != nil {
+		if err := formatDataDisk(ctx, env.mke2fs, dev, cfg.Fresh); err != nil {
 			return nil, err
 		}
 		dd.Formatted = true
@@ -171,12 +171,12 @@ func probeDevice(dev string) (DiskProbe, error) {
 // formatDataDisk makes vmbox's ext4 on a blank device. It probes again
 // right before running mke2fs; the caller has already, but formatting is
 // the one irreversible step and the check is cheap.
-func formatDataDisk(ctx context.Context, mke2fs, dev string) error {
+func formatDataDisk(ctx context.Context, mke2fs, dev string, fresh bool) error {
 	p, err := probeDevice(dev)
 	if err != nil {
 		return err
 	}
-	if !p.Blank {
+	if !p.Blank && !(fresh && p.Type == "unknown") {
 		return fmt.Errorf("data disk %s is not blank (%s): refusing to format it", dev, p.Type)
 	}
 	cmd := exec.CommandContext(ctx, mke2fs, append(append([]string(nil), mke2fsArgs...), dev)...)

@@ -123,7 +123,7 @@ func TestFormatDataDiskRefusesData(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := formatDataDisk(context.Background(), mke2fs, p); err == nil || !strings.Contains(err.Error(), "not blank") {
+	if err := formatDataDisk(context.Background(), mke2fs, p, false); err == nil || !strings.Contains(err.Error(), "not blank") {
 		t.Fatalf("format of a disk with data: %v", err)
 	}
 	after, err := os.ReadFile(p)
@@ -134,13 +134,13 @@ func TestFormatDataDiskRefusesData(t *testing.T) {
 		t.Fatal("the disk changed")
 	}
 	blank := mkImage(t, 8<<20, nil)
-	if err := formatDataDisk(context.Background(), mke2fs, blank); err != nil {
+	if err := formatDataDisk(context.Background(), mke2fs, blank, false); err != nil {
 		t.Fatal(err)
 	}
 	if p := probeFile(t, blank); !p.IsVmboxData() || p.Type != "ext4" {
 		t.Fatalf("formatted disk probes as %+v", p)
 	}
-	if err := formatDataDisk(context.Background(), mke2fs, blank); err == nil {
+	if err := formatDataDisk(context.Background(), mke2fs, blank, false); err == nil {
 		t.Fatal("second format of the same disk: no error")
 	}
 }
@@ -258,5 +258,57 @@ func assertMounted(t *testing.T, target, fstype string) {
 	m, ok := Mounted(infos, target)
 	if !ok || m.FSType != fstype {
 		t.Errorf("%s: mounted %v as %q, want %s", target, ok, m.FSType, fstype)
+	}
+}
+
+// TestPrepareDataDiskFresh: a first format that was cut short leaves data
+// no probe recognises; only a disk the host calls fresh is formatted again.
+func TestPrepareDataDiskFresh(t *testing.T) {
+	mke2fs, err := exec.LookPath("mke2fs")
+	if err != nil {
+		t.Skip("mke2fs (e2fsprogs) is not installed")
+	}
+	junk := func(f *os.File) { f.WriteAt([]byte("half-written block bitmap"), 8192) }
+	swap := mkImage(t, 16<<20, nil)
+	runTool(t, "mkswap", swap)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	cases := []struct {
+		name      string
+		image     string
+		fresh     bool
+		wantErr   string
+		formatted bool
+	}{
+		{"interrupted format, disk in use", mkImage(t, 64<<20, junk), false, "holds unknown data", false},
+		{"interrupted format, fresh disk", mkImage(t, 64<<20, junk), true, "", true},
+		{"foreign file system, fresh disk", swap, true, "holds swap data", false},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			before, _ := os.ReadFile(tc.image)
+			loop := loopDevice(t, tc.image)
+			sysBlock, devDir := fakeBlock(t, map[string]string{"vda": "vmbox-data"}, map[string]string{"vda": loop})
+			mnt := filepath.Join(t.TempDir(), "m")
+			env := diskEnv{sysBlock: sysBlock, devDir: devDir, mountPoint: mnt, mke2fs: mke2fs, waitDisk: time.Second}
+			inMountNS(t, func() {
+				d, err := prepareDataDisk(ctx, DataDiskConfig{Required: true, Serial: "vmbox-data", Fresh: tc.fresh}, env, &Timings{})
+				if tc.wantErr != "" {
+					if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
+						t.Errorf("error %v, want %q", err, tc.wantErr)
+					}
+					return
+				}
+				if err != nil || !d.Formatted {
+					t.Errorf("got %+v, %v; want formatted", d, err)
+					return
+				}
+				assertMounted(t, mnt, "ext4")
+				unix.Unmount(mnt, 0)
+			})
+			if after, _ := os.ReadFile(tc.image); !tc.formatted && string(after) != string(before) {
+				t.Error("a refused disk was changed")
+			}
+		})
 	}
 }

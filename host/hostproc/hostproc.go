@@ -151,6 +151,12 @@ func Run(ctx context.Context, o Options) (err error) {
 		log.Warn("write boot marker", "err", err)
 	}
 	log.Info("agent ready", "boot", time.Since(started).Round(time.Millisecond))
+	if !inst.Config.DiskInUse {
+		inst.Config.DiskInUse = true
+		if err := inst.SaveConfig(); err != nil {
+			log.Warn("record data disk in use", "err", err)
+		}
+	}
 
 	agentGone := make(chan error, 1)
 	go func() { agentGone <- agent.Wait() }()
@@ -236,7 +242,7 @@ func WriteInstanceInitrd(path string, inst *instance.Instance, keys *instance.Ke
 		HostKey:          string(keys.HostKeyPEM),
 		BootTimeUnixNano: now.UnixNano(),
 		Network:          drv.GuestNetwork(),
-		DataDisk:         boot.DataDiskConfig{Required: true},
+		DataDisk:         boot.DataDiskConfig{Required: true, Fresh: !inst.Config.DiskInUse},
 		Modules:          drv.GuestModules(inst.Config.Arch),
 		CPUs:             inst.Config.CPUs,
 	}

@@ -53,6 +53,9 @@ type Config struct {
 	MemoryMiB int       `json:"memoryMiB"`
 	DiskGiB   int       `json:"diskGiB"`
 	Created   time.Time `json:"created"`
+	// DiskInUse is set once a boot has formatted (or found) the data disk
+	// and answered; until then the guest may format it again.
+	DiskInUse bool `json:"diskInUse,omitempty"`
 }
 
 // Defaults for a new instance.
