@@ -13,7 +13,8 @@ packages=(
   docker-registry     # a real registry on loopback for pull tests
   runc crun           # peers for the container start benchmark
   skopeo umoci        # peers for the pull benchmark
-  msitools            # wixl/msiinfo for the Windows installer
+  msitools wixl       # msiinfo/msibuild and wixl for the Windows installer
+  shellcheck          # checks the installers' shell scripts
   zstd
   iproute2            # network namespaces in tests
   dpkg-dev            # dpkg-deb, to unpack the guest image's packages

@@ -154,9 +154,13 @@ func (o *containerOps) run(ctx context.Context, s *Session) int {
 		return fail(s, err)
 	}
 	progress := textProgress(s.Stderr, args.Config.Image)
-	if args.Auth != nil && args.Config.Pull != "never" {
+	// The engine pulls a missing image itself, anonymously; with
+	// credentials or insecure registries the agent pulls first, so that
+	// they apply.
+	if (args.Auth != nil || len(args.InsecureRegistries) > 0) && args.Config.Pull != "never" {
 		if _, err := o.images.Get(args.Config.Image); errors.Is(err, image.ErrNotFound) || args.Config.Pull == "always" {
-			if _, err := o.images.Pull(ctx, args.Config.Image, image.PullOptions{Platform: args.Config.Platform, Auth: args.Auth}, progress); err != nil {
+			opts := image.PullOptions{Platform: args.Config.Platform, Auth: args.Auth, InsecureRegistries: args.InsecureRegistries}
+			if _, err := o.images.Pull(ctx, args.Config.Image, opts, progress); err != nil {
 				return fail(s, err)
 			}
 		}
@@ -181,8 +185,7 @@ func (o *containerOps) pull(ctx context.Context, s *Session) int {
 		return fail(s, err)
 	}
 	enc := json.NewEncoder(s.Stdout)
-	opts := image.PullOptions{Platform: args.Platform, Auth: args.Auth, InsecureRegistries: args.InsecureRegistries}
-	if _, err := o.images.Pull(ctx, args.Ref, opts, func(p api.PullProgress) { enc.Encode(p) }); err != nil {
+	if _, err := o.images.Pull(ctx, args.Ref, image.PullOptionsFromArgs(args), func(p api.PullProgress) { enc.Encode(p) }); err != nil {
 		enc.Encode(api.PullProgress{Error: oneLine(err)})
 		return failCode(s, 1, err)
 	}

@@ -11,6 +11,7 @@ import (
 
 	"golang.org/x/crypto/ssh"
 
+	"github.com/vmbox/vmbox/guest/agent/sshauth"
 	"github.com/vmbox/vmbox/guest/api"
 )
 
@@ -53,19 +54,9 @@ type Server struct {
 }
 
 // NewServer makes a server that presents hostKey and admits only clients
-// holding the private half of authorized.
+// holding the private half of authorized (see sshauth.ServerConfig).
 func NewServer(hostKey ssh.Signer, authorized ssh.PublicKey, h Handler, log *slog.Logger) *Server {
-	want := authorized.Marshal()
-	cfg := &ssh.ServerConfig{
-		PublicKeyCallback: func(meta ssh.ConnMetadata, key ssh.PublicKey) (*ssh.Permissions, error) {
-			if meta.User() == api.SSHUser && string(key.Marshal()) == string(want) {
-				return &ssh.Permissions{}, nil
-			}
-			return nil, fmt.Errorf("key %s for user %q is not authorized", ssh.FingerprintSHA256(key), meta.User())
-		},
-	}
-	cfg.AddHostKey(hostKey)
-	return &Server{config: cfg, handler: h, log: log}
+	return &Server{config: sshauth.ServerConfig(hostKey, authorized), handler: h, log: log}
 }
 
 // Serve accepts connections on l until ctx ends or l fails.
@@ -160,6 +151,7 @@ func (s *Server) serveSession(ctx context.Context, ch ssh.Channel, reqs <-chan *
 		begun := false // pty-req and env only count before the operation starts
 		for req := range reqs {
 			ok := true
+			var begin *api.Request
 			switch req.Type {
 			case "pty-req":
 				if begun {
@@ -194,6 +186,10 @@ func (s *Server) serveSession(ctx context.Context, ch ssh.Channel, reqs <-chan *
 					}
 				}
 			case "exec":
+				if begun {
+					ok = false // one operation per channel
+					break
+				}
 				var m execMsg
 				var r api.Request
 				if err := ssh.Unmarshal(req.Payload, &m); err != nil {
@@ -201,17 +197,26 @@ func (s *Server) serveSession(ctx context.Context, ch ssh.Channel, reqs <-chan *
 				} else if err := json.Unmarshal([]byte(m.Command), &r); err != nil || r.Op == "" {
 					ok = false
 				} else {
-					begun = true
-					start(r)
+					begin = &r
 				}
 			case "shell":
-				begun = true
-				start(api.Request{Op: api.OpShell})
+				if begun {
+					ok = false
+					break
+				}
+				begin = &api.Request{Op: api.OpShell}
 			default:
 				ok = false
 			}
+			// The reply goes out before the operation starts: a quick one
+			// could otherwise end and close the channel first, and the
+			// client would take the lost reply for a refusal.
 			if req.WantReply {
 				req.Reply(ok, nil)
+			}
+			if begin != nil {
+				begun = true
+				start(*begin)
 			}
 		}
 	}()

@@ -143,6 +143,8 @@ type RunArgs struct {
 	Detach bool `json:"detach,omitempty"`
 	// Auth is the registry credential for pulling a missing image.
 	Auth *RegistryAuth `json:"auth,omitempty"`
+	// InsecureRegistries may be reached over plain HTTP when pulling.
+	InsecureRegistries []string `json:"insecureRegistries,omitempty"`
 }
 
 // CreateArgs is OpCreate.

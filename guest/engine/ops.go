@@ -38,10 +38,21 @@ func (e *Engine) Run(ctx context.Context, args api.RunArgs, s Streams, progress 
 		return RunResult{ExitCode: runtime.ExitEngineError}, err
 	}
 	res := RunResult{ID: reply.ID}
+	// A client that goes away before the start leaves no created-but-never-
+	// started container behind: run is one operation to the user.
+	abandon := func(err error) (RunResult, error) {
+		if ctx.Err() != nil {
+			e.Remove(context.WithoutCancel(ctx), reply.ID, true)
+		}
+		res.ExitCode = runtime.ExitCode(err)
+		return res, err
+	}
+	if ctx.Err() != nil {
+		return abandon(ctx.Err())
+	}
 	if args.Detach {
 		if err := e.Start(ctx, reply.ID); err != nil {
-			res.ExitCode = runtime.ExitCode(err)
-			return res, err
+			return abandon(err)
 		}
 		return res, nil
 	}
@@ -52,8 +63,7 @@ func (e *Engine) Run(ctx context.Context, args api.RunArgs, s Streams, progress 
 	a, r := c.attach(s)
 	defer c.detach(a)
 	if err := e.Start(ctx, reply.ID); err != nil {
-		res.ExitCode = runtime.ExitCode(err)
-		return res, err
+		return abandon(err)
 	}
 	if err := c.follow(ctx, a, r, s); err != nil {
 		res.ExitCode = runtime.ExitEngineError

@@ -10,6 +10,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/vmbox/vmbox/guest/api"
+	"github.com/vmbox/vmbox/host/sshclient"
 )
 
 // call connects and runs one operation that answers with JSON.
@@ -22,12 +23,18 @@ func (a *app) call(ctx context.Context, op string, args, reply any) error {
 	return c.Call(ctx, op, args, reply)
 }
 
-// eachContainer runs op for every named container, printing each name as
-// Docker does, and fails (after trying all) if any failed.
-func (a *app) eachContainer(ctx context.Context, names []string, op func(name string) error) error {
+// forEachContainer connects once and runs op for every named container,
+// printing each name as Docker does, and fails (after trying all) if any
+// failed.
+func (a *app) forEachContainer(ctx context.Context, names []string, op func(c *sshclient.Client, name string) error) error {
+	c, err := a.connect(ctx)
+	if err != nil {
+		return err
+	}
+	defer c.Close()
 	failed := 0
 	for _, n := range names {
-		if err := op(n); err != nil {
+		if err := op(c, n); err != nil {
 			fmt.Fprintln(a.stderr, "vmbox: "+firstLine(err.Error()))
 			failed++
 			continue
@@ -148,12 +155,7 @@ func (a *app) killCommand() *cobra.Command {
 		Short: "Send a signal (KILL by default) to containers",
 		Args:  cobra.MinimumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			cl, err := a.connect(cmd.Context())
-			if err != nil {
-				return err
-			}
-			defer cl.Close()
-			return a.eachContainer(cmd.Context(), args, func(n string) error {
+			return a.forEachContainer(cmd.Context(), args, func(cl *sshclient.Client, n string) error {
 				return cl.Call(cmd.Context(), api.OpKill, api.KillArgs{Container: n, Signal: signal}, nil)
 			})
 		},
@@ -169,12 +171,7 @@ func (a *app) rmCommand() *cobra.Command {
 		Short: "Remove containers",
 		Args:  cobra.MinimumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			cl, err := a.connect(cmd.Context())
-			if err != nil {
-				return err
-			}
-			defer cl.Close()
-			return a.eachContainer(cmd.Context(), args, func(n string) error {
+			return a.forEachContainer(cmd.Context(), args, func(cl *sshclient.Client, n string) error {
 				return cl.Call(cmd.Context(), api.OpRm, api.RmArgs{Container: n, Force: force}, nil)
 			})
 		},
@@ -185,24 +182,14 @@ func (a *app) rmCommand() *cobra.Command {
 
 // stopContainers is `vmbox stop CONTAINER...` (stop without arguments stops the VM).
 func (a *app) stopContainers(ctx context.Context, names []string, timeout int) error {
-	cl, err := a.connect(ctx)
-	if err != nil {
-		return err
-	}
-	defer cl.Close()
-	return a.eachContainer(ctx, names, func(n string) error {
+	return a.forEachContainer(ctx, names, func(cl *sshclient.Client, n string) error {
 		return cl.Call(ctx, api.OpStop, api.StopArgs{Container: n, Timeout: timeout}, nil)
 	})
 }
 
 // startContainers is `vmbox start CONTAINER...` (start without arguments starts the VM).
 func (a *app) startContainers(ctx context.Context, names []string) error {
-	cl, err := a.connect(ctx)
-	if err != nil {
-		return err
-	}
-	defer cl.Close()
-	return a.eachContainer(ctx, names, func(n string) error {
+	return a.forEachContainer(ctx, names, func(cl *sshclient.Client, n string) error {
 		return cl.Call(ctx, api.OpStart, api.ContainerArgs{Container: n}, nil)
 	})
 }

@@ -87,7 +87,7 @@ func (a *app) pullCommand() *cobra.Command {
 			rendered := make(chan error, 1)
 			go func() { rendered <- renderPull(pr, a.stdout, quiet) }()
 			var errb strings.Builder
-			code, err := cl.Stream(cmd.Context(), api.OpPull, api.PullArgs{Ref: args[0], Platform: platform, Auth: registryAuth(args[0])},
+			code, err := cl.Stream(cmd.Context(), api.OpPull, api.PullArgs{Ref: args[0], Platform: platform, Auth: registryAuth(args[0]), InsecureRegistries: a.insecureRegistries},
 				sshclient.IO{Stdout: pw, Stderr: &errb})
 			pw.Close()
 			rerr := <-rendered

@@ -31,11 +31,14 @@ func (e *ExitError) Error() string { return e.Message }
 // app is the state every command shares: the selected instance or agent and
 // the process's streams.
 type app struct {
-	name   string // --name
-	host   string // --host: unix:///path of an agent to reach directly
-	stdin  io.Reader
-	stdout io.Writer
-	stderr io.Writer
+	name string // --name
+	host string // --host: unix:///path of an agent to reach directly
+	// insecureRegistries may be pulled from over plain HTTP, like Docker's
+	// daemon setting of that name.
+	insecureRegistries []string
+	stdin              io.Reader
+	stdout             io.Writer
+	stderr             io.Writer
 }
 
 // Execute runs the CLI with args and returns the process exit code.
@@ -90,6 +93,8 @@ func (a *app) rootCommand() *cobra.Command {
 	})
 	root.PersistentFlags().StringVar(&a.name, "name", envOr("VMBOX_INSTANCE", instance.DefaultName), "instance to act on")
 	root.PersistentFlags().StringVar(&a.host, "host", os.Getenv("VMBOX_HOST"), "reach an agent directly (unix:///path/agent.sock) instead of an instance's VM")
+	root.PersistentFlags().StringSliceVar(&a.insecureRegistries, "insecure-registry", splitList(os.Getenv("VMBOX_INSECURE_REGISTRIES")),
+		"registries (host[:port]) that may be reached over plain HTTP, besides loopback and private addresses")
 	for _, c := range []*cobra.Command{
 		a.startCommand(), a.stopCommand(), a.restartCommand(), a.statusCommand(), a.listCommand(),
 		a.deleteCommand(), a.createCommand(), a.shellCommand(), a.logsCommand(), a.versionCommand(),
@@ -100,6 +105,16 @@ func (a *app) rootCommand() *cobra.Command {
 		root.AddCommand(c)
 	}
 	return root
+}
+
+func splitList(s string) []string {
+	var out []string
+	for _, f := range strings.Split(s, ",") {
+		if f = strings.TrimSpace(f); f != "" {
+			out = append(out, f)
+		}
+	}
+	return out
 }
 
 func envOr(key, def string) string {

@@ -39,7 +39,7 @@ func (a *app) runCommand() *cobra.Command {
 			defer c.Close()
 			if f.detach {
 				var out strings.Builder
-				code, err := c.Stream(cmd.Context(), api.OpRun, api.RunArgs{Config: cfg, Detach: true, Auth: auth}, sshclient.IO{Stdout: &out, Stderr: a.stderr})
+				code, err := c.Stream(cmd.Context(), api.OpRun, api.RunArgs{Config: cfg, Detach: true, Auth: auth, InsecureRegistries: a.insecureRegistries}, sshclient.IO{Stdout: &out, Stderr: a.stderr})
 				if err != nil {
 					return err
 				}
@@ -49,7 +49,7 @@ func (a *app) runCommand() *cobra.Command {
 				}
 				return nil
 			}
-			code, err := a.stream(cmd.Context(), c, api.OpRun, api.RunArgs{Config: cfg, Auth: auth}, streamOptions{stdin: f.interactive, tty: f.tty})
+			code, err := a.stream(cmd.Context(), c, api.OpRun, api.RunArgs{Config: cfg, Auth: auth, InsecureRegistries: a.insecureRegistries}, streamOptions{stdin: f.interactive, tty: f.tty})
 			if err != nil {
 				return err
 			}

@@ -8,6 +8,8 @@ import (
 	"sync"
 
 	"golang.org/x/crypto/ssh"
+
+	"github.com/vmbox/vmbox/guest/agent/sshauth"
 )
 
 // Relay serves CLI connections on a Unix socket and relays each of their
@@ -21,19 +23,9 @@ type Relay struct {
 
 // NewRelay makes a relay that presents hostKey (the agent's own, so clients
 // verify the same key whether they reach the agent directly or not) and
-// admits only authorized.
+// admits only authorized, by the agent's own rule (sshauth.ServerConfig).
 func NewRelay(hostKey ssh.Signer, authorized ssh.PublicKey, upstream ssh.Conn) *Relay {
-	want := string(authorized.Marshal())
-	cfg := &ssh.ServerConfig{
-		PublicKeyCallback: func(meta ssh.ConnMetadata, key ssh.PublicKey) (*ssh.Permissions, error) {
-			if string(key.Marshal()) == want {
-				return &ssh.Permissions{}, nil
-			}
-			return nil, fmt.Errorf("key %s is not authorized", ssh.FingerprintSHA256(key))
-		},
-	}
-	cfg.AddHostKey(hostKey)
-	return &Relay{config: cfg, upstream: upstream}
+	return &Relay{config: sshauth.ServerConfig(hostKey, authorized), upstream: upstream}
 }
 
 // Serve accepts clients until ctx ends or l fails.
@@ -121,12 +113,18 @@ func Splice(a ssh.Channel, aReqs <-chan *ssh.Request, b ssh.Channel, bReqs <-cha
 	bOutput := pipe(a, b)
 	pipe(b, a)
 
+	// forwarding is held while a request of a's is relayed, so that a is
+	// not closed between b's reply and its delivery: a quick operation
+	// can finish (and b close) right after b answers "exec".
+	var forwarding sync.Mutex
 	go func() {
 		for req := range aReqs {
+			forwarding.Lock()
 			ok, _ := b.SendRequest(req.Type, req.WantReply, req.Payload)
 			if req.WantReply {
 				req.Reply(ok, nil)
 			}
+			forwarding.Unlock()
 		}
 		// a closed: the client went away, which the far side must see.
 		b.Close()
@@ -141,5 +139,7 @@ func Splice(a ssh.Channel, aReqs <-chan *ssh.Request, b ssh.Channel, bReqs <-cha
 		}
 	}
 	bOutput.Wait()
+	forwarding.Lock()
 	a.Close()
+	forwarding.Unlock()
 }

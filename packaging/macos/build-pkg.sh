@@ -167,9 +167,13 @@ codesign -d --entitlements - "$exe" 2>/dev/null | grep -q com.apple.security.vir
 	die "$exe was signed without the com.apple.security.virtualization entitlement"
 
 # Installer versions compare numerically: use the release's leading
-# major.minor.patch, or 0.0.0 for a build that is not a release.
-pkg_version=$(printf '%s\n' "$version" | sed -n 's/^v\{0,1\}\([0-9][0-9]*\(\.[0-9][0-9]*\)\{0,2\}\).*/\1/p')
-pkg_version=${pkg_version:-0.0.0}
+# major.minor.patch (v1.2.3, 1.2.3), or 0.0.0 for a build that is not a
+# release (a bare commit, which may start with digits).
+if [[ $version =~ ^v([0-9]+(\.[0-9]+){0,2}) ]] || [[ $version =~ ^([0-9]+(\.[0-9]+){1,2}) ]]; then
+	pkg_version=${BASH_REMATCH[1]}
+else
+	pkg_version=0.0.0
+fi
 
 pkgbuild --root "$root" --identifier "$identifier" --version "$pkg_version" \
 	--install-location / --filter '\.DS_Store$' "$work/vmbox.pkg"

@@ -87,7 +87,7 @@ func (s *session) do(cmd string) string {
 }
 
 func tail(path string) string {
-	b, _ := readTail(path, 0, 4<<10)
+	b, _ := driver.ReadTail(path, 0, 4<<10)
 	return string(b)
 }
 

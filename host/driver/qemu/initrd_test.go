@@ -1,12 +1,10 @@
 package qemu
 
 import (
-	"bytes"
 	"context"
 	"os"
 	"path/filepath"
 	"testing"
-	"time"
 )
 
 func writeFile(t *testing.T, path string, data []byte) {
@@ -16,117 +14,53 @@ func writeFile(t *testing.T, path string, data []byte) {
 	}
 }
 
-// concat is what the combined initrd must hold: each input at a 4-byte
-// aligned offset, zero padding between, total a multiple of 4.
-func concat(parts ...[]byte) []byte {
-	var b []byte
-	for _, p := range parts {
-		b = append(b, p...)
-		for len(b)%4 != 0 {
-			b = append(b, 0)
-		}
-	}
-	return b
-}
-
+// TestPrepareInitrd covers what prepareInitrd adds to initrd.Prepare (whose
+// concatenation is tested in host/driver/initrd): several initrds are
+// combined into InitrdName in the instance directory, the file the vz
+// driver uses too; none or one are passed through.
 func TestPrepareInitrd(t *testing.T) {
 	ctx := context.Background()
-	dir := t.TempDir()
 	in := t.TempDir()
-	base, inst, extra := filepath.Join(in, "base"), filepath.Join(in, "inst"), filepath.Join(in, "extra")
-	baseData := bytes.Repeat([]byte("B"), 1001) // not a multiple of 4
-	writeFile(t, base, baseData)
-	writeFile(t, inst, []byte("instance-1"))
-	writeFile(t, extra, []byte("x"))
-
-	// No input, one input: nothing is written.
-	if got, err := prepareInitrd(ctx, dir, nil); err != nil || got != "" {
-		t.Fatalf("no initrds: %q, %v", got, err)
+	base, inst := filepath.Join(in, "base"), filepath.Join(in, "inst")
+	writeFile(t, base, []byte("base!"))
+	writeFile(t, inst, []byte("inst"))
+	tests := []struct {
+		name     string
+		inputs   []string
+		combined bool   // the result is InitrdName in the instance directory
+		want     string // its contents
+	}{
+		{"none", nil, false, ""},
+		{"one", []string{base}, false, "base!"},
+		{"two", []string{base, inst}, true, "base!\x00\x00\x00inst"},
 	}
-	if got, err := prepareInitrd(ctx, dir, []string{base}); err != nil || got != base {
-		t.Fatalf("one initrd: %q, %v", got, err)
-	}
-	if fileExists(filepath.Join(dir, InitrdName)) {
-		t.Fatal("one initrd was copied")
-	}
-	if _, err := prepareInitrd(ctx, dir, []string{filepath.Join(in, "missing")}); err == nil {
-		t.Fatal("a missing initrd was accepted")
-	}
-
-	check := func(want []byte) string {
-		t.Helper()
-		out, err := prepareInitrd(ctx, dir, []string{base, inst, extra})
-		if err != nil {
-			t.Fatal(err)
-		}
-		got, err := os.ReadFile(out)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if !bytes.Equal(got, want) {
-			t.Fatalf("combined initrd is %d bytes %q..., want %d bytes", len(got), got[max(0, len(got)-40):], len(want))
-		}
-		return out
-	}
-	out := check(concat(baseData, []byte("instance-1"), []byte("x")))
-
-	// Unchanged inputs: the file is left alone. A byte planted in it shows
-	// whether it was rewritten.
-	plant := func(off int64) {
-		f, err := os.OpenFile(out, os.O_WRONLY, 0)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if _, err := f.WriteAt([]byte("!"), off); err != nil {
-			t.Fatal(err)
-		}
-		f.Close()
-	}
-	plant(0)
-	planted := concat(baseData, []byte("instance-1"), []byte("x"))
-	planted[0] = '!'
-	check(planted)
-
-	// The per-instance archive changes (as it does at every start): only
-	// the tail is rewritten, the base is not copied again.
-	writeFile(t, inst, []byte("instance-two"))
-	bump(t, inst)
-	want := concat(baseData, []byte("instance-two"), []byte("x"))
-	want[0] = '!'
-	check(want)
-
-	// The base changes: everything is rewritten.
-	baseData = bytes.Repeat([]byte("C"), 1002)
-	writeFile(t, base, baseData)
-	bump(t, base)
-	check(concat(baseData, []byte("instance-two"), []byte("x")))
-
-	// A damaged stamp is not trusted.
-	plant(0)
-	writeFile(t, out+".stamp", []byte("garbage"))
-	check(concat(baseData, []byte("instance-two"), []byte("x")))
-
-	// Fewer inputs: the file shrinks.
-	got, err := prepareInitrd(ctx, dir, []string{base, inst})
-	if err != nil {
-		t.Fatal(err)
-	}
-	b, _ := os.ReadFile(got)
-	if !bytes.Equal(b, concat(baseData, []byte("instance-two"))) {
-		t.Fatalf("after dropping an input: %d bytes", len(b))
-	}
-}
-
-// bump moves a file's modification time forward, as a rewrite a moment
-// later would, on file systems with coarse timestamps too.
-func bump(t *testing.T, path string) {
-	t.Helper()
-	st, err := os.Stat(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	mt := st.ModTime().Add(time.Second)
-	if err := os.Chtimes(path, mt, mt); err != nil {
-		t.Fatal(err)
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			dir := t.TempDir()
+			got, err := prepareInitrd(ctx, dir, tt.inputs)
+			if err != nil {
+				t.Fatal(err)
+			}
+			combined := filepath.Join(dir, InitrdName)
+			switch {
+			case tt.combined && got != combined:
+				t.Fatalf("initrd %q, want %s", got, combined)
+			case !tt.combined && len(tt.inputs) == 0 && got != "":
+				t.Fatalf("initrd %q for no input, want none", got)
+			case !tt.combined && len(tt.inputs) == 1 && got != tt.inputs[0]:
+				t.Fatalf("initrd %q, want the one input %s", got, tt.inputs[0])
+			}
+			if !tt.combined {
+				if _, err := os.Stat(combined); err == nil {
+					t.Fatalf("%s written for %d input(s)", InitrdName, len(tt.inputs))
+				}
+				if got == "" {
+					return
+				}
+			}
+			if b, err := os.ReadFile(got); err != nil || string(b) != tt.want {
+				t.Fatalf("initrd holds %q (%v), want %q", b, err, tt.want)
+			}
+		})
 	}
 }

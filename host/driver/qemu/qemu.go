@@ -18,7 +18,6 @@ package qemu
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"os"
 	"os/exec"
@@ -200,62 +199,18 @@ func (d *Driver) config(ctx context.Context, spec driver.Spec) (Config, error) {
 	if err := checkArch(spec.Arch); err != nil {
 		return fail(err)
 	}
-	if spec.CPUs < 1 {
-		return fail(fmt.Errorf("%d CPUs: need at least 1", spec.CPUs))
+	// Assigned only on success: fail names the VM from spec.
+	resolved, err := spec.Resolve(ConsoleName)
+	if err != nil {
+		return fail(err)
 	}
-	if spec.MemoryMiB < 128 {
-		return fail(fmt.Errorf("%d MiB of memory: need at least 128", spec.MemoryMiB))
-	}
-	if spec.Dir == "" || spec.Kernel == "" {
-		return fail(errors.New("spec needs an instance directory and a kernel"))
-	}
+	spec = resolved
 	accel := d.Accel(spec.Arch)
 	if err := checkAccel(accel); err != nil {
 		return fail(err)
 	}
-	abs := func(p string) (string, error) {
-		if p == "" {
-			return "", nil
-		}
-		return filepath.Abs(p)
-	}
-	dir, err := abs(spec.Dir)
+	initrd, err := prepareInitrd(ctx, spec.Dir, spec.Initrds)
 	if err != nil {
-		return fail(err)
-	}
-	if st, err := os.Stat(dir); err != nil {
-		return fail(err)
-	} else if !st.IsDir() {
-		return fail(fmt.Errorf("%s is not a directory", dir))
-	}
-	kernel, err := abs(spec.Kernel)
-	if err != nil {
-		return fail(err)
-	}
-	if _, err := os.Stat(kernel); err != nil {
-		return fail(fmt.Errorf("kernel: %w", err))
-	}
-	disk, err := abs(spec.DataDisk)
-	if err != nil {
-		return fail(err)
-	}
-	if disk != "" {
-		if _, err := os.Stat(disk); err != nil {
-			return fail(fmt.Errorf("data disk: %w", err))
-		}
-	}
-	console := spec.Console
-	if console == "" {
-		console = filepath.Join(dir, ConsoleName)
-	}
-	if console, err = abs(console); err != nil {
-		return fail(err)
-	}
-	initrd, err := prepareInitrd(ctx, dir, spec.Initrds)
-	if err != nil {
-		return fail(err)
-	}
-	if initrd, err = abs(initrd); err != nil {
 		return fail(err)
 	}
 	var tsc int64
@@ -268,15 +223,15 @@ func (d *Driver) config(ctx context.Context, spec driver.Spec) (Config, error) {
 		Accel:     accel,
 		CPUs:      spec.CPUs,
 		MemoryMiB: spec.MemoryMiB,
-		Kernel:    kernel,
+		Kernel:    spec.Kernel,
 		Initrd:    initrd,
 		Cmdline: KernelCmdline(KernelParams{
 			Arch: spec.Arch, Accel: accel, CPUs: spec.CPUs, TSCKHz: tsc, Extra: spec.Cmdline,
 		}),
-		DataDisk:    disk,
+		DataDisk:    spec.DataDisk,
 		DiskCache:   d.opts.diskCache,
-		Console:     console,
+		Console:     spec.Console,
 		AgentSocket: AgentSocketName,
-		Pidfile:     filepath.Join(dir, PidfileName),
+		Pidfile:     filepath.Join(spec.Dir, PidfileName),
 	}, nil
 }

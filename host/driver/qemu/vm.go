@@ -1,16 +1,16 @@
 package qemu
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"net"
 	"os"
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/vmbox/vmbox/host/driver"
 )
 
 // ErrKilled is what Wait returns (wrapped) after Kill stopped the VM.
@@ -86,7 +86,7 @@ func (v *VM) exited(err error) {
 		}
 		v.waitErr = fmt.Errorf("qemu (pid %d) failed: %w: %s", v.pid, err, msg)
 	default:
-		if p := panicLine(v.console, v.consoleStart); p != "" {
+		if p := driver.PanicLine(v.console, v.consoleStart); p != "" {
 			v.waitErr = fmt.Errorf("guest kernel panicked: %s (console: %s)", p, v.console)
 		}
 	}
@@ -197,7 +197,7 @@ func (c *agentConn) Close() error {
 // lastLines returns the last n non-empty lines of the file at path, joined
 // by " / ", or "" if it cannot be read.
 func lastLines(path string, n int) string {
-	b, err := readTail(path, 0, 8<<10)
+	b, err := driver.ReadTail(path, 0, 8<<10)
 	if err != nil {
 		return ""
 	}
@@ -209,38 +209,4 @@ func lastLines(path string, n int) string {
 		}
 	}
 	return strings.Join(out, " / ")
-}
-
-// panicLine returns the guest kernel's panic message from what the console
-// received since offset, or "".
-func panicLine(console string, offset int64) string {
-	b, err := readTail(console, offset, 64<<10)
-	if err != nil {
-		return ""
-	}
-	i := bytes.LastIndex(b, []byte("Kernel panic - not syncing"))
-	if i < 0 {
-		return ""
-	}
-	line, _, _ := bytes.Cut(b[i:], []byte("\n"))
-	return strings.TrimSpace(string(line))
-}
-
-// readTail reads at most limit bytes from the end of the file at path, but
-// nothing before offset.
-func readTail(path string, offset, limit int64) ([]byte, error) {
-	f, err := os.Open(path)
-	if err != nil {
-		return nil, err
-	}
-	defer f.Close()
-	st, err := f.Stat()
-	if err != nil {
-		return nil, err
-	}
-	start := max(offset, st.Size()-limit)
-	if start >= st.Size() {
-		return nil, nil
-	}
-	return io.ReadAll(io.NewSectionReader(f, start, st.Size()-start))
 }

@@ -5,12 +5,10 @@ package vz
 // messages) is tested on every host.
 
 import (
-	"bytes"
 	"context"
 	"crypto/sha256"
 	"errors"
 	"fmt"
-	"io"
 	"net"
 	"os"
 	"path/filepath"
@@ -39,9 +37,9 @@ const (
 // disk by serial (boot.DataDiskConfig.Serial).
 const DataDiskSerial = "vmbox-data"
 
-// MinMemoryMiB is the least memory the driver gives a guest: the initramfs
-// is unpacked into RAM.
-const MinMemoryMiB = 128
+// MinMemoryMiB is the least memory the driver gives a guest (Spec.Resolve
+// checks it).
+const MinMemoryMiB = driver.MinMemoryMiB
 
 // MinMacOSMajor is the oldest macOS the driver runs on: forced stop,
 // disk caching and synchronisation modes and the virtio console came
@@ -120,58 +118,14 @@ func resolve(ctx context.Context, spec driver.Spec, hostArch string) (config, er
 	if err := checkArch(spec.Arch, hostArch); err != nil {
 		return fail(err)
 	}
-	if spec.CPUs < 1 {
-		return fail(fmt.Errorf("%d CPUs: need at least 1", spec.CPUs))
-	}
-	if spec.MemoryMiB < MinMemoryMiB {
-		return fail(fmt.Errorf("%d MiB of memory: need at least %d", spec.MemoryMiB, MinMemoryMiB))
-	}
-	if spec.Dir == "" || spec.Kernel == "" {
-		return fail(errors.New("spec needs an instance directory and a kernel"))
-	}
-	abs := func(p string) (string, error) {
-		if p == "" {
-			return "", nil
-		}
-		return filepath.Abs(p)
-	}
-	dir, err := abs(spec.Dir)
+	// Assigned only on success: fail names the VM from spec.
+	resolved, err := spec.Resolve(ConsoleName)
 	if err != nil {
 		return fail(err)
 	}
-	if st, err := os.Stat(dir); err != nil {
-		return fail(err)
-	} else if !st.IsDir() {
-		return fail(fmt.Errorf("%s is not a directory", dir))
-	}
-	kernel, err := abs(spec.Kernel)
+	spec = resolved
+	rd, err := initrd.Prepare(ctx, filepath.Join(spec.Dir, InitrdName), spec.Initrds)
 	if err != nil {
-		return fail(err)
-	}
-	if _, err := os.Stat(kernel); err != nil {
-		return fail(fmt.Errorf("kernel: %w", err))
-	}
-	disk, err := abs(spec.DataDisk)
-	if err != nil {
-		return fail(err)
-	}
-	if disk != "" {
-		if _, err := os.Stat(disk); err != nil {
-			return fail(fmt.Errorf("data disk: %w", err))
-		}
-	}
-	console := spec.Console
-	if console == "" {
-		console = filepath.Join(dir, ConsoleName)
-	}
-	if console, err = abs(console); err != nil {
-		return fail(err)
-	}
-	rd, err := initrd.Prepare(ctx, filepath.Join(dir, InitrdName), spec.Initrds)
-	if err != nil {
-		return fail(err)
-	}
-	if rd, err = abs(rd); err != nil {
 		return fail(err)
 	}
 	return config{
@@ -179,13 +133,13 @@ func resolve(ctx context.Context, spec driver.Spec, hostArch string) (config, er
 		Arch:      spec.Arch,
 		CPUs:      spec.CPUs,
 		MemoryMiB: spec.MemoryMiB,
-		Dir:       dir,
-		Kernel:    kernel,
+		Dir:       spec.Dir,
+		Kernel:    spec.Kernel,
 		Initrd:    rd,
 		Cmdline:   strings.Join(KernelCmdline(spec.Cmdline), " "),
-		DataDisk:  disk,
-		Console:   console,
-		MAC:       MACAddress(dir),
+		DataDisk:  spec.DataDisk,
+		Console:   spec.Console,
+		MAC:       MACAddress(spec.Dir),
 	}, nil
 }
 
@@ -266,41 +220,6 @@ func toConn[T interface {
 		return nil, errors.New("no connection and no error")
 	}
 	return c, nil
-}
-
-// panicLine returns the guest kernel's panic message from what the console
-// received since offset, or "". panic=-1 makes a panicking guest reboot,
-// which Virtualization.framework reports as a stop like any other.
-func panicLine(console string, offset int64) string {
-	b, err := readTail(console, offset, 64<<10)
-	if err != nil {
-		return ""
-	}
-	i := bytes.LastIndex(b, []byte("Kernel panic - not syncing"))
-	if i < 0 {
-		return ""
-	}
-	line, _, _ := bytes.Cut(b[i:], []byte("\n"))
-	return strings.TrimSpace(string(line))
-}
-
-// readTail reads at most limit bytes from the end of the file at path, but
-// nothing before offset.
-func readTail(path string, offset, limit int64) ([]byte, error) {
-	f, err := os.Open(path)
-	if err != nil {
-		return nil, err
-	}
-	defer f.Close()
-	st, err := f.Stat()
-	if err != nil {
-		return nil, err
-	}
-	start := max(offset, st.Size()-limit)
-	if start >= st.Size() {
-		return nil, nil
-	}
-	return io.ReadAll(io.NewSectionReader(f, start, st.Size()-start))
 }
 
 // fileSize is the size of the file at path, or 0.

@@ -191,26 +191,6 @@ func TestToConnTypedNil(t *testing.T) {
 	}
 }
 
-func TestPanicLine(t *testing.T) {
-	p := filepath.Join(t.TempDir(), "console.log")
-	earlier := "[    1.0] Kernel panic - not syncing: an earlier boot\n"
-	if err := os.WriteFile(p, []byte(earlier+"[    0.5] booting\n"), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	if got := panicLine(p, int64(len(earlier))); got != "" {
-		t.Fatalf("panic of an earlier boot reported: %q", got)
-	}
-	f, _ := os.OpenFile(p, os.O_APPEND|os.O_WRONLY, 0)
-	f.WriteString("[    2.0] Kernel panic - not syncing: Attempted to kill init! exitcode=0x00000100\n[    2.1] ---[ end ]---\n")
-	f.Close()
-	if got, want := panicLine(p, int64(len(earlier))), "Kernel panic - not syncing: Attempted to kill init! exitcode=0x00000100"; got != want {
-		t.Fatalf("panicLine = %q, want %q", got, want)
-	}
-	if got := panicLine(filepath.Join(t.TempDir(), "missing"), 0); got != "" {
-		t.Fatalf("missing console: %q", got)
-	}
-}
-
 func TestResolve(t *testing.T) {
 	ctx := context.Background()
 	dir := t.TempDir()

@@ -341,7 +341,7 @@ func (v *VM) exited(err error) {
 	case err != nil:
 		v.waitErr = fmt.Errorf("VM %s: %w (see %s)", v.name, err, v.console)
 	default:
-		if p := panicLine(v.console, v.consoleStart); p != "" {
+		if p := driver.PanicLine(v.console, v.consoleStart); p != "" {
 			v.waitErr = fmt.Errorf("guest kernel panicked: %s (console: %s)", p, v.console)
 		}
 	}
