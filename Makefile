@@ -14,7 +14,7 @@ TEST_TIMEOUT ?= 45m
 
 export VMBOX_IMAGE_DIR ?= $(CURDIR)/$(IMAGE_DIR)
 
-.PHONY: all deps build agent image run test test-short bench cross vet fmt clean typecheck-darwin sign-darwin dist
+.PHONY: all deps build agent image image-arm64 run test test-short bench cross vet fmt clean typecheck-darwin sign-darwin dist
 
 all: build image
 
@@ -40,8 +40,13 @@ vet:
 	$(GO) vet ./...
 	@out=$$(gofmt -l .); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 
-test: build image vet
+# Tests need both guest images (amd64 and arm64 boot end to end) and the
+# cross-built CLIs.
+test: build image image-arm64 vet cross
 	$(GO) test -race -timeout $(TEST_TIMEOUT) ./...
+
+image-arm64:
+	$(MAKE) --no-print-directory image ARCH=arm64
 
 test-short: build
 	$(GO) test -short ./...

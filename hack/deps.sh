@@ -32,9 +32,16 @@ if [ "$(id -u)" -ne 0 ]; then
 else
   SUDO=
 fi
+# The arm64 guest image is built from Debian's arm64 packages (no emulation
+# needed): apt-get download finds them once the architecture is known.
+update=
+if ! dpkg --print-foreign-architectures | grep -qx arm64 && [ "$(dpkg --print-architecture)" != arm64 ]; then
+  $SUDO dpkg --add-architecture arm64
+  update=1
+fi
 # The guest image build fetches pinned packages with apt-get download, which
 # needs the package lists even when nothing is missing here.
-if ! compgen -G "/var/lib/apt/lists/*_Packages*" >/dev/null || [ ${#missing[@]} -gt 0 ]; then
+if [ -n "$update" ] || ! compgen -G "/var/lib/apt/lists/*_Packages*" >/dev/null || [ ${#missing[@]} -gt 0 ]; then
   $SUDO apt-get update -q
 fi
 if [ ${#missing[@]} -eq 0 ]; then
