@@ -141,7 +141,7 @@ func findImage(arch string) (string, error) {
 			}
 		}
 	}
-	return "", fmt.Errorf("no guest image for %s found (looked in %s); build it with: make image", arch, strings.Join(candidates, ", "))
+	return "", fmt.Errorf("no guest image for %s found (looked in %s); reinstall vmbox, set VMBOX_IMAGE_DIR, or in a source checkout run: make image ARCH=%s", arch, strings.Join(candidates, ", "), arch)
 }
 
 // defaultDriver is vz on a Mac that can run a guest of arch with it, else qemu.
