@@ -219,10 +219,45 @@ func (e *env) waitState(name, state string) {
 	e.t.Fatalf("instance %s never became %s", name, state)
 }
 
+// TestVMLifecycle runs for every guest architecture whose image is built:
+// the host's own (amd64 here, KVM when available) and arm64 (emulated).
 func TestVMLifecycle(t *testing.T) {
-	e := newEnv(t)
+	for _, arch := range []string{runtime.GOARCH, otherArch()} {
+		t.Run(arch, func(t *testing.T) { vmLifecycle(t, arch) })
+	}
+}
+
+func otherArch() string {
+	if runtime.GOARCH == "amd64" {
+		return "arm64"
+	}
+	return "amd64"
+}
+
+// archEnv is newEnv for a guest of arch, skipped when its image or QEMU
+// binary is absent (make test builds both images; make deps installs both).
+func archEnv(t *testing.T, arch string) *env {
+	t.Helper()
+	if arch == runtime.GOARCH {
+		return newEnv(t)
+	}
+	img := filepath.Join(repoRoot(), "build", "image", arch)
+	if _, err := os.Stat(filepath.Join(img, "kernel")); err != nil {
+		t.Skipf("no %s guest image: run `make image ARCH=%s` first (make test builds it)", arch, arch)
+	}
+	qemu := map[string]string{"amd64": "qemu-system-x86_64", "arm64": "qemu-system-aarch64"}[arch]
+	if _, err := exec.LookPath(qemu); err != nil {
+		t.Skipf("%s is not installed (make deps installs it)", qemu)
+	}
+	e := newEnvNoVM(t)
+	e.image = img
+	return e
+}
+
+func vmLifecycle(t *testing.T, arch string) {
+	e := archEnv(t, arch)
 	const name = "life"
-	r := e.must("start", "--name", name, "--cpus", "2", "--memory", "1GiB", "--disk", "4GiB")
+	r := e.must("start", "--name", name, "--arch", arch, "--cpus", "2", "--memory", "1GiB", "--disk", "4GiB")
 	if !strings.Contains(r.stderr+r.stdout, "running") {
 		t.Errorf("start said: %s", r)
 	}
@@ -230,14 +265,14 @@ func TestVMLifecycle(t *testing.T) {
 		t.Errorf("second start: %s", r)
 	}
 	s := e.status(name)
-	if s.State != "running" || s.CPUs != 2 || s.MemoryMiB != 1024 || s.DiskGiB != 4 || s.Driver != "qemu" || s.Arch != runtime.GOARCH {
+	if s.State != "running" || s.CPUs != 2 || s.MemoryMiB != 1024 || s.DiskGiB != 4 || s.Driver != "qemu" || s.Arch != arch {
 		t.Errorf("status: %+v", s)
 	}
 
 	v := e.must("version", "--name", name).stdout
 	for _, want := range []string{
 		"Client:", "OS/Arch:      " + runtime.GOOS + "/" + runtime.GOARCH, "Context:      " + name,
-		"Server: vmbox (" + name + ")", "OS/Arch:     linux/" + runtime.GOARCH, "Kernel:      6.",
+		"Server: vmbox (" + name + ")", "OS/Arch:     linux/" + arch, "Kernel:      6.",
 	} {
 		if !strings.Contains(v, want) {
 			t.Errorf("version output lacks %q:\n%s", want, v)
@@ -245,6 +280,10 @@ func TestVMLifecycle(t *testing.T) {
 	}
 	if out := e.must("shell", "--name", name, "--", "uname", "-s").stdout; out != "Linux\n" {
 		t.Errorf("uname -s = %q", out)
+	}
+	machine := map[string]string{"amd64": "x86_64\n", "arm64": "aarch64\n"}[arch]
+	if out := e.must("shell", "--name", name, "--", "uname", "-m").stdout; out != machine {
+		t.Errorf("uname -m = %q, want %q", out, machine)
 	}
 	if r := e.run("shell", "--name", name, "--", "sh", "-c", "echo to-err >&2; exit 7"); r.code != 7 || r.stderr != "to-err\n" {
 		t.Errorf("shell exit code / stderr: %s", r)
