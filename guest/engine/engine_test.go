@@ -158,7 +158,7 @@ func runIt(t testing.TB, e *engine.Engine, cfg api.ContainerConfig, stdin io.Rea
 		s.Stdin = stdin
 		cfg.OpenStdin = true
 	}
-	res, err := e.Run(context.Background(), api.RunArgs{Config: cfg}, s, nil)
+	res, err := e.Run(within(t), api.RunArgs{Config: cfg}, s, nil)
 	return output{out.String(), errb.String(), res.ExitCode}, err
 }
 
@@ -169,6 +169,85 @@ func mustRunIt(t testing.TB, e *engine.Engine, cfg api.ContainerConfig) output {
 		t.Fatalf("run %v: %v", cfg.Cmd, err)
 	}
 	return o
+}
+
+// patience bounds each wait of these tests. It asserts no speed: it turns
+// a lost signal or a missed output, which would otherwise hang the whole
+// test binary until go test's timeout, into a failure that says what was
+// being waited for.
+const patience = 60 * time.Second
+
+// within returns a context for one wait, ended after patience.
+func within(t testing.TB) context.Context {
+	ctx, cancel := context.WithTimeout(context.Background(), patience)
+	t.Cleanup(cancel)
+	return ctx
+}
+
+// waitFor receives a value from ch, failing the test when none arrives
+// within patience or ch is closed without one.
+func waitFor[T any](t testing.TB, ch <-chan T, what string) T {
+	t.Helper()
+	timer := time.NewTimer(patience)
+	defer timer.Stop()
+	select {
+	case v, ok := <-ch:
+		if !ok {
+			t.Fatalf("%s: channel closed without a value", what)
+		}
+		return v
+	case <-timer.C:
+		t.Fatalf("%s: nothing after %v", what, patience)
+	}
+	var zero T
+	return zero
+}
+
+// readFull reads n bytes from r, failing the test when they have not
+// arrived within patience (r is then closed, which ends the read).
+func readFull(t testing.TB, r io.ReadCloser, n int, what string) string {
+	t.Helper()
+	buf := make([]byte, n)
+	var got int
+	var err error
+	done := make(chan struct{})
+	go func() { got, err = io.ReadFull(r, buf); close(done) }()
+	if !closedWithin(done) {
+		r.Close()
+		<-done
+		t.Fatalf("%s: %q after %v, want %d bytes", what, buf[:got], patience, n)
+	}
+	if err != nil {
+		t.Fatalf("%s: %q: %v", what, buf[:got], err)
+	}
+	return string(buf)
+}
+
+// readAll reads r to its end, failing the test when that takes longer than
+// patience (r is then closed, which ends the read).
+func readAll(t testing.TB, r io.ReadCloser, what string) string {
+	t.Helper()
+	var b []byte
+	done := make(chan struct{})
+	go func() { b, _ = io.ReadAll(r); close(done) }()
+	if !closedWithin(done) {
+		r.Close()
+		<-done
+		t.Fatalf("%s: no end after %v, read %q", what, patience, b)
+	}
+	return string(b)
+}
+
+// closedWithin reports whether done is closed within patience.
+func closedWithin(done <-chan struct{}) bool {
+	timer := time.NewTimer(patience)
+	defer timer.Stop()
+	select {
+	case <-done:
+		return true
+	case <-timer.C:
+		return false
+	}
 }
 
 func TestRunCommands(t *testing.T) {
@@ -288,21 +367,25 @@ func TestLifecycle(t *testing.T) {
 	if len(e.List(false)) != 0 {
 		t.Error("created container listed as running")
 	}
-	// Wait for next-exit before the start, attach, then start.
-	waited, err := e.WaitChan(ctx, cr.ID[:10], "next-exit")
+	// Wait for next-exit before the start, attach, then start. (The
+	// attachment must be registered before Start: Attach called in a
+	// goroutine may come after the container's "up", and wait for it
+	// forever.)
+	waited, err := e.WaitChan(within(t), cr.ID[:10], "next-exit")
 	if err != nil {
 		t.Fatal(err)
 	}
 	var out bytes.Buffer
 	pr, pw := io.Pipe()
-	attached := make(chan error, 1)
-	go func() { attached <- e.Attach(ctx, "life", engine.Streams{Stdout: io.MultiWriter(&out, pw)}) }()
+	attached, err := engine.AttachAsync(within(t), e, "life", engine.Streams{Stdout: io.MultiWriter(&out, pw)})
+	if err != nil {
+		t.Fatal(err)
+	}
 	if err := e.Start(ctx, cr.ID); err != nil {
 		t.Fatal(err)
 	}
-	line := make([]byte, 3)
-	if _, err := io.ReadFull(pr, line); err != nil || string(line) != "up\n" {
-		t.Fatalf("attach: %q %v", line, err)
+	if line := readFull(t, pr, 3, "attached output"); line != "up\n" {
+		t.Fatalf("attach: %q", line)
 	}
 	go io.Copy(io.Discard, pr)
 	ps = e.List(false)
@@ -315,10 +398,10 @@ func TestLifecycle(t *testing.T) {
 	if err := e.Kill(ctx, "life", "TERM"); err != nil {
 		t.Fatal(err)
 	}
-	if r := <-waited; r.StatusCode != 143 {
+	if r := waitFor(t, waited, "next-exit after SIGTERM"); r.StatusCode != 143 {
 		t.Errorf("wait: %+v", r)
 	}
-	if err := <-attached; err != nil || out.String() != "up\nterm\n" {
+	if err := waitFor(t, attached, "end of the attachment"); err != nil || out.String() != "up\nterm\n" {
 		t.Errorf("attach ended: %v, output %q", err, out.String())
 	}
 	ins, _ := e.Inspect("life")
@@ -331,25 +414,27 @@ func TestLifecycle(t *testing.T) {
 	if err := e.Kill(ctx, "life", "KILL"); !errors.Is(err, engine.ErrNotRunning) {
 		t.Errorf("kill exited: %v", err)
 	}
-	if err := e.Stop(ctx, "life", time.Second); !errors.Is(err, engine.ErrNotRunning) {
+	if err := e.Stop(within(t), "life", time.Second); !errors.Is(err, engine.ErrNotRunning) {
 		t.Errorf("stop exited: %v", err)
 	}
 	// Restart the exited container; wait until its trap is set.
 	pr, pw = io.Pipe()
-	go e.Attach(ctx, "life", engine.Streams{Stdout: pw})
+	if _, err := engine.AttachAsync(within(t), e, "life", engine.Streams{Stdout: pw}); err != nil {
+		t.Fatal(err)
+	}
 	if err := e.Start(ctx, "life"); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := io.ReadFull(pr, line); err != nil || string(line) != "up\n" {
-		t.Fatalf("attach after restart: %q %v", line, err)
+	if line := readFull(t, pr, 3, "attached output after the restart"); line != "up\n" {
+		t.Fatalf("attach after restart: %q", line)
 	}
 	go io.Copy(io.Discard, pr)
 	// Stop: SIGTERM is handled (143); a process ignoring it gets SIGKILL.
-	if err := e.Stop(ctx, "life", 10*time.Second); err != nil {
+	if err := e.Stop(within(t), "life", 10*time.Second); err != nil {
 		t.Fatal(err)
 	}
-	if r, _ := e.Wait(ctx, "life", ""); r.StatusCode != 143 {
-		t.Errorf("after stop: %+v", r)
+	if r, err := e.Wait(within(t), "life", ""); err != nil || r.StatusCode != 143 {
+		t.Errorf("after stop: %+v %v", r, err)
 	}
 	cr2, err := e.Create(ctx, api.ContainerConfig{Image: "busybox", Cmd: []string{"sleep", "1000"}}, nil)
 	if err != nil {
@@ -358,20 +443,20 @@ func TestLifecycle(t *testing.T) {
 	if err := e.Start(ctx, cr2.ID); err != nil {
 		t.Fatal(err)
 	}
-	if err := e.Stop(ctx, cr2.ID, 0); err != nil { // sleep as PID 1 ignores TERM
+	if err := e.Stop(within(t), cr2.ID, 0); err != nil { // sleep as PID 1 ignores TERM
 		t.Fatal(err)
 	}
-	if r, _ := e.Wait(ctx, cr2.ID, "not-running"); r.StatusCode != 137 {
-		t.Errorf("stop of a TERM-ignoring process: %+v", r)
+	if r, err := e.Wait(within(t), cr2.ID, "not-running"); err != nil || r.StatusCode != 137 {
+		t.Errorf("stop of a TERM-ignoring process: %+v %v", r, err)
 	}
-	removed, err := e.WaitChan(ctx, "life", "removed")
+	removed, err := e.WaitChan(within(t), "life", "removed")
 	if err != nil {
 		t.Fatal(err)
 	}
 	if err := e.Remove(ctx, "life", false); err != nil {
 		t.Fatal(err)
 	}
-	if r := <-removed; r.StatusCode != 143 {
+	if r := waitFor(t, removed, "removal"); r.StatusCode != 143 {
 		t.Errorf("wait removed: %+v", r)
 	}
 	if _, err := e.Inspect("life"); !errors.Is(err, engine.ErrNoSuchContainer) {
@@ -433,7 +518,7 @@ func TestNamesAndLookup(t *testing.T) {
 
 func TestLogs(t *testing.T) {
 	e := newEngine(t, t.TempDir())
-	ctx := context.Background()
+	ctx := within(t)
 	res, err := e.Run(ctx, api.RunArgs{Config: api.ContainerConfig{Image: "busybox", Name: "logger",
 		Cmd: []string{"sh", "-c", "for i in 1 2 3 4 5; do echo out$i; echo err$i >&2; done; printf partial"}}}, engine.Streams{}, nil)
 	if err != nil || res.ExitCode != 0 {
@@ -478,17 +563,16 @@ func TestLogs(t *testing.T) {
 	var ferr bytes.Buffer
 	done := make(chan error, 1)
 	go func() {
-		done <- e.Logs(ctx, api.LogsArgs{Container: "follow", Tail: -1, Follow: true}, pw, &ferr)
+		done <- e.Logs(within(t), api.LogsArgs{Container: "follow", Tail: -1, Follow: true}, pw, &ferr)
 		pw.Close()
 	}()
-	buf := make([]byte, 6)
-	if _, err := io.ReadFull(pr, buf); err != nil || string(buf) != "first\n" {
-		t.Fatalf("follow: %q %v", buf, err)
+	if first := readFull(t, pr, 6, "followed log"); first != "first\n" {
+		t.Fatalf("follow: %q", first)
 	}
 	// Feed the container through an attach so it goes on.
-	go e.Attach(ctx, "follow", engine.Streams{Stdin: strings.NewReader("hello\n")})
-	rest2, _ := io.ReadAll(pr)
-	if err := <-done; err != nil || string(rest2) != "got hello\n" || ferr.String() != "bye\n" {
+	go e.Attach(within(t), "follow", engine.Streams{Stdin: strings.NewReader("hello\n")})
+	rest2 := readAll(t, pr, "rest of the followed log")
+	if err := waitFor(t, done, "end of the followed log"); err != nil || rest2 != "got hello\n" || ferr.String() != "bye\n" {
 		t.Errorf("follow rest %q %q %v", rest2, ferr.String(), err)
 	}
 	// Following an exited container returns at once.
@@ -500,7 +584,7 @@ func TestLogs(t *testing.T) {
 
 func TestExec(t *testing.T) {
 	e := newEngine(t, t.TempDir())
-	ctx := context.Background()
+	ctx := within(t)
 	res, err := e.Run(ctx, api.RunArgs{Detach: true, Config: api.ContainerConfig{Image: "vmbox-test", Name: "ex", Hostname: "exhost", Cmd: []string{"sleep", "1000"}}}, engine.Streams{}, nil)
 	if err != nil {
 		t.Fatal(err)
@@ -614,13 +698,17 @@ func TestRestartShowsExited(t *testing.T) {
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	line := make([]byte, 65)
-	if _, err := io.ReadFull(out, line); err != nil || strings.HasPrefix(string(line), "error") {
-		cmd.Process.Kill()
-		cmd.Wait()
-		t.Fatalf("engine host: %q %v", line, err)
+	t.Cleanup(func() {
+		if cmd.ProcessState == nil { // the test failed before killing it
+			cmd.Process.Kill()
+			cmd.Wait()
+		}
+	})
+	line := readFull(t, out, 65, "container ID from the engine host")
+	if strings.HasPrefix(line, "error") {
+		t.Fatalf("engine host: %q", line)
 	}
-	id := strings.TrimSpace(string(line))
+	id := strings.TrimSpace(line)
 	cmd.Process.Kill()
 	cmd.Wait()
 

@@ -75,7 +75,9 @@ func TestRunRemoveLeaks(t *testing.T) {
 		t.Fatal(err)
 	}
 	run := func() {
-		res, err := e.Run(context.Background(), api.RunArgs{Config: api.ContainerConfig{Image: "busybox", AutoRemove: true, Cmd: []string{"sh", "-c", "echo hi; echo ho >&2"}}}, engine.Streams{}, nil)
+		ctx, cancel := context.WithTimeout(context.Background(), patience)
+		defer cancel()
+		res, err := e.Run(ctx, api.RunArgs{Config: api.ContainerConfig{Image: "busybox", AutoRemove: true, Cmd: []string{"sh", "-c", "echo hi; echo ho >&2"}}}, engine.Streams{}, nil)
 		if err != nil || res.ExitCode != 0 {
 			t.Fatalf("run: %+v %v", res, err)
 		}

@@ -561,13 +561,25 @@ type Streams struct {
 // returns when that run's output has all been delivered, a write to the
 // client failed, or ctx ends. Attaching before Start loses no output.
 func (e *Engine) Attach(ctx context.Context, ref string, s Streams) error {
-	c, err := e.lookup(ref)
+	serve, err := e.attachNow(ref, s)
 	if err != nil {
 		return err
 	}
+	return serve(ctx)
+}
+
+// attachNow registers the attachment before it returns (from then on no
+// output of the run is lost) and returns what serves it, as Attach does.
+func (e *Engine) attachNow(ref string, s Streams) (serve func(context.Context) error, err error) {
+	c, err := e.lookup(ref)
+	if err != nil {
+		return nil, err
+	}
 	a, r := c.attach(s)
-	defer c.detach(a)
-	return c.follow(ctx, a, r, s)
+	return func(ctx context.Context) error {
+		defer c.detach(a)
+		return c.follow(ctx, a, r, s)
+	}, nil
 }
 
 // attach registers an attachment for the current or next run.

@@ -29,40 +29,27 @@ func TestCgroupV2Placement(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer os.RemoveAll(s.Dir)
-	line := make([]byte, 0, 128)
-	buf := make([]byte, 1)
-	for {
-		if _, err := c.Stdout.Read(buf); err != nil {
-			t.Fatal(err)
-		}
-		if buf[0] == '\n' {
-			break
-		}
-		line = append(line, buf[0])
-	}
+	line := readLine(t, c.Stdout, "the init's cgroup")
 	want := "/" + c.Cgroup()
-	if !strings.HasSuffix(string(line), want) {
+	if !strings.HasSuffix(line, want) {
 		t.Errorf("init's cgroup %q, want suffix %q", line, want)
 	}
 	p, err := c.Exec(context.Background(), &runtime.ExecSpec{Args: []string{"sh", "-c", "grep '^0::' /proc/self/cgroup"}})
 	if err != nil {
 		t.Fatal(err)
 	}
-	out := make([]byte, 256)
-	n, _ := p.Stdout.Read(out)
+	out := readAll(t, p.Stdout, "the exec's cgroup")
 	p.Stdout.Close()
 	p.Stderr.Close()
-	p.Wait()
-	if !strings.HasSuffix(strings.TrimSpace(string(out[:n])), want) {
-		t.Errorf("exec's cgroup %q, want suffix %q", out[:n], want)
+	waitExit(t, p, "exec")
+	if !strings.HasSuffix(strings.TrimSpace(out), want) {
+		t.Errorf("exec's cgroup %q, want suffix %q", out, want)
 	}
-	errOut := make([]byte, 256)
-	n, _ = c.Stderr.Read(errOut)
-	if !strings.Contains(string(errOut[:n]), "Operation not permitted") {
-		t.Errorf("device filter: %q", errOut[:n])
+	if errOut := readLine(t, c.Stderr, "the device filter's error"); !strings.Contains(errOut, "Operation not permitted") {
+		t.Errorf("device filter: %q", errOut)
 	}
 	c.Signal(syscall.SIGKILL)
-	c.Wait()
+	waitExit(t, c.Process, "container after SIGKILL")
 	c.Stdout.Close()
 	c.Stderr.Close()
 	if _, err := os.Stat("/sys/fs/cgroup/unified/" + c.Cgroup()); !os.IsNotExist(err) {

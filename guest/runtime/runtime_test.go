@@ -6,6 +6,7 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"errors"
+	"fmt"
 	"io"
 	"os"
 	"path/filepath"
@@ -14,6 +15,7 @@ import (
 	"sync"
 	"syscall"
 	"testing"
+	"time"
 
 	"github.com/vmbox/vmbox/guest/runtime"
 	"github.com/vmbox/vmbox/guest/runtime/runtimetest"
@@ -63,6 +65,120 @@ func randID() string {
 	return hex.EncodeToString(b)
 }
 
+// patience bounds each wait of these tests. It asserts no speed: it turns
+// a lost signal or a missed output, which would otherwise hang the whole
+// test binary until go test's timeout, into a failure that says what was
+// being waited for.
+const patience = 60 * time.Second
+
+// closedWithin reports whether done is closed within patience.
+func closedWithin(done <-chan struct{}) bool {
+	timer := time.NewTimer(patience)
+	defer timer.Stop()
+	select {
+	case <-done:
+		return true
+	case <-timer.C:
+		return false
+	}
+}
+
+// waitExit waits for p to exit. One still running after patience is
+// killed, and the test fails with the process's signal state (a signal
+// that was never delivered shows neither pending nor acted upon).
+func waitExit(t testing.TB, p *runtime.Process, what string) (runtime.Exit, error) {
+	t.Helper()
+	go p.Wait()
+	if !closedWithin(p.Done()) {
+		state := signalState(p.Pid)
+		p.Signal(syscall.SIGKILL)
+		<-p.Done()
+		t.Fatalf("%s: pid %d still running after %v; %s", what, p.Pid, patience, state)
+	}
+	return p.Wait()
+}
+
+// signalState reports a process's signal masks from /proc.
+func signalState(pid int) string {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		return err.Error()
+	}
+	var keep []string
+	for _, l := range strings.Split(string(b), "\n") {
+		k, _, _ := strings.Cut(l, ":")
+		switch k {
+		case "State", "NSpid", "SigPnd", "ShdPnd", "SigBlk", "SigIgn", "SigCgt":
+			keep = append(keep, strings.Join(strings.Fields(l), " "))
+		}
+	}
+	return strings.Join(keep, ", ")
+}
+
+// readFull reads n bytes from r, failing the test when they have not
+// arrived within patience (r is then closed, which ends the read).
+func readFull(t testing.TB, r io.ReadCloser, n int, what string) string {
+	t.Helper()
+	buf := make([]byte, n)
+	var got int
+	var err error
+	done := make(chan struct{})
+	go func() { got, err = io.ReadFull(r, buf); close(done) }()
+	if !closedWithin(done) {
+		r.Close()
+		<-done
+		t.Fatalf("%s: %q after %v, want %d bytes", what, buf[:got], patience, n)
+	}
+	if err != nil {
+		t.Fatalf("%s: %q: %v", what, buf[:got], err)
+	}
+	return string(buf)
+}
+
+// readLine reads up to a newline from r (one byte at a time, so that
+// nothing after the line is consumed), failing the test when no full line
+// has arrived within patience (r is then closed, which ends the read).
+func readLine(t testing.TB, r io.ReadCloser, what string) string {
+	t.Helper()
+	var line []byte
+	var err error
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		b := make([]byte, 1)
+		for {
+			if _, err = r.Read(b); err != nil || b[0] == '\n' {
+				return
+			}
+			line = append(line, b[0])
+		}
+	}()
+	if !closedWithin(done) {
+		r.Close()
+		<-done
+		t.Fatalf("%s: %q after %v, no newline", what, line, patience)
+	}
+	if err != nil {
+		t.Fatalf("%s: %q: %v", what, line, err)
+	}
+	return string(line)
+}
+
+// readAll reads r to its end, failing the test when that takes longer than
+// patience (r is then closed, which ends the read).
+func readAll(t testing.TB, r io.ReadCloser, what string) string {
+	t.Helper()
+	var b []byte
+	done := make(chan struct{})
+	go func() { b, _ = io.ReadAll(r); close(done) }()
+	if !closedWithin(done) {
+		r.Close()
+		<-done
+		t.Fatalf("%s: no end after %v, read %q", what, patience, b)
+	}
+	return string(b)
+}
+
 // result is what a finished container produced.
 type result struct {
 	exit           runtime.Exit
@@ -105,11 +221,27 @@ func run(t testing.TB, r *runtime.Runtime, s *runtime.Spec, stdin io.Reader) (re
 	if c.Stdin != nil {
 		go func() { io.Copy(c.Stdin, stdin); c.Stdin.Close() }()
 	}
-	res.exit, err = c.Wait()
-	wg.Wait()
+	res.exit, err = waitExit(t, c.Process, fmt.Sprintf("container %q", s.Args))
+	copied := make(chan struct{})
+	go func() { wg.Wait(); close(copied) }()
+	if !closedWithin(copied) {
+		closeAll(c.Pty, c.Stdout, c.Stderr)
+		t.Fatalf("container %q exited, its output did not end within %v", s.Args, patience)
+	}
 	res.stdout, res.stderr = out.String(), errb.String()
 	os.RemoveAll(s.Dir)
 	return res, err
+}
+
+func closeAll(cs ...io.Closer) {
+	for _, c := range cs {
+		if f, ok := c.(*os.File); ok && f == nil {
+			continue
+		}
+		if c != nil {
+			c.Close()
+		}
+	}
 }
 
 func mustRun(t testing.TB, r *runtime.Runtime, s *runtime.Spec) result {
@@ -379,16 +511,17 @@ func TestSignals(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer os.RemoveAll(s.Dir)
-	buf := make([]byte, 6)
-	if _, err := io.ReadFull(c.Stdout, buf); err != nil || string(buf) != "ready\n" {
-		t.Fatalf("read %q: %v", buf, err)
+	if line := readFull(t, c.Stdout, 6, "ready line"); line != "ready\n" {
+		t.Fatalf("read %q", line)
 	}
 	if err := c.Signal(syscall.SIGTERM); err != nil {
 		t.Fatal(err)
 	}
-	rest, _ := io.ReadAll(c.Stdout)
-	exit, err := c.Wait()
-	if err != nil || exit.Code != 143 || string(rest) != "got-term\n" {
+	exit, err := waitExit(t, c.Process, "exit on SIGTERM")
+	rest := readAll(t, c.Stdout, "output after SIGTERM")
+	c.Stdout.Close()
+	c.Stderr.Close()
+	if err != nil || exit.Code != 143 || rest != "got-term\n" {
 		t.Fatalf("exit %+v %v, output %q", exit, err, rest)
 	}
 	if err := c.Signal(syscall.SIGTERM); !errors.Is(err, runtime.ErrNotRunning) {
@@ -402,9 +535,11 @@ func TestSignals(t *testing.T) {
 	}
 	defer os.RemoveAll(s.Dir)
 	c.Signal(syscall.SIGKILL)
-	if exit, _ := c.Wait(); exit.Code != 137 || exit.Signal != syscall.SIGKILL {
+	if exit, _ := waitExit(t, c.Process, "exit on SIGKILL"); exit.Code != 137 || exit.Signal != syscall.SIGKILL {
 		t.Fatalf("exit %+v", exit)
 	}
+	c.Stdout.Close()
+	c.Stderr.Close()
 }
 
 func TestExec(t *testing.T) {
@@ -417,7 +552,7 @@ func TestExec(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer os.RemoveAll(s.Dir)
-	defer func() { c.Signal(syscall.SIGKILL); c.Wait() }()
+	defer func() { c.Signal(syscall.SIGKILL); waitExit(t, c.Process, "container after SIGKILL") }()
 
 	execOut := func(es *runtime.ExecSpec, stdin string) (string, string, runtime.Exit) {
 		t.Helper()
@@ -429,17 +564,21 @@ func TestExec(t *testing.T) {
 		if p.Stdin != nil {
 			go func() { io.WriteString(p.Stdin, stdin); p.Stdin.Close() }()
 		}
-		var out, errb bytes.Buffer
-		var wg sync.WaitGroup
-		wg.Add(2)
-		go func() { defer wg.Done(); io.Copy(&out, p.Stdout); p.Stdout.Close() }()
-		go func() { defer wg.Done(); io.Copy(&errb, p.Stderr); p.Stderr.Close() }()
-		exit, err := p.Wait()
-		wg.Wait()
+		var errb []byte
+		errDone := make(chan struct{})
+		go func() { errb, _ = io.ReadAll(p.Stderr); close(errDone) }()
+		out := readAll(t, p.Stdout, "exec's stdout")
+		if !closedWithin(errDone) {
+			p.Stderr.Close()
+			t.Fatalf("exec %q: stderr did not end within %v", es.Args, patience)
+		}
+		p.Stdout.Close()
+		p.Stderr.Close()
+		exit, err := waitExit(t, p, fmt.Sprintf("exec %q", es.Args))
 		if err != nil {
 			t.Fatal(err)
 		}
-		return out.String(), errb.String(), exit
+		return out, string(errb), exit
 	}
 	out, _, exit := execOut(&runtime.ExecSpec{Args: []string{"sh", "-c", "hostname; cat /proc/1/cmdline | tr '\\0' ' '; echo; echo $$; grep -E 'CapBnd|NoNewPrivs' /proc/self/status | tr -s '\\t' ' '; tail -n +3 /proc/net/dev | cut -d: -f1 | tr -d ' '; exit 5"}}, "")
 	want := "exec-box\nsleep 1000 \n"
@@ -470,7 +609,7 @@ func TestExec(t *testing.T) {
 		t.Errorf("exec of a missing command: %v", err)
 	}
 	c.Signal(syscall.SIGKILL)
-	c.Wait()
+	waitExit(t, c.Process, "container after SIGKILL")
 	if _, err := c.Exec(context.Background(), &runtime.ExecSpec{Args: []string{"true"}}); !errors.Is(err, runtime.ErrNotRunning) {
 		t.Errorf("exec after exit: %v", err)
 	}
@@ -501,16 +640,16 @@ func TestTty(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	eout, _ := io.ReadAll(p.Pty)
+	eout := readAll(t, p.Pty, "exec's terminal")
 	p.Pty.Close()
-	if exit, _ := p.Wait(); exit.Code != 0 || string(eout) != "/dev/pts/1\r\n" {
+	if exit, _ := waitExit(t, p, "exec on a terminal"); exit.Code != 0 || eout != "/dev/pts/1\r\n" {
 		t.Errorf("exec tty: %q %+v", eout, exit)
 	}
 	io.WriteString(c.Pty, "go\n")
-	out, _ := io.ReadAll(c.Pty)
+	out := readAll(t, c.Pty, "container's terminal")
 	c.Pty.Close()
-	c.Wait()
-	if !strings.HasSuffix(string(out), "40 120\r\n") {
+	waitExit(t, c.Process, "container on a terminal")
+	if !strings.HasSuffix(out, "40 120\r\n") {
 		t.Errorf("after resize: %q", out)
 	}
 }
