@@ -246,25 +246,35 @@ func WriteInstanceInitrd(path string, inst *instance.Instance, keys *instance.Ke
 		Modules:          drv.GuestModules(inst.Config.Arch),
 		CPUs:             inst.Config.CPUs,
 	}
+	b, err := InstanceInitrd(cfg)
+	if err != nil {
+		return err
+	}
+	return instance.WriteFileAtomic(path, b, 0o600)
+}
+
+// InstanceInitrd encodes cfg as the newc archive Linux unpacks over the
+// base initramfs, with the document at boot.InstanceConfigPath.
+func InstanceInitrd(cfg boot.InstanceConfig) ([]byte, error) {
 	if err := cfg.Validate(); err != nil {
-		return fmt.Errorf("instance configuration: %w", err)
+		return nil, fmt.Errorf("instance configuration: %w", err)
 	}
 	doc, err := json.MarshalIndent(cfg, "", "  ")
 	if err != nil {
-		return fmt.Errorf("encode instance configuration: %w", err)
+		return nil, fmt.Errorf("encode instance configuration: %w", err)
 	}
 	var buf bytes.Buffer
 	w := cpio.NewWriter(&buf)
 	for _, d := range []string{"etc", "etc/vmbox"} {
 		if err := w.Dir(d, 0o755); err != nil {
-			return err
+			return nil, err
 		}
 	}
 	if err := w.File(boot.InstanceConfigPath[1:], 0o600, doc); err != nil {
-		return err
+		return nil, err
 	}
 	if err := w.Close(); err != nil {
-		return err
+		return nil, err
 	}
-	return instance.WriteFileAtomic(path, buf.Bytes(), 0o600)
+	return buf.Bytes(), nil
 }

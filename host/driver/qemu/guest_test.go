@@ -9,7 +9,6 @@ import (
 	"crypto/ed25519"
 	"crypto/rand"
 	"encoding/binary"
-	"encoding/json"
 	"encoding/pem"
 	"errors"
 	"fmt"
@@ -27,6 +26,7 @@ import (
 	"golang.org/x/crypto/ssh"
 
 	"github.com/vmbox/vmbox/guest/boot"
+	"github.com/vmbox/vmbox/host/hostproc"
 	"github.com/vmbox/vmbox/vmimage/cpio"
 )
 
@@ -470,25 +470,9 @@ func writeInstanceInitrd(path string, cpus int) error {
 		Modules:          New(Options{}).GuestModules("amd64"),
 		CPUs:             cpus,
 	}
-	if err := cfg.Validate(); err != nil {
-		return err
-	}
-	doc, err := json.Marshal(cfg)
+	b, err := hostproc.InstanceInitrd(cfg)
 	if err != nil {
 		return err
 	}
-	var buf bytes.Buffer
-	w := cpio.NewWriter(&buf)
-	for _, d := range []string{"etc", "etc/vmbox"} {
-		if err := w.Dir(d, 0o755); err != nil {
-			return err
-		}
-	}
-	if err := w.File(boot.InstanceConfigPath[1:], 0o600, doc); err != nil {
-		return err
-	}
-	if err := w.Close(); err != nil {
-		return err
-	}
-	return os.WriteFile(path, buf.Bytes(), 0o600)
+	return os.WriteFile(path, b, 0o600)
 }
