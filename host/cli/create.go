@@ -1,9 +1,12 @@
 package cli
 
 import (
+	"errors"
 	"fmt"
 
 	"github.com/spf13/cobra"
+
+	"github.com/vmbox/vmbox/host/instance"
 )
 
 func (a *app) createCommand() *cobra.Command {
@@ -13,12 +16,15 @@ func (a *app) createCommand() *cobra.Command {
 		Short: "Create an instance without starting it",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			_, created, err := a.ensureInstance(o, cmd.Flags().Changed)
-			if err != nil {
+			// Checked first: ensureInstance would apply the flags to an
+			// existing instance, and a refused create must change nothing.
+			if _, err := a.instance(); err == nil {
+				return &ExitError{Code: 1, Message: fmt.Sprintf("instance %q already exists", a.name)}
+			} else if !errors.Is(err, instance.ErrNotExist) {
 				return err
 			}
-			if !created {
-				return &ExitError{Code: 1, Message: fmt.Sprintf("instance %q already exists", a.name)}
+			if _, _, err := a.ensureInstance(o, cmd.Flags().Changed); err != nil {
+				return err
 			}
 			fmt.Fprintf(a.stdout, "Created instance %q\n", a.name)
 			return nil

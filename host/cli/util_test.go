@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"github.com/vmbox/vmbox/host/instance"
 	"io"
 	"os"
 	"path/filepath"
@@ -73,5 +74,24 @@ func TestParseTail(t *testing.T) {
 	}
 	if _, err := parseTail("-3"); err == nil {
 		t.Error("parseTail(-3) accepted")
+	}
+}
+
+func TestCreateRefusesExistingWithoutChangingIt(t *testing.T) {
+	t.Setenv("VMBOX_HOME", t.TempDir())
+	t.Setenv("VMBOX_QEMU", "/bin/true") // create checks the driver is usable
+	run := func(args ...string) int {
+		return Execute(args, nil, io.Discard, io.Discard)
+	}
+	if code := run("create", "--name", "c", "--cpus", "1", "--disk", "1GiB"); code != 0 {
+		t.Fatalf("create: exit %d", code)
+	}
+	if code := run("create", "--name", "c", "--cpus", "4"); code != 1 {
+		t.Fatalf("second create: exit %d, want 1", code)
+	}
+	store := instance.Store{Root: os.Getenv("VMBOX_HOME")}
+	inst, err := store.Get("c")
+	if err != nil || inst.Config.CPUs != 1 {
+		t.Fatalf("instance after refused create: %+v, %v", inst, err)
 	}
 }
