@@ -3,7 +3,6 @@ package agent
 import (
 	"context"
 	"encoding/json"
-	"fmt"
 	"io"
 	"log/slog"
 	"net"
@@ -61,20 +60,7 @@ func NewServer(hostKey ssh.Signer, authorized ssh.PublicKey, h Handler, log *slo
 
 // Serve accepts connections on l until ctx ends or l fails.
 func (s *Server) Serve(ctx context.Context, l net.Listener) error {
-	go func() {
-		<-ctx.Done()
-		l.Close()
-	}()
-	for {
-		c, err := l.Accept()
-		if err != nil {
-			if ctx.Err() != nil {
-				return nil
-			}
-			return fmt.Errorf("accept: %w", err)
-		}
-		go s.ServeConn(ctx, c)
-	}
+	return sshauth.Serve(ctx, l, func(c net.Conn) { s.ServeConn(ctx, c) })
 }
 
 // ServeConn runs one SSH connection until it closes.

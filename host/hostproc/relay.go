@@ -2,7 +2,6 @@ package hostproc
 
 import (
 	"context"
-	"fmt"
 	"io"
 	"net"
 	"sync"
@@ -30,20 +29,7 @@ func NewRelay(hostKey ssh.Signer, authorized ssh.PublicKey, upstream ssh.Conn) *
 
 // Serve accepts clients until ctx ends or l fails.
 func (r *Relay) Serve(ctx context.Context, l net.Listener) error {
-	go func() {
-		<-ctx.Done()
-		l.Close()
-	}()
-	for {
-		c, err := l.Accept()
-		if err != nil {
-			if ctx.Err() != nil {
-				return nil
-			}
-			return fmt.Errorf("accept: %w", err)
-		}
-		go r.serveConn(ctx, c)
-	}
+	return sshauth.Serve(ctx, l, func(c net.Conn) { r.serveConn(ctx, c) })
 }
 
 func (r *Relay) serveConn(ctx context.Context, c net.Conn) {

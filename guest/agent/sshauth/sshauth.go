@@ -2,6 +2,7 @@
 // server and the host process's relay in front of it both present the
 // agent's host key and admit only api.SSHUser holding the instance's one
 // authorized key, so a client meets the same rule whichever it reaches.
+// Both also accept connections the same way (Serve).
 //
 // It is a package of its own, free of Linux-only code, so that the host
 // links this rule without the container engine that package agent brings
@@ -10,7 +11,9 @@ package sshauth
 
 import (
 	"bytes"
+	"context"
 	"fmt"
+	"net"
 
 	"golang.org/x/crypto/ssh"
 
@@ -32,4 +35,21 @@ func ServerConfig(hostKey ssh.Signer, authorized ssh.PublicKey) *ssh.ServerConfi
 	}
 	cfg.AddHostKey(hostKey)
 	return cfg
+}
+
+// Serve accepts connections on l and hands each to serve in its own
+// goroutine, until ctx ends (then it returns nil) or l fails.
+func Serve(ctx context.Context, l net.Listener, serve func(net.Conn)) error {
+	stop := context.AfterFunc(ctx, func() { l.Close() })
+	defer stop()
+	for {
+		c, err := l.Accept()
+		if err != nil {
+			if ctx.Err() != nil {
+				return nil
+			}
+			return fmt.Errorf("accept: %w", err)
+		}
+		go serve(c)
+	}
 }
