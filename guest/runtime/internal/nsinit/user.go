@@ -28,54 +28,52 @@ type groupEntry struct {
 	members []string
 }
 
-func parsePasswd(r io.Reader) []passwdEntry {
-	var out []passwdEntry
+// records yields the colon-separated fields of each line of an
+// /etc/passwd-style file that has at least min fields, skipping blank lines
+// and comments.
+func records(r io.Reader, min int, each func(f []string)) {
 	s := bufio.NewScanner(r)
 	for s.Scan() {
 		line := strings.TrimSpace(s.Text())
 		if line == "" || line[0] == '#' {
 			continue
 		}
-		f := strings.Split(line, ":")
-		if len(f) < 4 {
-			continue
+		if f := strings.Split(line, ":"); len(f) >= min {
+			each(f)
 		}
+	}
+}
+
+func parsePasswd(r io.Reader) []passwdEntry {
+	var out []passwdEntry
+	records(r, 4, func(f []string) {
 		uid, err1 := strconv.Atoi(f[2])
 		gid, err2 := strconv.Atoi(f[3])
 		if err1 != nil || err2 != nil {
-			continue
+			return
 		}
 		e := passwdEntry{name: f[0], uid: uid, gid: gid}
 		if len(f) > 5 {
 			e.home = f[5]
 		}
 		out = append(out, e)
-	}
+	})
 	return out
 }
 
 func parseGroup(r io.Reader) []groupEntry {
 	var out []groupEntry
-	s := bufio.NewScanner(r)
-	for s.Scan() {
-		line := strings.TrimSpace(s.Text())
-		if line == "" || line[0] == '#' {
-			continue
-		}
-		f := strings.Split(line, ":")
-		if len(f) < 3 {
-			continue
-		}
+	records(r, 3, func(f []string) {
 		gid, err := strconv.Atoi(f[2])
 		if err != nil {
-			continue
+			return
 		}
 		e := groupEntry{name: f[0], gid: gid}
 		if len(f) > 3 && f[3] != "" {
 			e.members = strings.Split(f[3], ",")
 		}
 		out = append(out, e)
-	}
+	})
 	return out
 }
 
