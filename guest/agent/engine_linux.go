@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"path/filepath"
 
+	"github.com/vmbox/vmbox/guest/api/vmconfig"
 	"github.com/vmbox/vmbox/guest/boot"
 	"github.com/vmbox/vmbox/guest/engine"
 	"github.com/vmbox/vmbox/guest/image"
@@ -49,7 +50,7 @@ func (a *Agent) openGuestEngine(ctx context.Context, sys *boot.System) (func(), 
 			closed <- func() {}
 			return
 		}
-		fn, err := ops.open(boot.DataMountPoint)
+		fn, err := ops.open(vmconfig.DataMountPoint)
 		*ops.openErr = err
 		if fn == nil {
 			fn = func() {}

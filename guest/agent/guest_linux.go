@@ -16,6 +16,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/vmbox/vmbox/guest/api"
+	"github.com/vmbox/vmbox/guest/api/vmconfig"
 	"github.com/vmbox/vmbox/guest/boot"
 )
 
@@ -25,7 +26,7 @@ func runGuest(log *slog.Logger) error {
 	// The kernel starts init with almost no environment; commands the
 	// agent runs (shell, mke2fs) are found on the usual PATH.
 	os.Setenv("PATH", guestPath)
-	cfg, err := boot.LoadInstanceConfig(boot.InstanceConfigPath)
+	cfg, err := vmconfig.Load(vmconfig.Path)
 	if err != nil {
 		return err
 	}

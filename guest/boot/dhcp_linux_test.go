@@ -17,6 +17,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/vmbox/vmbox/guest/api/vmconfig"
 )
 
 // testDHCPServer is a one-address DHCP server for the round-trip test. It
@@ -153,7 +155,7 @@ func TestDHCPClientRoundTrip(t *testing.T) {
 		var err error
 		// Renewal outlives this function by a moment: log to stderr, not t.
 		logf := func(f string, a ...any) { fmt.Fprintf(os.Stderr, "dhcp client: "+f+"\n", a...) }
-		n, err = setupNetwork(ctx, bg, NetworkConfig{Mode: NetworkDHCP, Interface: "vcli"}, "dhcpbox", etc, &Timings{}, logf)
+		n, err = setupNetwork(ctx, bg, vmconfig.Network{Mode: vmconfig.NetworkDHCP, Interface: "vcli"}, "dhcpbox", etc, &Timings{}, logf)
 		if err != nil {
 			t.Error(err)
 		}

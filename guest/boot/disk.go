@@ -6,6 +6,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
+
+	"github.com/vmbox/vmbox/guest/api/vmconfig"
 )
 
 // DiskProbe says what a disk holds, as far as its first and last megabyte
@@ -24,14 +26,14 @@ type DiskProbe struct {
 
 // IsVmboxData reports whether the disk holds the file system vmbox made.
 func (p DiskProbe) IsVmboxData() bool {
-	return (p.Type == "ext4" || p.Type == "ext3" || p.Type == "ext2") && p.Label == DataLabel
+	return (p.Type == "ext4" || p.Type == "ext3" || p.Type == "ext2") && p.Label == vmconfig.DataLabel
 }
 
 // mke2fsArgs are the options the data disk is made with: lazy inode table
 // and journal initialisation keep the first boot fast (the kernel finishes
 // them in the background), and nodiscard skips a pointless full-disk
 // discard of a fresh sparse image.
-var mke2fsArgs = []string{"-q", "-t", "ext4", "-L", DataLabel, "-E", "lazy_itable_init=1,lazy_journal_init=1,nodiscard", "-F"}
+var mke2fsArgs = []string{"-q", "-t", "ext4", "-L", vmconfig.DataLabel, "-E", "lazy_itable_init=1,lazy_journal_init=1,nodiscard", "-F"}
 
 // probeSpan is how much of each end of the disk ProbeDisk reads: every
 // signature it knows lies in the first 64 KiB (btrfs) or the last sectors

@@ -16,6 +16,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/vmbox/vmbox/guest/api/vmconfig"
 )
 
 // DataDisk is the prepared data disk.
@@ -30,7 +32,7 @@ type DataDisk struct {
 type diskEnv struct {
 	sysBlock   string // /sys/block
 	devDir     string // /dev
-	mountPoint string // DataMountPoint
+	mountPoint string // vmconfig.DataMountPoint
 	mke2fs     string // /sbin/mke2fs
 	// ensureExt4 makes the kernel able to mount ext4 (loads the module on
 	// kernels that do not build it in).
@@ -43,7 +45,7 @@ type diskEnv struct {
 // mounts it on env.mountPoint. Without a disk (and none required) it mounts
 // a tmpfs there instead. A disk holding anything but vmbox's file system is
 // an error and is left untouched.
-func prepareDataDisk(ctx context.Context, cfg DataDiskConfig, env diskEnv, t *Timings) (*DataDisk, error) {
+func prepareDataDisk(ctx context.Context, cfg vmconfig.DataDisk, env diskEnv, t *Timings) (*DataDisk, error) {
 	start := time.Now()
 	name, err := findDataDisk(ctx, env.sysBlock, cfg.Serial, cfg.Required, env.waitDisk)
 	if err != nil {
@@ -76,7 +78,7 @@ func prepareDataDisk(ctx context.Context, cfg DataDiskConfig, env diskEnv, t *Ti
 		dd.Formatted = true
 		t.Add("data disk format "+dev, start)
 	case p.Type == "ext2" || p.Type == "ext3" || p.Type == "ext4":
-		return nil, fmt.Errorf("data disk %s holds an %s file system labelled %q, not %q: refusing to use or format it", dev, p.Type, p.Label, DataLabel)
+		return nil, fmt.Errorf("data disk %s holds an %s file system labelled %q, not %q: refusing to use or format it", dev, p.Type, p.Label, vmconfig.DataLabel)
 	default:
 		return nil, fmt.Errorf("data disk %s holds %s data, not vmbox's ext4 file system: refusing to use or format it", dev, p.Type)
 	}

@@ -13,6 +13,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/vmbox/vmbox/guest/api/vmconfig"
 )
 
 // inMountNS runs f on an OS thread with a private mount namespace, so
@@ -158,7 +160,7 @@ func TestPrepareDataDisk(t *testing.T) {
 	sysBlock, devDir := fakeBlock(t, map[string]string{"vda": "vmbox-data"}, map[string]string{"vda": loop})
 	mnt := filepath.Join(t.TempDir(), "var/lib/vmbox")
 	env := diskEnv{sysBlock: sysBlock, devDir: devDir, mountPoint: mnt, mke2fs: mke2fs, waitDisk: time.Second}
-	cfg := DataDiskConfig{Required: true, Serial: "vmbox-data"}
+	cfg := vmconfig.DataDisk{Required: true, Serial: "vmbox-data"}
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 
@@ -208,7 +210,7 @@ func TestPrepareDataDisk(t *testing.T) {
 	}
 	sysBlock2, devDir2 := fakeBlock(t, map[string]string{"vda": ""}, map[string]string{"vda": foreign})
 	env2 := diskEnv{sysBlock: sysBlock2, devDir: devDir2, mountPoint: filepath.Join(t.TempDir(), "m"), mke2fs: mke2fs}
-	_, err = prepareDataDisk(ctx, DataDiskConfig{}, env2, &Timings{})
+	_, err = prepareDataDisk(ctx, vmconfig.DataDisk{}, env2, &Timings{})
 	if err == nil || !strings.Contains(err.Error(), `labelled "photos"`) {
 		t.Errorf("foreign ext4: error %v", err)
 	}
@@ -216,7 +218,7 @@ func TestPrepareDataDisk(t *testing.T) {
 	runTool(t, "mkswap", swap)
 	sysBlock3, devDir3 := fakeBlock(t, map[string]string{"vda": ""}, map[string]string{"vda": swap})
 	env3 := diskEnv{sysBlock: sysBlock3, devDir: devDir3, mountPoint: filepath.Join(t.TempDir(), "m"), mke2fs: mke2fs}
-	if _, err = prepareDataDisk(ctx, DataDiskConfig{}, env3, &Timings{}); err == nil || !strings.Contains(err.Error(), "holds swap data") {
+	if _, err = prepareDataDisk(ctx, vmconfig.DataDisk{}, env3, &Timings{}); err == nil || !strings.Contains(err.Error(), "holds swap data") {
 		t.Errorf("swap disk: error %v", err)
 	}
 	after, err := os.ReadFile(foreign)
@@ -233,7 +235,7 @@ func TestPrepareDataDiskNoDiskTmpfs(t *testing.T) {
 	mnt := filepath.Join(t.TempDir(), "data")
 	env := diskEnv{sysBlock: sysBlock, devDir: devDir, mountPoint: mnt, mke2fs: "/nonexistent"}
 	inMountNS(t, func() {
-		d, err := prepareDataDisk(context.Background(), DataDiskConfig{}, env, &Timings{})
+		d, err := prepareDataDisk(context.Background(), vmconfig.DataDisk{}, env, &Timings{})
 		if err != nil {
 			t.Error(err)
 			return
@@ -242,7 +244,7 @@ func TestPrepareDataDiskNoDiskTmpfs(t *testing.T) {
 			t.Errorf("no disk: %+v", d)
 		}
 		assertMounted(t, mnt, "tmpfs")
-		if _, err := prepareDataDisk(context.Background(), DataDiskConfig{Required: true}, env, &Timings{}); err == nil {
+		if _, err := prepareDataDisk(context.Background(), vmconfig.DataDisk{Required: true}, env, &Timings{}); err == nil {
 			t.Error("required but missing disk: no error")
 		}
 	})
@@ -292,7 +294,7 @@ func TestPrepareDataDiskFresh(t *testing.T) {
 			mnt := filepath.Join(t.TempDir(), "m")
 			env := diskEnv{sysBlock: sysBlock, devDir: devDir, mountPoint: mnt, mke2fs: mke2fs, waitDisk: time.Second}
 			inMountNS(t, func() {
-				d, err := prepareDataDisk(ctx, DataDiskConfig{Required: true, Serial: "vmbox-data", Fresh: tc.fresh}, env, &Timings{})
+				d, err := prepareDataDisk(ctx, vmconfig.DataDisk{Required: true, Serial: "vmbox-data", Fresh: tc.fresh}, env, &Timings{})
 				if tc.wantErr != "" {
 					if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
 						t.Errorf("error %v, want %q", err, tc.wantErr)

@@ -6,6 +6,8 @@ import (
 	"os/exec"
 	"path/filepath"
 	"testing"
+
+	"github.com/vmbox/vmbox/guest/api/vmconfig"
 )
 
 // mkImage makes a sparse image file of size bytes and lets fill write to it.
@@ -77,7 +79,7 @@ func TestProbeDisk(t *testing.T) {
 		{name: "all zero, tiny", size: 4096, want: DiskProbe{Blank: true}},
 		{name: "ext4 with our label", size: 16 * mib, make: func(t *testing.T, p string) {
 			runTool(t, "mke2fs", append(append([]string(nil), mke2fsArgs...), p)...)
-		}, want: DiskProbe{Type: "ext4", Label: DataLabel}, isVmbox: true},
+		}, want: DiskProbe{Type: "ext4", Label: vmconfig.DataLabel}, isVmbox: true},
 		{name: "ext4 with another label", size: 16 * mib, make: func(t *testing.T, p string) {
 			runTool(t, "mke2fs", "-q", "-t", "ext4", "-L", "home", "-F", p)
 		}, want: DiskProbe{Type: "ext4", Label: "home"}},
@@ -85,8 +87,8 @@ func TestProbeDisk(t *testing.T) {
 			runTool(t, "mke2fs", "-q", "-t", "ext4", "-F", p)
 		}, want: DiskProbe{Type: "ext4"}},
 		{name: "ext2 with our label", size: 16 * mib, make: func(t *testing.T, p string) {
-			runTool(t, "mke2fs", "-q", "-t", "ext2", "-L", DataLabel, "-F", p)
-		}, want: DiskProbe{Type: "ext2", Label: DataLabel}, isVmbox: true},
+			runTool(t, "mke2fs", "-q", "-t", "ext2", "-L", vmconfig.DataLabel, "-F", p)
+		}, want: DiskProbe{Type: "ext2", Label: vmconfig.DataLabel}, isVmbox: true},
 		{name: "ext3", size: 16 * mib, make: func(t *testing.T, p string) {
 			runTool(t, "mke2fs", "-q", "-t", "ext3", "-F", p)
 		}, want: DiskProbe{Type: "ext3"}},
@@ -111,7 +113,7 @@ func TestProbeDisk(t *testing.T) {
 			runTool(t, "mke2fs", append(append([]string(nil), mke2fsArgs...), p)...)
 		}, fill: func(t *testing.T, f *os.File) {
 			writeAt(t, f, 0, []byte("XFSB"))
-		}, want: DiskProbe{Type: "ext4+xfs", Label: DataLabel}},
+		}, want: DiskProbe{Type: "ext4+xfs", Label: vmconfig.DataLabel}},
 		{name: "unknown data at the start", size: 16 * mib, fill: func(t *testing.T, f *os.File) {
 			writeAt(t, f, 5000, []byte("some user data"))
 		}, want: DiskProbe{Type: "unknown"}},

@@ -4,10 +4,8 @@
 // hostname, networking (static or DHCP), the data disk, CPU onlining,
 // transport discovery (virtio-serial port, vsock) and power-off.
 //
-// It also defines InstanceConfig, the per-instance document the host writes
-// into the guest's initramfs. That type (config.go) is portable because host
-// code imports it; everything else in the package is Linux-only and is only
-// meant to run inside the vmbox VM.
+// It reads the per-instance document the host writes (guest/api/vmconfig).
+// The package is Linux-only and only meant to run inside the vmbox VM.
 //
 // # Process layout in the VM
 //

@@ -7,6 +7,8 @@ import (
 	"os"
 	"path"
 	"strings"
+
+	"github.com/vmbox/vmbox/guest/api/vmconfig"
 )
 
 // Module is one kernel module listed in modules.txt.
@@ -57,7 +59,7 @@ func ParseModuleList(r io.Reader) (*ModuleList, error) {
 			return nil, fmt.Errorf("line %d: want \"<name> <path> <deps|->\", got %q", n, line)
 		}
 		name := CanonicalModuleName(f[0])
-		if !moduleNameRE.MatchString(name) {
+		if !vmconfig.ValidModuleName(name) {
 			return nil, fmt.Errorf("line %d: module name %q is not valid", n, f[0])
 		}
 		if _, dup := l.index[name]; dup {

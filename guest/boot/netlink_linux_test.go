@@ -16,6 +16,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/vmbox/vmbox/guest/api/vmconfig"
 )
 
 func requireLittleEndian(t *testing.T) {
@@ -200,7 +202,7 @@ func TestSetupNetworkStatic(t *testing.T) {
 	var st NetworkState
 	inNetns(t, ns, func() {
 		ctx := context.Background()
-		cfg := NetworkConfig{Mode: NetworkStatic, Interface: "eth9", Address: "10.0.2.15/24", Gateway: "10.0.2.2", Search: []string{"corp.example"}}
+		cfg := vmconfig.Network{Mode: vmconfig.NetworkStatic, Interface: "eth9", Address: "10.0.2.15/24", Gateway: "10.0.2.2", Search: []string{"corp.example"}}
 		n, err := setupNetwork(ctx, ctx, cfg, "box1", etc, &Timings{}, t.Logf)
 		if err != nil {
 			t.Error(err)

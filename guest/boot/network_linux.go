@@ -14,6 +14,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/vmbox/vmbox/guest/api/vmconfig"
 )
 
 // NetworkState is the guest's network configuration at one moment.
@@ -22,12 +24,12 @@ type NetworkState struct {
 	Addr      netip.Prefix // invalid while a DHCP lease is being (re)acquired
 	Gateway   netip.Addr
 	DNS       []netip.Addr
-	Lease     *DHCPLease // the current lease, with NetworkDHCP
+	Lease     *DHCPLease // the current lease, with vmconfig.NetworkDHCP
 }
 
 // network configures and then maintains the guest's interface.
 type network struct {
-	cfg      NetworkConfig
+	cfg      vmconfig.Network
 	hostname string
 	etcDir   string // "/etc"; files resolv.conf and hosts are written there
 	logf     func(format string, args ...any)
@@ -43,9 +45,9 @@ type network struct {
 // setupNetwork brings up lo and configures the interface of cfg. Every
 // socket it needs is opened here, on the calling thread, so all of it
 // happens in the caller's network namespace even when renewal runs later
-// on another thread. With NetworkDHCP it returns once the first lease is
+// on another thread. With vmconfig.NetworkDHCP it returns once the first lease is
 // applied and renews it until bg ends.
-func setupNetwork(ctx, bg context.Context, cfg NetworkConfig, hostname, etcDir string, t *Timings, logf func(string, ...any)) (*network, error) {
+func setupNetwork(ctx, bg context.Context, cfg vmconfig.Network, hostname, etcDir string, t *Timings, logf func(string, ...any)) (*network, error) {
 	n := &network{cfg: cfg, hostname: hostname, etcDir: etcDir, logf: logf}
 	rt, err := openRTNL()
 	if err != nil {
@@ -58,7 +60,7 @@ func setupNetwork(ctx, bg context.Context, cfg NetworkConfig, hostname, etcDir s
 		return nil, err
 	}
 	t.Add("network lo up", start)
-	if cfg.Mode == NetworkNone {
+	if cfg.Mode == vmconfig.NetworkNone {
 		if err := n.writeHosts(netip.Addr{}); err != nil {
 			rt.Close()
 			return nil, err
@@ -83,7 +85,7 @@ func setupNetwork(ctx, bg context.Context, cfg NetworkConfig, hostname, etcDir s
 	t.Add("network "+name+" up", start)
 
 	switch cfg.Mode {
-	case NetworkStatic:
+	case vmconfig.NetworkStatic:
 		start = time.Now()
 		addr, gw, dns, err := cfg.StaticSettings()
 		if err == nil {
@@ -94,7 +96,7 @@ func setupNetwork(ctx, bg context.Context, cfg NetworkConfig, hostname, etcDir s
 			return nil, err
 		}
 		t.Add("network static "+addr.String(), start)
-	case NetworkDHCP:
+	case vmconfig.NetworkDHCP:
 		start = time.Now()
 		c, err := newDHCPClient(ifi, hostname)
 		if err != nil {
@@ -204,13 +206,13 @@ func (n *network) writeResolvConf(dns []netip.Addr, search []string) error {
 	return writeFileAtomic(filepath.Join(n.etcDir, "resolv.conf"), b.String())
 }
 
-// writeHosts maps localhost, the hostname and, with a gateway, HostAlias.
+// writeHosts maps localhost, the hostname and, with a gateway, vmconfig.HostAlias.
 func (n *network) writeHosts(gw netip.Addr) error {
 	var b strings.Builder
 	b.WriteString("# written by vmbox\n127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n")
 	fmt.Fprintf(&b, "127.0.1.1\t%s\n", n.hostname)
 	if gw.IsValid() {
-		fmt.Fprintf(&b, "%s\t%s\n", gw, HostAlias)
+		fmt.Fprintf(&b, "%s\t%s\n", gw, vmconfig.HostAlias)
 	}
 	return writeFileAtomic(filepath.Join(n.etcDir, "hosts"), b.String())
 }

@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/vmbox/vmbox/guest/api/vmconfig"
 )
 
 // PowerOff ends the VM: it sends SIGTERM to every other process, gives
@@ -96,10 +98,10 @@ func unmountAll() {
 		if err := unix.Unmount(m.MountPoint, 0); err == nil || errors.Is(err, unix.EINVAL) || errors.Is(err, unix.ENOENT) {
 			continue
 		}
-		if err := unix.Mount("", m.MountPoint, "", unix.MS_REMOUNT|unix.MS_RDONLY, ""); err != nil && m.MountPoint == DataMountPoint {
+		if err := unix.Mount("", m.MountPoint, "", unix.MS_REMOUNT|unix.MS_RDONLY, ""); err != nil && m.MountPoint == vmconfig.DataMountPoint {
 			consolef("shutdown: remount %s read-only: %v", m.MountPoint, err)
 		}
-		if err := unix.Unmount(m.MountPoint, unix.MNT_DETACH); err != nil && m.MountPoint == DataMountPoint {
+		if err := unix.Unmount(m.MountPoint, unix.MNT_DETACH); err != nil && m.MountPoint == vmconfig.DataMountPoint {
 			consolef("shutdown: detach %s: %v", m.MountPoint, err)
 		}
 	}

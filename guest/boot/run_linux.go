@@ -8,13 +8,15 @@ import (
 	"fmt"
 	"os"
 	"time"
+
+	"github.com/vmbox/vmbox/guest/api/vmconfig"
 )
 
 // System is the booted guest. Run returns it once what the first request
 // needs is in place; networking and the data disk finish in the background
 // (wait for them with WaitNetwork and WaitDataDisk).
 type System struct {
-	Config  *InstanceConfig
+	Config  *vmconfig.Config
 	Cmdline Cmdline
 	// Modules loads further kernel modules on demand (overlay, veth,
 	// bridge, nf_tables, ...) for later features.
@@ -42,7 +44,7 @@ type System struct {
 // only the steps Run waits for.
 //
 // Call it in the agent process for which Init returned true.
-func Run(ctx context.Context, cfg *InstanceConfig) (*System, error) {
+func Run(ctx context.Context, cfg *vmconfig.Config) (*System, error) {
 	start := time.Now()
 	t := &Timings{}
 	s := &System{
@@ -73,7 +75,7 @@ func Run(ctx context.Context, cfg *InstanceConfig) (*System, error) {
 		lateErr <- err
 	}()
 
-	list, err := readModuleListOrEmpty(ModulesListPath)
+	list, err := readModuleListOrEmpty(vmconfig.ModulesListPath)
 	if err != nil {
 		return nil, err
 	}
@@ -138,7 +140,7 @@ func (s *System) bootDataDisk(bg context.Context) {
 	env := diskEnv{
 		sysBlock:   "/sys/block",
 		devDir:     "/dev",
-		mountPoint: DataMountPoint,
+		mountPoint: vmconfig.DataMountPoint,
 		mke2fs:     "/sbin/mke2fs",
 		waitDisk:   dataDiskTimeout / 2,
 		ensureExt4: func(ctx context.Context) error {
@@ -178,9 +180,9 @@ func (s *System) WaitNetwork(ctx context.Context) (NetworkState, error) {
 	return s.net.State(), nil
 }
 
-// WaitDataDisk waits until DataMountPoint is mounted (the data disk, or a
+// WaitDataDisk waits until vmconfig.DataMountPoint is mounted (the data disk, or a
 // tmpfs when there is none and none is required). The engine must call it
-// before opening anything under DataMountPoint.
+// before opening anything under vmconfig.DataMountPoint.
 func (s *System) WaitDataDisk(ctx context.Context) (*DataDisk, error) {
 	select {
 	case <-s.diskDone:

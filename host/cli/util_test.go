@@ -1,12 +1,13 @@
 package cli
 
 import (
-	"github.com/vmbox/vmbox/host/instance"
 	"io"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/vmbox/vmbox/host/instance"
 )
 
 func TestParseSize(t *testing.T) {

@@ -7,7 +7,7 @@ import (
 	"context"
 	"net"
 
-	"github.com/vmbox/vmbox/guest/boot"
+	"github.com/vmbox/vmbox/guest/api/vmconfig"
 )
 
 // Spec is everything a driver needs to boot one instance's VM.
@@ -34,12 +34,12 @@ type Driver interface {
 	// reach the devices this driver gives it: the machine's virtio
 	// transport (virtio-mmio or virtio-pci), the agent's channel, network,
 	// disk and entropy. Dependencies are implied. The host passes them in
-	// the guest's instance configuration (boot.InstanceConfig.Modules),
+	// the guest's instance configuration (vmconfig.Config.Modules),
 	// which it writes before Start.
 	GuestModules(arch string) []string
 	// GuestNetwork is how the guest configures its interface on this
 	// driver's network: a static slirp address under QEMU, DHCP under vz NAT.
-	GuestNetwork() boot.NetworkConfig
+	GuestNetwork() vmconfig.Network
 	// Start boots the VM and returns once the hypervisor is running (not when
 	// the guest is ready). Cancelling ctx after Start has returned does not
 	// stop the VM.

@@ -19,7 +19,7 @@ import (
 	"time"
 
 	"github.com/vmbox/vmbox/guest/api"
-	"github.com/vmbox/vmbox/guest/boot"
+	"github.com/vmbox/vmbox/guest/api/vmconfig"
 	"github.com/vmbox/vmbox/host/driver"
 	"github.com/vmbox/vmbox/host/instance"
 	"github.com/vmbox/vmbox/host/sshclient"
@@ -234,15 +234,15 @@ func connectAgent(ctx context.Context, vm driver.VM, keys *instance.Keys, vmDone
 // base image is booted with: the agent's configuration, including the keys
 // that let host and guest trust each other without a first-use prompt.
 func WriteInstanceInitrd(path string, inst *instance.Instance, keys *instance.Keys, drv driver.Driver, now time.Time) error {
-	cfg := boot.InstanceConfig{
-		Version:          boot.ConfigVersion,
+	cfg := vmconfig.Config{
+		Version:          vmconfig.Version,
 		Name:             inst.Config.Name,
 		Hostname:         "vmbox-" + inst.Config.Name,
 		AuthorizedKey:    string(bytes.TrimSpace(keys.AuthorizedKey)),
 		HostKey:          string(keys.HostKeyPEM),
 		BootTimeUnixNano: now.UnixNano(),
 		Network:          drv.GuestNetwork(),
-		DataDisk:         boot.DataDiskConfig{Required: true, Fresh: !inst.Config.DiskInUse},
+		DataDisk:         vmconfig.DataDisk{Required: true, Fresh: !inst.Config.DiskInUse},
 		Modules:          drv.GuestModules(inst.Config.Arch),
 		CPUs:             inst.Config.CPUs,
 	}
@@ -254,8 +254,8 @@ func WriteInstanceInitrd(path string, inst *instance.Instance, keys *instance.Ke
 }
 
 // InstanceInitrd encodes cfg as the newc archive Linux unpacks over the
-// base initramfs, with the document at boot.InstanceConfigPath.
-func InstanceInitrd(cfg boot.InstanceConfig) ([]byte, error) {
+// base initramfs, with the document at vmconfig.Path.
+func InstanceInitrd(cfg vmconfig.Config) ([]byte, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, fmt.Errorf("instance configuration: %w", err)
 	}
@@ -270,7 +270,7 @@ func InstanceInitrd(cfg boot.InstanceConfig) ([]byte, error) {
 			return nil, err
 		}
 	}
-	if err := w.File(boot.InstanceConfigPath[1:], 0o600, doc); err != nil {
+	if err := w.File(vmconfig.Path[1:], 0o600, doc); err != nil {
 		return nil, err
 	}
 	if err := w.Close(); err != nil {

@@ -28,17 +28,18 @@ const (
 )
 
 // DataDiskSerial is the virtio-blk serial of the data disk, so that the
-// guest can find it by serial (boot.DataDiskConfig.Serial) rather than by
+// guest can find it by serial (vmconfig.DataDisk.Serial) rather than by
 // probe order.
 const DataDiskSerial = "vmbox-data"
 
 // User-mode networking (slirp) addresses. They are QEMU's defaults, spelled
-// out so that a QEMU with other defaults cannot silently disagree with the
-// guest's static configuration (boot.QEMUGateway, boot.QEMUDNS).
+// out on QEMU's command line and in the guest's static configuration
+// (GuestNetwork) so that the two cannot silently disagree.
 const (
-	SlirpNet     = "10.0.2.0/24"
-	SlirpGateway = "10.0.2.2" // also the host, as seen from the guest
-	SlirpDNS     = "10.0.2.3"
+	SlirpNet          = "10.0.2.0/24"
+	SlirpGuestAddress = "10.0.2.15/24"
+	SlirpGateway      = "10.0.2.2" // also the host, as seen from the guest
+	SlirpDNS          = "10.0.2.3"
 )
 
 // tcgX86CPU is the CPU model for x86 guests under TCG. qemu64 plus the SSE4
@@ -99,7 +100,7 @@ func KernelCmdline(p KernelParams) []string {
 	}
 	// Under TCG a second vCPU slows boot down on a small host (pitfall 9):
 	// the kernel brings up one, and the guest onlines the others once it is
-	// ready (boot.InstanceConfig.CPUs).
+	// ready (vmconfig.Config.CPUs).
 	if p.Accel == AccelTCG && p.CPUs > 1 {
 		w = append(w, "maxcpus=1")
 	}

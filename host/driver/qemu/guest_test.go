@@ -25,7 +25,7 @@ import (
 
 	"golang.org/x/crypto/ssh"
 
-	"github.com/vmbox/vmbox/guest/boot"
+	"github.com/vmbox/vmbox/guest/api/vmconfig"
 	"github.com/vmbox/vmbox/host/hostproc"
 	"github.com/vmbox/vmbox/vmimage/cpio"
 )
@@ -442,7 +442,7 @@ func writeInitramfs(path, initPath string, files map[string]string) error {
 }
 
 // writeInstanceInitrd writes the per-instance archive the real agent needs
-// (boot.InstanceConfig with fresh keys), as the host process does.
+// (vmconfig.Config with fresh keys), as the host process does.
 func writeInstanceInitrd(path string, cpus int) error {
 	_, hostPriv, err := ed25519.GenerateKey(rand.Reader)
 	if err != nil {
@@ -460,13 +460,13 @@ func writeInstanceInitrd(path string, cpus int) error {
 	if err != nil {
 		return err
 	}
-	cfg := boot.InstanceConfig{
-		Version:          boot.ConfigVersion,
+	cfg := vmconfig.Config{
+		Version:          vmconfig.Version,
 		Name:             "test",
 		AuthorizedKey:    strings.TrimSpace(string(ssh.MarshalAuthorizedKey(sshPub))),
 		HostKey:          string(pem.EncodeToMemory(hostPEM)),
 		BootTimeUnixNano: time.Now().UnixNano(),
-		Network:          boot.NetworkConfig{Mode: boot.NetworkStatic},
+		Network:          New(Options{}).GuestNetwork(),
 		Modules:          New(Options{}).GuestModules("amd64"),
 		CPUs:             cpus,
 	}

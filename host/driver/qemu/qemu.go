@@ -25,7 +25,7 @@ import (
 	"runtime"
 	"sync"
 
-	"github.com/vmbox/vmbox/guest/boot"
+	"github.com/vmbox/vmbox/guest/api/vmconfig"
 	"github.com/vmbox/vmbox/host/driver"
 )
 
@@ -116,15 +116,15 @@ func checkArch(arch string) error {
 	return fmt.Errorf("guest architecture %q is not supported (want amd64 or arm64)", arch)
 }
 
+// GuestNetwork is the static address QEMU's user networking expects
+// (10.0.2.15/24, gateway 10.0.2.2, DNS 10.0.2.3): no DHCP round trip at boot.
+func (d *Driver) GuestNetwork() vmconfig.Network {
+	return vmconfig.Network{Mode: vmconfig.NetworkStatic, Address: SlirpGuestAddress, Gateway: SlirpGateway, DNS: []string{SlirpDNS}}
+}
+
 // GuestModules are the modules for the devices Args gives a guest of arch:
 // virtio-mmio on x86's microvm, virtio-pci on arm64's virt machine, then
 // virtio-serial (the agent's channel), network, disk and RNG.
-// GuestNetwork is the static address QEMU's user networking expects
-// (10.0.2.15/24, gateway 10.0.2.2, DNS 10.0.2.3): no DHCP round trip at boot.
-func (d *Driver) GuestNetwork() boot.NetworkConfig {
-	return boot.NetworkConfig{Mode: boot.NetworkStatic}
-}
-
 func (d *Driver) GuestModules(arch string) []string {
 	transport := "virtio_mmio"
 	if arch == "arm64" {

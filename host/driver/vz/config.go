@@ -15,7 +15,7 @@ import (
 	"strconv"
 	"strings"
 
-	"github.com/vmbox/vmbox/guest/boot"
+	"github.com/vmbox/vmbox/guest/api/vmconfig"
 	"github.com/vmbox/vmbox/host/driver"
 	"github.com/vmbox/vmbox/host/driver/initrd"
 )
@@ -34,7 +34,7 @@ const (
 
 // DataDiskSerial is the virtio-blk identifier of the data disk (macOS 12.3
 // and later), as under the qemu driver, so that the guest can find the
-// disk by serial (boot.DataDiskConfig.Serial).
+// disk by serial (vmconfig.DataDisk.Serial).
 const DataDiskSerial = "vmbox-data"
 
 // MinMemoryMiB is the least memory the driver gives a guest (Spec.Resolve
@@ -49,9 +49,9 @@ const MinMacOSMajor = 12
 // GuestNetwork is the guest network configuration a VM of this driver
 // needs: the NAT attachment hands out addresses (and a DNS server) by DHCP
 // from a subnet macOS chooses, so nothing can be configured statically.
-// The host process writes it into boot.InstanceConfig.Network.
-func GuestNetwork() boot.NetworkConfig {
-	return boot.NetworkConfig{Mode: boot.NetworkDHCP}
+// The host process writes it into vmconfig.Config.Network.
+func GuestNetwork() vmconfig.Network {
+	return vmconfig.Network{Mode: vmconfig.NetworkDHCP}
 }
 
 // guestModules are the modules for the devices Start gives a guest: all

@@ -16,7 +16,7 @@ import (
 
 	"golang.org/x/crypto/ssh"
 
-	"github.com/vmbox/vmbox/guest/boot"
+	"github.com/vmbox/vmbox/guest/api/vmconfig"
 	"github.com/vmbox/vmbox/host/driver"
 )
 
@@ -35,7 +35,7 @@ func TestKernelCmdline(t *testing.T) {
 
 func TestGuestNetworkValidates(t *testing.T) {
 	n := GuestNetwork()
-	if n.Mode != boot.NetworkDHCP {
+	if n.Mode != vmconfig.NetworkDHCP {
 		t.Fatalf("mode %q, want dhcp", n.Mode)
 	}
 	// The guest validates the whole instance configuration.
@@ -51,8 +51,8 @@ func TestGuestNetworkValidates(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	c := boot.InstanceConfig{
-		Version:       boot.ConfigVersion,
+	c := vmconfig.Config{
+		Version:       vmconfig.Version,
 		Name:          "default",
 		AuthorizedKey: string(ssh.MarshalAuthorizedKey(sshPub)),
 		HostKey:       string(pem.EncodeToMemory(block)),

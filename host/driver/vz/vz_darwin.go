@@ -17,7 +17,7 @@ import (
 	vzf "github.com/Code-Hex/vz/v3"
 
 	"github.com/vmbox/vmbox/guest/api"
-	"github.com/vmbox/vmbox/guest/boot"
+	"github.com/vmbox/vmbox/guest/api/vmconfig"
 	"github.com/vmbox/vmbox/host/driver"
 )
 
@@ -49,7 +49,7 @@ func (*Driver) GuestModules(string) []string { return guestModules() }
 // GuestNetwork is the guest network configuration the host process must
 // write into the instance configuration for this driver: DHCP from the
 // NAT attachment.
-func (*Driver) GuestNetwork() boot.NetworkConfig { return GuestNetwork() }
+func (*Driver) GuestNetwork() vmconfig.Network { return GuestNetwork() }
 
 // Available reports, in one line, why Virtualization.framework cannot run
 // VMs for this process, or nil: macOS too old, an x86 binary translated by

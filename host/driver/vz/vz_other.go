@@ -6,7 +6,7 @@ import (
 	"context"
 	"errors"
 
-	"github.com/vmbox/vmbox/guest/boot"
+	"github.com/vmbox/vmbox/guest/api/vmconfig"
 	"github.com/vmbox/vmbox/host/driver"
 )
 
@@ -27,7 +27,7 @@ func New() driver.Driver { return Driver{} }
 func (Driver) Name() string { return "vz" }
 
 // GuestNetwork is DHCP, as under vz NAT.
-func (Driver) GuestNetwork() boot.NetworkConfig { return GuestNetwork() }
+func (Driver) GuestNetwork() vmconfig.Network { return GuestNetwork() }
 
 // Available returns ErrUnavailable.
 func (Driver) Available() error { return ErrUnavailable }

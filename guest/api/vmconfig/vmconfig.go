@@ -1,6 +1,6 @@
-package boot
+package vmconfig
 
-// This file is portable on purpose: the host imports InstanceConfig to write
+// This file is portable on purpose: the host imports Config to write
 // the per-instance configuration into the guest's initramfs. Keep Linux-only
 // imports out of it.
 
@@ -21,9 +21,9 @@ import (
 
 // Paths and names shared by the host (which builds the images) and the guest.
 const (
-	// InstanceConfigPath is where the host's per-instance initramfs puts the
-	// InstanceConfig document.
-	InstanceConfigPath = "/etc/vmbox/instance.json"
+	// Path is where the host's per-instance initramfs puts the
+	// Config document.
+	Path = "/etc/vmbox/instance.json"
 	// ModulesListPath lists the kernel modules shipped in the base initramfs,
 	// one per line in load order: "<name> <absolute .ko path> <deps|->".
 	ModulesListPath = "/etc/vmbox/modules.txt"
@@ -33,13 +33,13 @@ const (
 	DataMountPoint = "/var/lib/vmbox"
 	// HostAlias is the name /etc/hosts gives the host (the gateway).
 	HostAlias = "host.vmbox.internal"
-	// DefaultHostname is used when InstanceConfig.Hostname is empty.
+	// DefaultHostname is used when Config.Hostname is empty.
 	DefaultHostname = "vmbox"
-	// ConfigVersion is the InstanceConfig.Version this package writes and reads.
-	ConfigVersion = 1
+	// Version is the Config.Version this package writes and reads.
+	Version = 1
 )
 
-// Network modes of NetworkConfig.Mode.
+// Network modes of Network.Mode.
 const (
 	// NetworkStatic configures a fixed address; the defaults match QEMU's
 	// user-mode networking (slirp).
@@ -51,18 +51,10 @@ const (
 	NetworkNone = "none"
 )
 
-// QEMU user-mode networking (slirp) defaults, used by NetworkStatic when the
-// corresponding field is empty.
-const (
-	QEMUGuestAddress = "10.0.2.15/24"
-	QEMUGateway      = "10.0.2.2"
-	QEMUDNS          = "10.0.2.3"
-)
-
-// InstanceConfig is the per-instance configuration the host hands the guest
-// agent, as JSON at InstanceConfigPath. The host writes it at every start.
-type InstanceConfig struct {
-	// Version is ConfigVersion; a guest refuses a document of another version.
+// Config is the per-instance configuration the host hands the guest
+// agent, as JSON at Path. The host writes it at every start.
+type Config struct {
+	// Version is Version; a guest refuses a document of another version.
 	Version int `json:"version"`
 	// Name is the instance name, for messages.
 	Name string `json:"name"`
@@ -79,9 +71,9 @@ type InstanceConfig struct {
 	// is behind.
 	BootTimeUnixNano int64 `json:"bootTimeUnixNano"`
 	// Network says how eth0 gets its address.
-	Network NetworkConfig `json:"network"`
+	Network Network `json:"network"`
 	// DataDisk says what the guest expects of its data disk.
-	DataDisk DataDiskConfig `json:"dataDisk"`
+	DataDisk DataDisk `json:"dataDisk"`
 	// Modules are kernel modules (by name, dependencies implied) loaded
 	// before the agent serves. Others load on demand.
 	Modules []string `json:"modules,omitempty"`
@@ -90,28 +82,28 @@ type InstanceConfig struct {
 	CPUs int `json:"cpus,omitempty"`
 }
 
-// NetworkConfig configures the guest's one network interface.
-type NetworkConfig struct {
+// Network configures the guest's one network interface.
+type Network struct {
 	// Mode is NetworkStatic, NetworkDHCP or NetworkNone.
 	Mode string `json:"mode"`
 	// Interface is the interface name; "eth0" when empty.
 	Interface string `json:"interface,omitempty"`
-	// Address is the static address in CIDR form; QEMUGuestAddress when empty.
+	// Address is the static address in CIDR form (NetworkStatic only).
 	Address string `json:"address,omitempty"`
-	// Gateway is the static default route; QEMUGateway when empty. It is
-	// also what HostAlias resolves to.
+	// Gateway is the static default route (NetworkStatic only). It is also
+	// what HostAlias resolves to.
 	Gateway string `json:"gateway,omitempty"`
-	// DNS are name servers. With NetworkStatic, QEMUDNS when empty; with
+	// DNS are name servers. With NetworkStatic they are required; with
 	// NetworkDHCP they replace the servers the DHCP server offers.
 	DNS []string `json:"dns,omitempty"`
 	// Search are DNS search domains.
 	Search []string `json:"search,omitempty"`
 }
 
-// DataDiskConfig describes the disk holding the guest's persistent state.
+// DataDisk describes the disk holding the guest's persistent state.
 // A disk without any file system is formatted as ext4 labelled DataLabel;
 // a disk holding anything else is never touched and is an error.
-type DataDiskConfig struct {
+type DataDisk struct {
 	// Required makes a missing disk an error. Without it the guest keeps
 	// DataMountPoint on tmpfs (state is lost at shutdown).
 	Required bool `json:"required,omitempty"`
@@ -127,7 +119,7 @@ type DataDiskConfig struct {
 }
 
 // BootTime returns BootTimeUnixNano as a time, or the zero time when unset.
-func (c *InstanceConfig) BootTime() time.Time {
+func (c *Config) BootTime() time.Time {
 	if c.BootTimeUnixNano == 0 {
 		return time.Time{}
 	}
@@ -135,33 +127,33 @@ func (c *InstanceConfig) BootTime() time.Time {
 }
 
 // EffectiveHostname is Hostname, or DefaultHostname when it is empty.
-func (c *InstanceConfig) EffectiveHostname() string {
+func (c *Config) EffectiveHostname() string {
 	if c.Hostname == "" {
 		return DefaultHostname
 	}
 	return c.Hostname
 }
 
-// LoadInstanceConfig reads, decodes and validates the InstanceConfig at path.
-func LoadInstanceConfig(path string) (*InstanceConfig, error) {
+// Load reads, decodes and validates the Config at path.
+func Load(path string) (*Config, error) {
 	b, err := os.ReadFile(path)
 	if err != nil {
 		return nil, fmt.Errorf("read instance config: %w", err)
 	}
-	c, err := ParseInstanceConfig(b)
+	c, err := Parse(b)
 	if err != nil {
 		return nil, fmt.Errorf("instance config %s: %w", path, err)
 	}
 	return c, nil
 }
 
-// ParseInstanceConfig decodes and validates an InstanceConfig document.
+// Parse decodes and validates an Config document.
 // Unknown fields are an error: host and guest ship together, so one is a typo
 // or a mismatched build, not a newer peer.
-func ParseInstanceConfig(b []byte) (*InstanceConfig, error) {
+func Parse(b []byte) (*Config, error) {
 	dec := json.NewDecoder(bytes.NewReader(b))
 	dec.DisallowUnknownFields()
-	var c InstanceConfig
+	var c Config
 	if err := dec.Decode(&c); err != nil {
 		return nil, fmt.Errorf("decode: %w", err)
 	}
@@ -182,10 +174,14 @@ var hostnameRE = regexp.MustCompile(`^[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])
 // dash spelling that modprobe also accepts.
 var moduleNameRE = regexp.MustCompile(`^[A-Za-z0-9_-]{1,55}$`)
 
+// ValidModuleName reports whether name is one the kernel accepts as a module
+// name (or its dash spelling).
+func ValidModuleName(name string) bool { return moduleNameRE.MatchString(name) }
+
 // Validate reports the first problem with c, in one line.
-func (c *InstanceConfig) Validate() error {
-	if c.Version != ConfigVersion {
-		return fmt.Errorf("version %d not supported (want %d)", c.Version, ConfigVersion)
+func (c *Config) Validate() error {
+	if c.Version != Version {
+		return fmt.Errorf("version %d not supported (want %d)", c.Version, Version)
 	}
 	if c.Hostname != "" && (len(c.Hostname) > 64 || !hostnameRE.MatchString(c.Hostname)) {
 		return fmt.Errorf("hostname %q is not a valid host name", c.Hostname)
@@ -211,7 +207,7 @@ func (c *InstanceConfig) Validate() error {
 		return fmt.Errorf("cpus %d is negative", c.CPUs)
 	}
 	for _, m := range c.Modules {
-		if !moduleNameRE.MatchString(m) {
+		if !ValidModuleName(m) {
 			return fmt.Errorf("module name %q is not valid", m)
 		}
 	}
@@ -228,13 +224,16 @@ func (c *InstanceConfig) Validate() error {
 // interfaceNameRE matches what Linux accepts as an interface name (IFNAMSIZ-1).
 var interfaceNameRE = regexp.MustCompile(`^[A-Za-z0-9_.-]{1,15}$`)
 
-func (n *NetworkConfig) validate() error {
+func (n *Network) validate() error {
 	switch n.Mode {
 	case NetworkStatic, NetworkDHCP, NetworkNone:
 	case "":
 		return errors.New("mode is empty (want static, dhcp or none)")
 	default:
 		return fmt.Errorf("mode %q is not one of static, dhcp, none", n.Mode)
+	}
+	if n.Mode == NetworkStatic && (n.Address == "" || n.Gateway == "" || len(n.DNS) == 0) {
+		return errors.New("mode static needs address, gateway and dns")
 	}
 	if n.Interface != "" && !interfaceNameRE.MatchString(n.Interface) {
 		return fmt.Errorf("interface %q is not a valid interface name", n.Interface)
@@ -270,28 +269,19 @@ func (n *NetworkConfig) validate() error {
 	return nil
 }
 
-// StaticSettings returns the static address, gateway and DNS servers of a
-// NetworkStatic configuration, with the QEMU user-networking defaults filled in.
-func (n *NetworkConfig) StaticSettings() (addr netip.Prefix, gw netip.Addr, dns []netip.Addr, err error) {
-	a := n.Address
-	if a == "" {
-		a = QEMUGuestAddress
+// StaticSettings returns the parsed address, gateway and DNS servers of a
+// NetworkStatic configuration.
+func (n *Network) StaticSettings() (addr netip.Prefix, gw netip.Addr, dns []netip.Addr, err error) {
+	if addr, err = netip.ParsePrefix(n.Address); err != nil {
+		return addr, gw, nil, fmt.Errorf("address %q: %w", n.Address, err)
 	}
-	if addr, err = netip.ParsePrefix(a); err != nil {
-		return addr, gw, nil, fmt.Errorf("address %q: %w", a, err)
+	if gw, err = netip.ParseAddr(n.Gateway); err != nil {
+		return addr, gw, nil, fmt.Errorf("gateway %q: %w", n.Gateway, err)
 	}
-	g := n.Gateway
-	if g == "" {
-		g = QEMUGateway
+	if len(n.DNS) == 0 {
+		return addr, gw, nil, errors.New("no dns server")
 	}
-	if gw, err = netip.ParseAddr(g); err != nil {
-		return addr, gw, nil, fmt.Errorf("gateway %q: %w", g, err)
-	}
-	servers := n.DNS
-	if len(servers) == 0 {
-		servers = []string{QEMUDNS}
-	}
-	for _, s := range servers {
+	for _, s := range n.DNS {
 		d, err := netip.ParseAddr(s)
 		if err != nil {
 			return addr, gw, nil, fmt.Errorf("dns server %q: %w", s, err)
@@ -302,7 +292,7 @@ func (n *NetworkConfig) StaticSettings() (addr netip.Prefix, gw netip.Addr, dns 
 }
 
 // InterfaceName is Interface, or "eth0" when it is empty.
-func (n *NetworkConfig) InterfaceName() string {
+func (n *Network) InterfaceName() string {
 	if n.Interface == "" {
 		return "eth0"
 	}
