@@ -68,8 +68,7 @@ func TestParseCPUInfoMHz(t *testing.T) {
 	}
 }
 
-// bareBootArgs is the fastest x86 TCG configuration measured
-// (shared/notes/guest-boot.md): microvm, PVH direct boot of the vmlinux
+// bareBootArgs is the fastest x86 TCG configuration measured: microvm, PVH direct boot of the vmlinux
 // ELF, one vCPU, tuned command line, no devices besides the serial console.
 func bareBootArgs(tb testing.TB, dir string, man *Manifest, extra ...string) []string {
 	tb.Helper()

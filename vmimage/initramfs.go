@@ -9,7 +9,7 @@ import (
 	"sort"
 	"strings"
 
-	"github.com/vmbox/vmbox/vmimage/cpio"
+	"github.com/vmbox/vmbox/internal/cpio"
 )
 
 type fsType int

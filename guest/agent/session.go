@@ -10,8 +10,8 @@ import (
 
 	"golang.org/x/crypto/ssh"
 
-	"github.com/vmbox/vmbox/guest/agent/sshauth"
 	"github.com/vmbox/vmbox/guest/api"
+	"github.com/vmbox/vmbox/guest/api/sshproto"
 )
 
 // WindowSize is a terminal size in character cells.
@@ -53,14 +53,14 @@ type Server struct {
 }
 
 // NewServer makes a server that presents hostKey and admits only clients
-// holding the private half of authorized (see sshauth.ServerConfig).
+// holding the private half of authorized (see sshproto.ServerConfig).
 func NewServer(hostKey ssh.Signer, authorized ssh.PublicKey, h Handler, log *slog.Logger) *Server {
-	return &Server{config: sshauth.ServerConfig(hostKey, authorized), handler: h, log: log}
+	return &Server{config: sshproto.ServerConfig(hostKey, authorized), handler: h, log: log}
 }
 
 // Serve accepts connections on l until ctx ends or l fails.
 func (s *Server) Serve(ctx context.Context, l net.Listener) error {
-	return sshauth.Serve(ctx, l, func(c net.Conn) { s.ServeConn(ctx, c) })
+	return sshproto.Serve(ctx, l, func(c net.Conn) { s.ServeConn(ctx, c) })
 }
 
 // ServeConn runs one SSH connection until it closes.
@@ -91,27 +91,6 @@ func (s *Server) ServeConn(ctx context.Context, c net.Conn) {
 		go s.serveSession(ctx, ch, chReqs)
 	}
 }
-
-type ptyReqMsg struct {
-	Term     string
-	Cols     uint32
-	Rows     uint32
-	Width    uint32
-	Height   uint32
-	Modelist string
-}
-
-type windowChangeMsg struct {
-	Cols   uint32
-	Rows   uint32
-	Width  uint32
-	Height uint32
-}
-
-type execMsg struct{ Command string }
-type signalMsg struct{ Signal string }
-type envMsg struct{ Name, Value string }
-type exitStatusMsg struct{ Status uint32 }
 
 func (s *Server) serveSession(ctx context.Context, ch ssh.Channel, reqs <-chan *ssh.Request) {
 	ctx, cancel := context.WithCancel(ctx)
@@ -144,19 +123,19 @@ func (s *Server) serveSession(ctx context.Context, ch ssh.Channel, reqs <-chan *
 					ok = false
 					break
 				}
-				var m ptyReqMsg
+				var m sshproto.PTYRequest
 				if err := ssh.Unmarshal(req.Payload, &m); err != nil {
 					ok = false
 					break
 				}
 				sess.PTY = &PTYRequest{Term: m.Term, Size: WindowSize{Rows: m.Rows, Cols: m.Cols}}
 			case "env":
-				var m envMsg
+				var m sshproto.Env
 				if !begun && ssh.Unmarshal(req.Payload, &m) == nil {
 					sess.Env = append(sess.Env, m.Name+"="+m.Value)
 				}
 			case "window-change":
-				var m windowChangeMsg
+				var m sshproto.WindowChange
 				if ssh.Unmarshal(req.Payload, &m) == nil {
 					select {
 					case resize <- WindowSize{Rows: m.Rows, Cols: m.Cols}:
@@ -164,7 +143,7 @@ func (s *Server) serveSession(ctx context.Context, ch ssh.Channel, reqs <-chan *
 					}
 				}
 			case "signal":
-				var m signalMsg
+				var m sshproto.Signal
 				if ssh.Unmarshal(req.Payload, &m) == nil {
 					select {
 					case signals <- m.Signal:
@@ -176,7 +155,7 @@ func (s *Server) serveSession(ctx context.Context, ch ssh.Channel, reqs <-chan *
 					ok = false // one operation per channel
 					break
 				}
-				var m execMsg
+				var m sshproto.Exec
 				var r api.Request
 				if err := ssh.Unmarshal(req.Payload, &m); err != nil {
 					ok = false
@@ -216,6 +195,6 @@ func (s *Server) serveSession(ctx context.Context, ch ssh.Channel, reqs <-chan *
 	// EOF before exit-status, so that a relay forwarding both sees all
 	// output before the status.
 	ch.CloseWrite()
-	ch.SendRequest("exit-status", false, ssh.Marshal(exitStatusMsg{Status: uint32(code)}))
+	ch.SendRequest("exit-status", false, ssh.Marshal(sshproto.ExitStatus{Status: uint32(code)}))
 	ch.Close()
 }

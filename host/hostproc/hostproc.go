@@ -23,7 +23,7 @@ import (
 	"github.com/vmbox/vmbox/host/driver"
 	"github.com/vmbox/vmbox/host/instance"
 	"github.com/vmbox/vmbox/host/sshclient"
-	"github.com/vmbox/vmbox/vmimage/cpio"
+	"github.com/vmbox/vmbox/internal/cpio"
 )
 
 // Options configure one run of the host process.

@@ -8,7 +8,7 @@ import (
 
 	"golang.org/x/crypto/ssh"
 
-	"github.com/vmbox/vmbox/guest/agent/sshauth"
+	"github.com/vmbox/vmbox/guest/api/sshproto"
 )
 
 // Relay serves CLI connections on a Unix socket and relays each of their
@@ -22,14 +22,14 @@ type Relay struct {
 
 // NewRelay makes a relay that presents hostKey (the agent's own, so clients
 // verify the same key whether they reach the agent directly or not) and
-// admits only authorized, by the agent's own rule (sshauth.ServerConfig).
+// admits only authorized, by the agent's own rule (sshproto.ServerConfig).
 func NewRelay(hostKey ssh.Signer, authorized ssh.PublicKey, upstream ssh.Conn) *Relay {
-	return &Relay{config: sshauth.ServerConfig(hostKey, authorized), upstream: upstream}
+	return &Relay{config: sshproto.ServerConfig(hostKey, authorized), upstream: upstream}
 }
 
 // Serve accepts clients until ctx ends or l fails.
 func (r *Relay) Serve(ctx context.Context, l net.Listener) error {
-	return sshauth.Serve(ctx, l, func(c net.Conn) { r.serveConn(ctx, c) })
+	return sshproto.Serve(ctx, l, func(c net.Conn) { r.serveConn(ctx, c) })
 }
 
 func (r *Relay) serveConn(ctx context.Context, c net.Conn) {

@@ -19,6 +19,7 @@ import (
 	"golang.org/x/crypto/ssh"
 
 	"github.com/vmbox/vmbox/guest/api"
+	"github.com/vmbox/vmbox/guest/api/sshproto"
 	"github.com/vmbox/vmbox/host/instance"
 )
 
@@ -128,25 +129,6 @@ type IO struct {
 	Signals <-chan string // SSH signal names ("INT", "TERM") to deliver to the remote process
 }
 
-type execMsg struct{ Command string }
-type exitStatusMsg struct{ Status uint32 }
-type exitSignalMsg struct {
-	Signal     string
-	CoreDumped bool
-	Error      string
-	Lang       string
-}
-type ptyReqMsg struct {
-	Term     string
-	Cols     uint32
-	Rows     uint32
-	Width    uint32
-	Height   uint32
-	Modelist string
-}
-type windowChangeMsg struct{ Cols, Rows, Width, Height uint32 }
-type signalMsg struct{ Signal string }
-
 // ErrConnectionLost means the channel closed without an exit status.
 var ErrConnectionLost = errors.New("connection to the agent was lost before the operation finished")
 
@@ -168,12 +150,12 @@ func (c *Client) Stream(ctx context.Context, op string, args any, st IO) (int, e
 	}
 	defer ch.Close()
 	if st.TTY != nil {
-		m := ptyReqMsg{Term: st.TTY.Term, Cols: st.TTY.Size.Cols, Rows: st.TTY.Size.Rows, Modelist: "\x00"}
+		m := sshproto.PTYRequest{Term: st.TTY.Term, Cols: st.TTY.Size.Cols, Rows: st.TTY.Size.Rows, Modelist: "\x00"}
 		if ok, err := ch.SendRequest("pty-req", true, ssh.Marshal(m)); err != nil || !ok {
 			return 0, fmt.Errorf("agent refused a terminal: %v", err)
 		}
 	}
-	if ok, err := ch.SendRequest("exec", true, ssh.Marshal(execMsg{Command: string(payload)})); err != nil || !ok {
+	if ok, err := ch.SendRequest("exec", true, ssh.Marshal(sshproto.Exec{Command: string(payload)})); err != nil || !ok {
 		if err == nil {
 			err = errors.New("request refused")
 		}
@@ -218,13 +200,13 @@ func (c *Client) Stream(ctx context.Context, op string, args any, st IO) (int, e
 					resize = nil
 					continue
 				}
-				ch.SendRequest("window-change", false, ssh.Marshal(windowChangeMsg{Cols: sz.Cols, Rows: sz.Rows}))
+				ch.SendRequest("window-change", false, ssh.Marshal(sshproto.WindowChange{Cols: sz.Cols, Rows: sz.Rows}))
 			case sig, ok := <-st.Signals:
 				if !ok {
 					st.Signals = nil
 					continue
 				}
-				ch.SendRequest("signal", false, ssh.Marshal(signalMsg{Signal: sig}))
+				ch.SendRequest("signal", false, ssh.Marshal(sshproto.Signal{Signal: sig}))
 			}
 		}
 	}()
@@ -233,12 +215,12 @@ func (c *Client) Stream(ctx context.Context, op string, args any, st IO) (int, e
 	for r := range reqs {
 		switch r.Type {
 		case "exit-status":
-			var m exitStatusMsg
+			var m sshproto.ExitStatus
 			if ssh.Unmarshal(r.Payload, &m) == nil {
 				code = int(m.Status)
 			}
 		case "exit-signal":
-			var m exitSignalMsg
+			var m sshproto.ExitSignal
 			if ssh.Unmarshal(r.Payload, &m) == nil {
 				code = api.ExitSignalBase + signalNumber(m.Signal)
 			}

@@ -27,7 +27,7 @@ import (
 
 	"github.com/vmbox/vmbox/guest/api/vmconfig"
 	"github.com/vmbox/vmbox/host/hostproc"
-	"github.com/vmbox/vmbox/vmimage/cpio"
+	"github.com/vmbox/vmbox/internal/cpio"
 )
 
 // EnvImageDir overrides where the tests look for the built amd64 guest

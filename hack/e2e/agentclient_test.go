@@ -1,6 +1,6 @@
 //go:build linux
 
-package sshclient_test
+package e2e
 
 import (
 	"bytes"

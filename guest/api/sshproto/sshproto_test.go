@@ -1,4 +1,4 @@
-package sshauth
+package sshproto
 
 import (
 	"bytes"
