@@ -1,12 +1,9 @@
 package cli
 
 import (
-	"errors"
 	"fmt"
 
 	"github.com/spf13/cobra"
-
-	"github.com/vmbox/vmbox/host/instance"
 )
 
 func (a *app) createCommand() *cobra.Command {
@@ -16,14 +13,15 @@ func (a *app) createCommand() *cobra.Command {
 		Short: "Create an instance without starting it",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			// Checked first: ensureInstance would apply the flags to an
-			// existing instance, and a refused create must change nothing.
-			if _, err := a.instance(); err == nil {
-				return &ExitError{Code: 1, Message: fmt.Sprintf("instance %q already exists", a.name)}
-			} else if !errors.Is(err, instance.ErrNotExist) {
+			s, err := o.settings(cmd.Flags().Changed)
+			if err != nil {
 				return err
 			}
-			if _, _, err := a.ensureInstance(o, cmd.Flags().Changed); err != nil {
+			m, err := a.manager()
+			if err != nil {
+				return err
+			}
+			if _, err := m.Create(a.name, s); err != nil {
 				return err
 			}
 			fmt.Fprintf(a.stdout, "Created instance %q\n", a.name)

@@ -10,13 +10,14 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/vmbox/vmbox/host/hostproc"
+	"github.com/vmbox/vmbox/host/lifecycle"
 )
 
 // hostprocCommand is the hidden mode in which the binary becomes an
 // instance's host process; `start` launches it detached.
 func (a *app) hostprocCommand() *cobra.Command {
 	return &cobra.Command{
-		Use:    "__hostproc",
+		Use:    lifecycle.HostProcessCommand,
 		Hidden: true,
 		Args:   cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
@@ -24,11 +25,11 @@ func (a *app) hostprocCommand() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			drv, err := newDriver(inst.Config.Driver, inst.Config.Arch)
+			drv, err := lifecycle.NewDriver(inst.Config.Driver, inst.Config.Arch)
 			if err != nil {
 				return err
 			}
-			image, err := findImage(inst.Config.Arch)
+			image, err := lifecycle.FindImage(inst.Config.Arch)
 			if err != nil {
 				return err
 			}

@@ -2,6 +2,8 @@ package cli
 
 import (
 	"github.com/spf13/cobra"
+
+	"github.com/vmbox/vmbox/host/lifecycle"
 )
 
 func (a *app) listCommand() *cobra.Command {
@@ -23,9 +25,9 @@ func (a *app) listCommand() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			list := make([]instanceStatus, 0, len(insts))
+			list := make([]lifecycle.Status, 0, len(insts))
 			for _, inst := range insts {
-				list = append(list, statusOf(inst))
+				list = append(list, lifecycle.StatusOf(inst))
 			}
 			if format == "json" {
 				return writeJSON(a.stdout, list)

@@ -1,11 +1,11 @@
 package cli
 
 import (
+	"context"
+	"fmt"
 	"time"
 
 	"github.com/spf13/cobra"
-
-	"github.com/vmbox/vmbox/host/instance"
 )
 
 func (a *app) restartCommand() *cobra.Command {
@@ -16,24 +16,32 @@ func (a *app) restartCommand() *cobra.Command {
 		Short: "Stop the VM if it runs, then start it",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			inst, err := a.instance()
+			s, err := o.settings(cmd.Flags().Changed)
 			if err != nil {
 				return err
 			}
-			lock, err := instance.WaitLock(cmd.Context(), inst.Path(instance.StartLockFile))
+			m, inst, err := a.managedInstance()
 			if err != nil {
 				return err
 			}
-			_, err = a.stopInstance(cmd.Context(), inst, stopTimeout)
-			lock.Release()
-			if err != nil {
+			if err := m.Reconfigure(inst, s); err != nil {
 				return err
 			}
-			return a.startInstance(cmd.Context(), o, cmd.Flags().Changed)
+			ctx, cancel := context.WithTimeout(cmd.Context(), o.timeout+stopTimeout)
+			defer cancel()
+			p := newProgress(a.stderr, fmt.Sprintf("Restarting instance %q", a.name))
+			defer p.done()
+			bi, err := m.Restart(ctx, inst, stopTimeout, a.log(), p.update)
+			if err != nil {
+				p.fail()
+				return err
+			}
+			p.finish(readyLine(a.name, bi))
+			return nil
 		},
 	}
 	addInstanceFlags(c, &o)
-	c.Flags().DurationVar(&o.timeout, "timeout", 5*time.Minute, "how long to wait for the guest to answer")
-	c.Flags().DurationVar(&stopTimeout, "stop-timeout", 30*time.Second, "how long to wait for a graceful shutdown")
+	c.Flags().DurationVar(&o.timeout, "timeout", defaultStartTimeout, "how long to wait for the guest to answer")
+	c.Flags().DurationVar(&stopTimeout, "stop-timeout", 10*time.Second, "how long to wait for a graceful shutdown")
 	return c
 }

@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"os"
 	"os/signal"
 	"strings"
@@ -17,6 +18,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/vmbox/vmbox/host/instance"
+	"github.com/vmbox/vmbox/host/lifecycle"
 	"github.com/vmbox/vmbox/host/sshclient"
 )
 
@@ -54,6 +56,10 @@ func Execute(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	err := root.ExecuteContext(ctx)
 	if err == nil {
 		return 0
+	}
+	if errors.Is(err, lifecycle.ErrInvalid) {
+		fmt.Fprintln(stderr, "vmbox: "+firstLine(err.Error()))
+		return 2
 	}
 	var ee *ExitError
 	if errors.As(err, &ee) {
@@ -138,6 +144,39 @@ func (a *app) instance() (*instance.Instance, error) {
 		return nil, err
 	}
 	return s.Get(a.name)
+}
+
+// badFlag is an instance command's bad-input error: one line, exit code 2.
+// (Container commands exit 125 for bad input, as Docker's do: usageError.)
+func badFlag(format string, args ...any) error {
+	return &ExitError{Code: 2, Message: fmt.Sprintf(format, args...)}
+}
+
+func (a *app) manager() (*lifecycle.Manager, error) {
+	s, err := a.store()
+	if err != nil {
+		return nil, err
+	}
+	return &lifecycle.Manager{Store: s}, nil
+}
+
+// managedInstance is the selected instance and the manager of its store.
+func (a *app) managedInstance() (*lifecycle.Manager, *instance.Instance, error) {
+	m, err := a.manager()
+	if err != nil {
+		return nil, nil, err
+	}
+	inst, err := m.Store.Get(a.name)
+	if err != nil {
+		return nil, nil, err
+	}
+	return m, inst, nil
+}
+
+// log reports what a lifecycle operation wants the user to know, as
+// "vmbox: message" lines on stderr.
+func (a *app) log() *slog.Logger {
+	return slog.New(&lineHandler{w: a.stderr})
 }
 
 // notRunning is the error for commands that need a running instance.

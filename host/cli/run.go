@@ -10,6 +10,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/vmbox/vmbox/guest/api"
+	"github.com/vmbox/vmbox/host/lifecycle"
 	"github.com/vmbox/vmbox/host/sshclient"
 )
 
@@ -201,11 +202,11 @@ func (a *app) connectOrStart(ctx context.Context, noStart bool) (*sshclient.Clie
 		return a.connect(ctx)
 	}
 	inst, err := a.instance()
-	if err == nil && statusOf(inst).State == "running" {
+	if err == nil && lifecycle.StatusOf(inst).State == lifecycle.StateRunning {
 		return a.connect(ctx)
 	}
 	fmt.Fprintf(a.stderr, "vmbox: instance %q is not running; starting it\n", a.name)
-	if err := a.startInstance(ctx, defaultStartOptions(), func(string) bool { return false }); err != nil {
+	if err := a.startInstance(ctx, lifecycle.Settings{}, defaultStartTimeout); err != nil {
 		return nil, err
 	}
 	return a.connect(ctx)

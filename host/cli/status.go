@@ -9,53 +9,21 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/vmbox/vmbox/host/hostproc"
-	"github.com/vmbox/vmbox/host/instance"
+	"github.com/vmbox/vmbox/host/lifecycle"
 )
 
-// instanceStatus is one instance as status and list show it.
-type instanceStatus struct {
-	Name          string  `json:"name"`
-	State         string  `json:"state"` // running, starting, stopped
-	Driver        string  `json:"driver"`
-	Accelerator   string  `json:"accelerator,omitempty"`
-	Arch          string  `json:"arch"`
-	CPUs          int     `json:"cpus"`
-	MemoryMiB     int     `json:"memoryMiB"`
-	DiskGiB       int     `json:"diskGiB"`
-	UptimeSeconds float64 `json:"uptimeSeconds,omitempty"`
-	Dir           string  `json:"dir"`
-}
-
-func statusOf(inst *instance.Instance) instanceStatus {
-	s := instanceStatus{
-		Name: inst.Config.Name, State: "stopped", Driver: inst.Config.Driver, Arch: inst.Config.Arch,
-		CPUs: inst.Config.CPUs, MemoryMiB: inst.Config.MemoryMiB, DiskGiB: inst.Config.DiskGiB, Dir: inst.Dir,
-	}
-	if !instance.Held(inst.Path(instance.RunLockFile)) {
-		return s
-	}
-	s.State = "starting"
-	if bi, err := hostproc.ReadBootInfo(inst); err == nil {
-		s.State = "running"
-		s.Accelerator = bi.Accelerator
-		s.UptimeSeconds = time.Since(bi.Ready).Round(time.Second).Seconds()
-	}
-	return s
-}
-
-func (s instanceStatus) uptime() string {
-	if s.State != "running" {
+func uptime(s lifecycle.Status) string {
+	if s.State != lifecycle.StateRunning {
 		return "-"
 	}
 	return humanDuration(time.Duration(s.UptimeSeconds) * time.Second)
 }
 
-func writeStatusTable(w io.Writer, list []instanceStatus) error {
+func writeStatusTable(w io.Writer, list []lifecycle.Status) error {
 	tw := tabwriter.NewWriter(w, 0, 8, 3, ' ', 0)
 	fmt.Fprintln(tw, "NAME\tSTATE\tDRIVER\tARCH\tCPUS\tMEMORY\tDISK\tUPTIME")
 	for _, s := range list {
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%s\t%dGiB\t%s\n", s.Name, s.State, s.Driver, s.Arch, s.CPUs, formatMiB(s.MemoryMiB), s.DiskGiB, s.uptime())
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%s\t%dGiB\t%s\n", s.Name, s.State, s.Driver, s.Arch, s.CPUs, formatMiB(s.MemoryMiB), s.DiskGiB, uptime(s))
 	}
 	return tw.Flush()
 }
@@ -68,7 +36,7 @@ func writeJSON(w io.Writer, v any) error {
 
 func checkFormat(format string) error {
 	if format != "" && format != "table" && format != "json" {
-		return &ExitError{Code: 2, Message: fmt.Sprintf("invalid --format %q: use table or json", format)}
+		return badFlag("invalid --format %q: use table or json", format)
 	}
 	return nil
 }
@@ -87,11 +55,11 @@ func (a *app) statusCommand() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			s := statusOf(inst)
+			s := lifecycle.StatusOf(inst)
 			if format == "json" {
 				return writeJSON(a.stdout, s)
 			}
-			return writeStatusTable(a.stdout, []instanceStatus{s})
+			return writeStatusTable(a.stdout, []lifecycle.Status{s})
 		},
 	}
 	c.Flags().StringVar(&format, "format", "table", "output format: table or json")

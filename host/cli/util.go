@@ -5,15 +5,11 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"path/filepath"
-	"runtime"
 	"strconv"
 	"strings"
 	"time"
 
 	"golang.org/x/term"
-
-	"github.com/vmbox/vmbox/host/instance"
 )
 
 // parseSize reads sizes like "2GiB", "512m", "100G", "1073741824" (bytes
@@ -69,8 +65,6 @@ func formatBytes(n int64) string {
 	return fmt.Sprintf("%.3g%cB", float64(n)/float64(div), "kMGTPE"[exp])
 }
 
-func storeRoot(inst *instance.Instance) string { return filepath.Dir(inst.Dir) }
-
 func isTerminal(v any) bool {
 	f, ok := v.(*os.File)
 	return ok && term.IsTerminal(int(f.Fd()))
@@ -116,40 +110,3 @@ func (p *progress) finish(msg string) {
 
 func (p *progress) fail() { p.clear() }
 func (p *progress) done() { p.clear() }
-
-// findImage locates the guest image for arch: $VMBOX_IMAGE_DIR, then
-// ../share/vmbox/<arch> next to the binary (installed layout), then
-// ../build/image/<arch> (a source checkout's bin/).
-func findImage(arch string) (string, error) {
-	var candidates []string
-	if d := os.Getenv("VMBOX_IMAGE_DIR"); d != "" {
-		candidates = append(candidates, d)
-	}
-	if exe, err := os.Executable(); err == nil {
-		if real, err := filepath.EvalSymlinks(exe); err == nil {
-			exe = real
-		}
-		dir := filepath.Dir(exe)
-		candidates = append(candidates,
-			filepath.Join(dir, "..", "share", "vmbox", arch),
-			filepath.Join(dir, "..", "build", "image", arch))
-	}
-	for _, d := range candidates {
-		if _, err := os.Stat(filepath.Join(d, "kernel")); err == nil {
-			if _, err := os.Stat(filepath.Join(d, "initrd.img")); err == nil {
-				return filepath.Clean(d), nil
-			}
-		}
-	}
-	return "", fmt.Errorf("no guest image for %s found (looked in %s); reinstall vmbox, set VMBOX_IMAGE_DIR, or in a source checkout run: make image ARCH=%s", arch, strings.Join(candidates, ", "), arch)
-}
-
-// defaultDriver is vz on a Mac that can run a guest of arch with it, else qemu.
-func defaultDriver(arch string) string {
-	if runtime.GOOS == "darwin" && arch == runtime.GOARCH {
-		if d, err := newDriver("vz", arch); err == nil && d.Available() == nil {
-			return "vz"
-		}
-	}
-	return "qemu"
-}

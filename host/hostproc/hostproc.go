@@ -39,29 +39,6 @@ type Options struct {
 	StopTimeout time.Duration
 }
 
-// BootInfo is written to the instance directory once the agent is ready.
-type BootInfo struct {
-	Pid           int       `json:"pid"`
-	HypervisorPid int       `json:"hypervisorPid,omitempty"`
-	Driver        string    `json:"driver"`
-	Accelerator   string    `json:"accelerator"`
-	Started       time.Time `json:"started"`
-	Ready         time.Time `json:"ready"`
-}
-
-// ReadBootInfo reads the boot marker of a running instance.
-func ReadBootInfo(inst *instance.Instance) (*BootInfo, error) {
-	b, err := os.ReadFile(inst.Path(instance.BootMarkerFile))
-	if err != nil {
-		return nil, err
-	}
-	var bi BootInfo
-	if err := json.Unmarshal(b, &bi); err != nil {
-		return nil, fmt.Errorf("corrupt boot marker: %w", err)
-	}
-	return &bi, nil
-}
-
 // Run boots the instance and serves until the VM stops or ctx is cancelled
 // (then it shuts the guest down gracefully, and forcefully after
 // StopTimeout). It returns nil after a clean stop.
@@ -145,9 +122,8 @@ func Run(ctx context.Context, o Options) (err error) {
 	defer stopRelay()
 	go relay.Serve(rctx, ln)
 
-	info := BootInfo{Pid: os.Getpid(), HypervisorPid: vm.Pid(), Driver: o.Driver.Name(), Accelerator: vm.Accelerator(), Started: started, Ready: time.Now()}
-	b, _ := json.Marshal(info)
-	if err := instance.WriteFileAtomic(inst.Path(instance.BootMarkerFile), b, 0o600); err != nil {
+	info := instance.BootInfo{Pid: os.Getpid(), HypervisorPid: vm.Pid(), Driver: o.Driver.Name(), Accelerator: vm.Accelerator(), Started: started, Ready: time.Now()}
+	if err := inst.WriteBootInfo(info); err != nil {
 		log.Warn("write boot marker", "err", err)
 	}
 	log.Info("agent ready", "boot", time.Since(started).Round(time.Millisecond))

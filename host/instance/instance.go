@@ -334,3 +334,36 @@ func WriteFileAtomic(path string, data []byte, perm os.FileMode) error {
 	}
 	return nil
 }
+
+// BootInfo is what the host process records in BootMarkerFile once the
+// agent answers: the running VM's processes and when it booted.
+type BootInfo struct {
+	Pid           int       `json:"pid"`
+	HypervisorPid int       `json:"hypervisorPid,omitempty"`
+	Driver        string    `json:"driver"`
+	Accelerator   string    `json:"accelerator"`
+	Started       time.Time `json:"started"`
+	Ready         time.Time `json:"ready"`
+}
+
+// ReadBootInfo reads the boot marker of a running instance.
+func (i *Instance) ReadBootInfo() (*BootInfo, error) {
+	b, err := os.ReadFile(i.Path(BootMarkerFile))
+	if err != nil {
+		return nil, err
+	}
+	var bi BootInfo
+	if err := json.Unmarshal(b, &bi); err != nil {
+		return nil, fmt.Errorf("corrupt boot marker %s: %w", i.Path(BootMarkerFile), err)
+	}
+	return &bi, nil
+}
+
+// WriteBootInfo replaces the boot marker atomically.
+func (i *Instance) WriteBootInfo(bi BootInfo) error {
+	b, err := json.Marshal(bi)
+	if err != nil {
+		return fmt.Errorf("encode boot marker: %w", err)
+	}
+	return WriteFileAtomic(i.Path(BootMarkerFile), b, 0o600)
+}

@@ -1,0 +1,50 @@
+package lifecycle
+
+import (
+	"time"
+
+	"github.com/vmbox/vmbox/host/instance"
+)
+
+// State is an instance's state as status and list show it.
+type State string
+
+// States of an instance.
+const (
+	StateStopped  State = "stopped"  // no host process
+	StateStarting State = "starting" // host process up, agent not yet answering
+	StateRunning  State = "running"  // the agent answered
+)
+
+// Status is one instance as status and list show it (JSON included).
+type Status struct {
+	Name          string  `json:"name"`
+	State         State   `json:"state"`
+	Driver        string  `json:"driver"`
+	Accelerator   string  `json:"accelerator,omitempty"`
+	Arch          string  `json:"arch"`
+	CPUs          int     `json:"cpus"`
+	MemoryMiB     int     `json:"memoryMiB"`
+	DiskGiB       int     `json:"diskGiB"`
+	UptimeSeconds float64 `json:"uptimeSeconds,omitempty"`
+	Dir           string  `json:"dir"`
+}
+
+// StatusOf reads inst's state without waiting: the host process's lock says
+// whether it runs, its boot marker whether the guest answered.
+func StatusOf(inst *instance.Instance) Status {
+	s := Status{
+		Name: inst.Config.Name, State: StateStopped, Driver: inst.Config.Driver, Arch: inst.Config.Arch,
+		CPUs: inst.Config.CPUs, MemoryMiB: inst.Config.MemoryMiB, DiskGiB: inst.Config.DiskGiB, Dir: inst.Dir,
+	}
+	if !instance.Held(inst.Path(instance.RunLockFile)) {
+		return s
+	}
+	s.State = StateStarting
+	if bi, err := inst.ReadBootInfo(); err == nil {
+		s.State = StateRunning
+		s.Accelerator = bi.Accelerator
+		s.UptimeSeconds = time.Since(bi.Ready).Round(time.Second).Seconds()
+	}
+	return s
+}
