@@ -3,8 +3,8 @@ package cli
 import (
 	"context"
 	"fmt"
+	"io"
 	"strings"
-	"text/tabwriter"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -48,45 +48,34 @@ func (a *app) forEachContainer(ctx context.Context, names []string, op func(c *s
 }
 
 func (a *app) psCommand() *cobra.Command {
-	var all, quiet bool
-	var format string
+	var all bool
+	var out outputFlags
 	c := &cobra.Command{
 		Use:   "ps [flags]",
 		Short: "List containers",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if err := checkFormat(format); err != nil {
+			if err := out.check(); err != nil {
 				return err
 			}
 			var list []api.ContainerSummary
 			if err := a.call(cmd.Context(), api.OpPs, api.PsArgs{All: all}, &list); err != nil {
 				return err
 			}
-			if format == "json" {
-				return writeJSON(a.stdout, list)
-			}
-			if quiet {
-				for _, c := range list {
-					fmt.Fprintln(a.stdout, shortID(c.ID))
-				}
-				return nil
-			}
-			tw := tabwriter.NewWriter(a.stdout, 0, 8, 3, ' ', 0)
-			fmt.Fprintln(tw, "CONTAINER ID\tIMAGE\tCOMMAND\tCREATED\tSTATUS\tNAMES")
-			for _, c := range list {
-				names := make([]string, len(c.Names))
-				for i, n := range c.Names {
-					names[i] = strings.TrimPrefix(n, "/")
-				}
-				fmt.Fprintf(tw, "%s\t%s\t%s\t%s ago\t%s\t%s\n", shortID(c.ID), c.Image, quoteCommand(c.Command),
-					humanDuration(time.Since(time.Unix(c.Created, 0))), c.Status, strings.Join(names, ","))
-			}
-			return tw.Flush()
+			return printList(a.stdout, out, list, func(c api.ContainerSummary) string { return shortID(c.ID) },
+				"CONTAINER ID\tIMAGE\tCOMMAND\tCREATED\tSTATUS\tNAMES",
+				func(w io.Writer, c api.ContainerSummary) {
+					names := make([]string, len(c.Names))
+					for i, n := range c.Names {
+						names[i] = strings.TrimPrefix(n, "/")
+					}
+					fmt.Fprintf(w, "%s\t%s\t%s\t%s ago\t%s\t%s\n", shortID(c.ID), c.Image, quoteCommand(c.Command),
+						humanDuration(time.Since(time.Unix(c.Created, 0))), c.Status, strings.Join(names, ","))
+				})
 		},
 	}
 	c.Flags().BoolVarP(&all, "all", "a", false, "show all containers, not only running ones")
-	c.Flags().BoolVarP(&quiet, "quiet", "q", false, "only show IDs")
-	c.Flags().StringVar(&format, "format", "table", "output format: table or json")
+	addOutputFlags(c, &out, true)
 	return c
 }
 

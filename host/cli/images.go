@@ -7,7 +7,6 @@ import (
 	"io"
 	"os"
 	"strings"
-	"text/tabwriter"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -17,47 +16,35 @@ import (
 )
 
 func (a *app) imagesCommand() *cobra.Command {
-	var quiet bool
-	var format string
+	var out outputFlags
 	c := &cobra.Command{
 		Use:   "images [flags]",
 		Short: "List images",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if err := checkFormat(format); err != nil {
+			if err := out.check(); err != nil {
 				return err
 			}
 			var list []api.ImageSummary
 			if err := a.call(cmd.Context(), api.OpImages, api.ImagesArgs{}, &list); err != nil {
 				return err
 			}
-			if format == "json" {
-				return writeJSON(a.stdout, list)
-			}
-			if quiet {
-				for _, im := range list {
-					fmt.Fprintln(a.stdout, shortID(im.ID))
-				}
-				return nil
-			}
-			tw := tabwriter.NewWriter(a.stdout, 0, 8, 3, ' ', 0)
-			fmt.Fprintln(tw, "REPOSITORY\tTAG\tIMAGE ID\tCREATED\tSIZE")
-			for _, im := range list {
-				created := humanDuration(time.Since(time.Unix(im.Created, 0))) + " ago"
-				tags := im.RepoTags
-				if len(tags) == 0 {
-					tags = []string{"<none>:<none>"}
-				}
-				for _, t := range tags {
-					repo, tag := splitTag(t)
-					fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", repo, tag, shortID(im.ID), created, formatBytes(im.Size))
-				}
-			}
-			return tw.Flush()
+			return printList(a.stdout, out, list, func(im api.ImageSummary) string { return shortID(im.ID) },
+				"REPOSITORY\tTAG\tIMAGE ID\tCREATED\tSIZE",
+				func(w io.Writer, im api.ImageSummary) {
+					created := humanDuration(time.Since(time.Unix(im.Created, 0))) + " ago"
+					tags := im.RepoTags
+					if len(tags) == 0 {
+						tags = []string{"<none>:<none>"}
+					}
+					for _, t := range tags {
+						repo, tag := splitTag(t)
+						fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\n", repo, tag, shortID(im.ID), created, formatBytes(im.Size))
+					}
+				})
 		},
 	}
-	c.Flags().BoolVarP(&quiet, "quiet", "q", false, "only show IDs")
-	c.Flags().StringVar(&format, "format", "table", "output format: table or json")
+	addOutputFlags(c, &out, true)
 	return c
 }
 

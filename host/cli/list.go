@@ -7,14 +7,14 @@ import (
 )
 
 func (a *app) listCommand() *cobra.Command {
-	var format string
+	var out outputFlags
 	c := &cobra.Command{
 		Use:     "list [flags]",
 		Aliases: []string{"ls"},
 		Short:   "List instances",
 		Args:    cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if err := checkFormat(format); err != nil {
+			if err := out.check(); err != nil {
 				return err
 			}
 			store, err := a.store()
@@ -29,12 +29,9 @@ func (a *app) listCommand() *cobra.Command {
 			for _, inst := range insts {
 				list = append(list, lifecycle.StatusOf(inst))
 			}
-			if format == "json" {
-				return writeJSON(a.stdout, list)
-			}
-			return writeStatusTable(a.stdout, list)
+			return printStatus(a.stdout, out, list)
 		},
 	}
-	c.Flags().StringVar(&format, "format", "table", "output format: table or json")
+	addOutputFlags(c, &out, false)
 	return c
 }

@@ -1,10 +1,8 @@
 package cli
 
 import (
-	"encoding/json"
 	"fmt"
 	"io"
-	"text/tabwriter"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -19,36 +17,22 @@ func uptime(s lifecycle.Status) string {
 	return humanDuration(time.Duration(s.UptimeSeconds) * time.Second)
 }
 
-func writeStatusTable(w io.Writer, list []lifecycle.Status) error {
-	tw := tabwriter.NewWriter(w, 0, 8, 3, ' ', 0)
-	fmt.Fprintln(tw, "NAME\tSTATE\tDRIVER\tARCH\tCPUS\tMEMORY\tDISK\tUPTIME")
-	for _, s := range list {
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%s\t%dGiB\t%s\n", s.Name, s.State, s.Driver, s.Arch, s.CPUs, formatMiB(s.MemoryMiB), s.DiskGiB, uptime(s))
-	}
-	return tw.Flush()
-}
-
-func writeJSON(w io.Writer, v any) error {
-	enc := json.NewEncoder(w)
-	enc.SetIndent("", "  ")
-	return enc.Encode(v)
-}
-
-func checkFormat(format string) error {
-	if format != "" && format != "table" && format != "json" {
-		return badFlag("invalid --format %q: use table or json", format)
-	}
-	return nil
+// printStatus writes instances as a table or JSON.
+func printStatus(w io.Writer, out outputFlags, list []lifecycle.Status) error {
+	return printList(w, out, list, nil, "NAME\tSTATE\tDRIVER\tARCH\tCPUS\tMEMORY\tDISK\tUPTIME",
+		func(w io.Writer, s lifecycle.Status) {
+			fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%d\t%s\t%dGiB\t%s\n", s.Name, s.State, s.Driver, s.Arch, s.CPUs, formatMiB(s.MemoryMiB), s.DiskGiB, uptime(s))
+		})
 }
 
 func (a *app) statusCommand() *cobra.Command {
-	var format string
+	var out outputFlags
 	c := &cobra.Command{
 		Use:   "status [flags]",
 		Short: "Show the instance's state and resources",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if err := checkFormat(format); err != nil {
+			if err := out.check(); err != nil {
 				return err
 			}
 			inst, err := a.instance()
@@ -56,13 +40,13 @@ func (a *app) statusCommand() *cobra.Command {
 				return err
 			}
 			s := lifecycle.StatusOf(inst)
-			if format == "json" {
-				return writeJSON(a.stdout, s)
+			if out.format == "json" {
+				return writeJSON(a.stdout, s) // one object, not a list
 			}
-			return writeStatusTable(a.stdout, []lifecycle.Status{s})
+			return printStatus(a.stdout, out, []lifecycle.Status{s})
 		},
 	}
-	c.Flags().StringVar(&format, "format", "table", "output format: table or json")
+	addOutputFlags(c, &out, false)
 	return c
 }
 

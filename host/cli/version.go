@@ -29,13 +29,13 @@ type versionReport struct {
 }
 
 func (a *app) versionCommand() *cobra.Command {
-	var format string
+	var out outputFlags
 	c := &cobra.Command{
 		Use:   "version [flags]",
 		Short: "Show the client's and the guest engine's versions",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if err := checkFormat(format); err != nil {
+			if err := out.check(); err != nil {
 				return err
 			}
 			rep := versionReport{Client: clientVersion{
@@ -44,7 +44,7 @@ func (a *app) versionCommand() *cobra.Command {
 			}}
 			server, serr := a.serverVersion(cmd.Context())
 			rep.Server = server
-			if format == "json" {
+			if out.format == "json" {
 				if err := writeJSON(a.stdout, rep); err != nil {
 					return err
 				}
@@ -54,7 +54,7 @@ func (a *app) versionCommand() *cobra.Command {
 			return serr
 		},
 	}
-	c.Flags().StringVar(&format, "format", "table", "output format: table or json")
+	addOutputFlags(c, &out, false)
 	return c
 }
 

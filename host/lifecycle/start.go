@@ -27,15 +27,25 @@ const HostProcessCommand = "__hostproc"
 // own error when it fails. ctx bounds the whole wait. waiting, when set, is
 // called now and then with the time spent so far.
 func (m *Manager) Start(ctx context.Context, inst *instance.Instance, waiting func(time.Duration)) (*instance.BootInfo, error) {
-	lock, err := instance.WaitLock(ctx, inst.Path(instance.StartLockFile))
+	lock, err := startLock(ctx, inst)
 	if err != nil {
-		return nil, fmt.Errorf("another vmbox command holds instance %q: %w", inst.Config.Name, err)
+		return nil, err
 	}
 	defer lock.Release()
 	if instance.Held(inst.Path(instance.RunLockFile)) {
 		return nil, fmt.Errorf("instance %q is %w", inst.Config.Name, ErrAlreadyRunning)
 	}
 	return m.spawn(ctx, inst, waiting)
+}
+
+// startLock takes the lock that serialises start, stop, restart and delete
+// of one instance.
+func startLock(ctx context.Context, inst *instance.Instance) (*instance.Lock, error) {
+	lock, err := instance.WaitLock(ctx, inst.Path(instance.StartLockFile))
+	if err != nil {
+		return nil, fmt.Errorf("another vmbox command holds instance %q: %w", inst.Config.Name, err)
+	}
+	return lock, nil
 }
 
 // spawn starts the host process; the caller holds the start lock.

@@ -19,9 +19,9 @@ import (
 // agent's graceful shutdown within timeout, then the processes are killed.
 // log receives what the user should know about a forced stop.
 func (m *Manager) Stop(ctx context.Context, inst *instance.Instance, timeout time.Duration, log *slog.Logger) (bool, error) {
-	lock, err := instance.WaitLock(ctx, inst.Path(instance.StartLockFile))
+	lock, err := startLock(ctx, inst)
 	if err != nil {
-		return false, fmt.Errorf("another vmbox command holds instance %q: %w", inst.Config.Name, err)
+		return false, err
 	}
 	defer lock.Release()
 	return m.stop(ctx, inst, timeout, log)
@@ -29,9 +29,9 @@ func (m *Manager) Stop(ctx context.Context, inst *instance.Instance, timeout tim
 
 // Restart stops inst if it runs, then starts it.
 func (m *Manager) Restart(ctx context.Context, inst *instance.Instance, stopTimeout time.Duration, log *slog.Logger, waiting func(time.Duration)) (*instance.BootInfo, error) {
-	lock, err := instance.WaitLock(ctx, inst.Path(instance.StartLockFile))
+	lock, err := startLock(ctx, inst)
 	if err != nil {
-		return nil, fmt.Errorf("another vmbox command holds instance %q: %w", inst.Config.Name, err)
+		return nil, err
 	}
 	defer lock.Release()
 	if _, err := m.stop(ctx, inst, stopTimeout, log); err != nil {
@@ -43,9 +43,9 @@ func (m *Manager) Restart(ctx context.Context, inst *instance.Instance, stopTime
 // Delete stops inst if it runs and removes everything of it, data disk
 // included.
 func (m *Manager) Delete(ctx context.Context, inst *instance.Instance, stopTimeout time.Duration, log *slog.Logger) error {
-	lock, err := instance.WaitLock(ctx, inst.Path(instance.StartLockFile))
+	lock, err := startLock(ctx, inst)
 	if err != nil {
-		return fmt.Errorf("another vmbox command holds instance %q: %w", inst.Config.Name, err)
+		return err
 	}
 	defer lock.Release()
 	if _, err := m.stop(ctx, inst, stopTimeout, log); err != nil {
