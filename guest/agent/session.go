@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net"
 	"sync"
+	"time"
 
 	"golang.org/x/crypto/ssh"
 
@@ -58,6 +59,41 @@ func NewServer(hostKey ssh.Signer, authorized ssh.PublicKey, h Handler, log *slo
 	return &Server{config: sshproto.ServerConfig(hostKey, authorized), handler: h, log: log}
 }
 
+// ClockSetter is implemented by handlers that can set the system clock
+// (the agent in the VM); the host process uses it to correct drift.
+type ClockSetter interface {
+	SetClock(time.Time) error
+}
+
+// serveGlobalRequests answers the connection-level requests of the
+// protocol: pings (with the guest's clock) and clock settings.
+func (s *Server) serveGlobalRequests(reqs <-chan *ssh.Request) {
+	for req := range reqs {
+		switch req.Type {
+		case sshproto.ReqPing:
+			req.Reply(true, ssh.Marshal(sshproto.NewClock(time.Now())))
+		case sshproto.ReqSetTime:
+			var c sshproto.Clock
+			setter, ok := s.handler.(ClockSetter)
+			if !ok || ssh.Unmarshal(req.Payload, &c) != nil {
+				req.Reply(false, nil)
+				continue
+			}
+			if err := setter.SetClock(c.Time()); err != nil {
+				s.log.Warn("set clock", "err", err)
+				req.Reply(false, nil)
+				continue
+			}
+			s.log.Info("clock set by host", "time", c.Time().UTC().Format(time.RFC3339Nano))
+			req.Reply(true, nil)
+		default:
+			if req.WantReply {
+				req.Reply(false, nil)
+			}
+		}
+	}
+}
+
 // Serve accepts connections on l until ctx ends or l fails.
 func (s *Server) Serve(ctx context.Context, l net.Listener) error {
 	return sshproto.Serve(ctx, l, func(c net.Conn) { s.ServeConn(ctx, c) })
@@ -72,7 +108,7 @@ func (s *Server) ServeConn(ctx context.Context, c net.Conn) {
 		return
 	}
 	defer conn.Close()
-	go ssh.DiscardRequests(reqs)
+	go s.serveGlobalRequests(reqs)
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	go func() {
@@ -144,9 +180,11 @@ func (s *Server) serveSession(ctx context.Context, ch ssh.Channel, reqs <-chan *
 				}
 			case "signal":
 				var m sshproto.Signal
+				ok = false // the reply says the signal was taken
 				if ssh.Unmarshal(req.Payload, &m) == nil {
 					select {
 					case signals <- m.Signal:
+						ok = true
 					default:
 					}
 				}

@@ -33,6 +33,7 @@ func (a *app) hostprocCommand() *cobra.Command {
 			if err != nil {
 				return err
 			}
+			a.interrupts.stop() // the host process stops its VM on them instead
 			ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 			defer stop()
 			log := slog.New(slog.NewTextHandler(a.stderr, nil)).With("instance", inst.Config.Name)

@@ -29,7 +29,7 @@ func (a *app) listCommand() *cobra.Command {
 			for _, inst := range insts {
 				list = append(list, lifecycle.StatusOf(inst))
 			}
-			return printStatus(a.stdout, out, list)
+			return a.printStatus(out, list)
 		},
 	}
 	addOutputFlags(c, &out, false)

@@ -11,12 +11,11 @@ import (
 	"io"
 	"log/slog"
 	"os"
-	"os/signal"
 	"strings"
-	"syscall"
 
 	"github.com/spf13/cobra"
 
+	"github.com/vmbox/vmbox/guest/api"
 	"github.com/vmbox/vmbox/host/instance"
 	"github.com/vmbox/vmbox/host/lifecycle"
 	"github.com/vmbox/vmbox/host/sshclient"
@@ -41,6 +40,7 @@ type app struct {
 	stdin              io.Reader
 	stdout             io.Writer
 	stderr             io.Writer
+	interrupts         *interrupts
 }
 
 // Execute runs the CLI with args and returns the process exit code.
@@ -51,9 +51,16 @@ func Execute(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	root.SetIn(stdin)
 	root.SetOut(stdout)
 	root.SetErr(stderr)
-	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM)
-	defer stop()
+	ctx, cancel := context.WithCancelCause(context.Background())
+	defer cancel(nil)
+	a.interrupts = watchInterrupts(cancel, stderr, os.Exit)
+	defer a.interrupts.stop()
 	err := root.ExecuteContext(ctx)
+	var ie *interruptedError
+	if errors.As(context.Cause(ctx), &ie) {
+		// Ended by the user's signal: the shell's code for it, no message.
+		return ie.exitCode()
+	}
 	if err == nil {
 		return 0
 	}
@@ -67,6 +74,13 @@ func Execute(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 			fmt.Fprintln(stderr, "vmbox: "+ee.Message)
 		}
 		return ee.Code
+	}
+	var noAnswer *sshclient.NoAnswerError
+	var unavailable *sshclient.UnavailableError
+	if errors.As(err, &noAnswer) || errors.As(err, &unavailable) || errors.Is(err, sshclient.ErrSignalNotTaken) || errors.Is(err, sshclient.ErrConnectionLost) {
+		// The guest failed the command, not the user: Docker's 125.
+		fmt.Fprintln(stderr, "vmbox: "+firstLine(err.Error()))
+		return api.ExitEngineError
 	}
 	var re *sshclient.RemoteError
 	if errors.As(err, &re) {

@@ -17,9 +17,19 @@ func uptime(s lifecycle.Status) string {
 	return humanDuration(time.Duration(s.UptimeSeconds) * time.Second)
 }
 
-// printStatus writes instances as a table or JSON.
-func printStatus(w io.Writer, out outputFlags, list []lifecycle.Status) error {
-	return printList(w, out, list, nil, "NAME\tSTATE\tDRIVER\tARCH\tCPUS\tMEMORY\tDISK\tUPTIME",
+// printStatus writes instances as a table or JSON; in a table, each
+// instance's hint follows on stderr.
+func (a *app) printStatus(out outputFlags, list []lifecycle.Status) error {
+	if out.format != "json" {
+		defer func() {
+			for _, s := range list {
+				if s.Hint != "" {
+					fmt.Fprintf(a.stderr, "vmbox: instance %q is %s: %s\n", s.Name, s.State, s.Hint)
+				}
+			}
+		}()
+	}
+	return printList(a.stdout, out, list, nil, "NAME\tSTATE\tDRIVER\tARCH\tCPUS\tMEMORY\tDISK\tUPTIME",
 		func(w io.Writer, s lifecycle.Status) {
 			fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%d\t%s\t%dGiB\t%s\n", s.Name, s.State, s.Driver, s.Arch, s.CPUs, formatMiB(s.MemoryMiB), s.DiskGiB, uptime(s))
 		})
@@ -43,7 +53,7 @@ func (a *app) statusCommand() *cobra.Command {
 			if out.format == "json" {
 				return writeJSON(a.stdout, s) // one object, not a list
 			}
-			return printStatus(a.stdout, out, []lifecycle.Status{s})
+			return a.printStatus(out, []lifecycle.Status{s})
 		},
 	}
 	addOutputFlags(c, &out, false)

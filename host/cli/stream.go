@@ -2,11 +2,13 @@ package cli
 
 import (
 	"context"
+	"errors"
 	"os"
 	"os/signal"
 
 	"golang.org/x/term"
 
+	"github.com/vmbox/vmbox/guest/api"
 	"github.com/vmbox/vmbox/host/sshclient"
 )
 
@@ -45,21 +47,48 @@ func (a *app) stream(ctx context.Context, c *sshclient.Client, op string, args a
 		}
 		st.TTY = tty
 	} else {
+		if a.interrupts != nil {
+			defer a.interrupts.attach()()
+		}
 		sigs := make(chan os.Signal, 4)
 		signal.Notify(sigs, forwardedSignals...)
 		defer signal.Stop(sigs)
+		var cancel context.CancelCauseFunc
+		ctx, cancel = context.WithCancelCause(ctx)
+		defer cancel(nil)
 		names := make(chan string, 4)
 		go func() {
+			ints := 0
 			for s := range sigs {
+				if s == os.Interrupt {
+					if ints++; ints == abandonAfterInterrupts {
+						cancel(errAbandoned)
+						return
+					}
+				}
 				if n := sshSignalName(s); n != "" {
-					names <- n
+					select {
+					case names <- n:
+					default:
+					}
 				}
 			}
 		}()
 		st.Signals = names
 	}
-	return c.Stream(ctx, op, args, st)
+	code, err := c.Stream(ctx, op, args, st)
+	if errors.Is(context.Cause(ctx), errAbandoned) {
+		return 0, errAbandoned
+	}
+	return code, err
 }
+
+// abandonAfterInterrupts is the Ctrl-C that makes an attached client stop
+// waiting for the remote process, as docker's does.
+const abandonAfterInterrupts = 3
+
+// errAbandoned ends an attached command whose user gave up on it.
+var errAbandoned = &ExitError{Code: api.ExitEngineError, Message: "gave up waiting after 3 interrupts; the container may still be running"}
 
 // terminalSize is this process's terminal size as [rows, cols], or zeros.
 func terminalSize() [2]uint {

@@ -54,6 +54,13 @@ type VM interface {
 	DialAgent(ctx context.Context) (net.Conn, error)
 	// Wait blocks until the VM has exited and returns why.
 	Wait() error
+	// RequestStop asks the guest OS to power off through the hypervisor
+	// (the power button: QMP system_powerdown, vz RequestStop). It returns
+	// once the request is delivered, not when the VM has stopped.
+	RequestStop(ctx context.Context) error
+	// ForceStop ends the VM through the hypervisor, without the guest's
+	// help (QMP quit, vz Stop).
+	ForceStop(ctx context.Context) error
 	// Kill stops the VM at once, without asking the guest.
 	Kill() error
 	// Pid is the hypervisor's process ID, or 0 when the VM runs in this process.

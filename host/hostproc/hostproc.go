@@ -6,9 +6,7 @@
 package hostproc
 
 import (
-	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -19,11 +17,9 @@ import (
 	"time"
 
 	"github.com/vmbox/vmbox/guest/api"
-	"github.com/vmbox/vmbox/guest/api/vmconfig"
 	"github.com/vmbox/vmbox/host/driver"
 	"github.com/vmbox/vmbox/host/instance"
 	"github.com/vmbox/vmbox/host/sshclient"
-	"github.com/vmbox/vmbox/internal/cpio"
 )
 
 // Options configure one run of the host process.
@@ -39,16 +35,16 @@ type Options struct {
 	StopTimeout time.Duration
 }
 
-// Run boots the instance and serves until the VM stops or ctx is cancelled
-// (then it shuts the guest down gracefully, and forcefully after
-// StopTimeout). It returns nil after a clean stop.
+// Run boots the instance and serves until the VM stops, or until ctx ends
+// or a client asks for a stop (sshproto.ReqStop); then it shuts the VM down
+// by escalation (see shutdown) and returns nil once it has exited.
 func Run(ctx context.Context, o Options) (err error) {
 	inst, log := o.Instance, o.Log
 	if o.BootTimeout == 0 {
 		o.BootTimeout = 5 * time.Minute
 	}
 	if o.StopTimeout == 0 {
-		o.StopTimeout = 30 * time.Second
+		o.StopTimeout = DefaultStopTimeout
 	}
 	// A status probe may hold the lock for an instant; wait briefly.
 	lctx, cancel := context.WithTimeout(ctx, 2*time.Second)
@@ -95,37 +91,55 @@ func Run(ctx context.Context, o Options) (err error) {
 	if err != nil {
 		return fmt.Errorf("start VM: %w", err)
 	}
-	vmDone := make(chan error, 1)
-	go func() { vmDone <- vm.Wait() }()
+	exited := make(chan struct{})
+	var vmErr error
+	go func() {
+		vmErr = vm.Wait()
+		close(exited)
+	}()
 	log.Info("hypervisor running", "pid", vm.Pid(), "accelerator", vm.Accelerator())
 
 	bctx, cancel := context.WithTimeout(ctx, o.BootTimeout)
-	agent, err := connectAgent(bctx, vm, keys, vmDone)
+	agent, err := connectAgent(bctx, vm, keys, exited)
 	cancel()
 	if err != nil {
 		vm.Kill()
-		<-vmDone
+		<-exited
+		if ctx.Err() != nil {
+			return fmt.Errorf("stopped while booting")
+		}
 		return fmt.Errorf("guest agent did not answer: %w (see %s)", err, spec.Console)
 	}
 	defer agent.Close()
+	log.Info("agent connected", "after", time.Since(started).Round(time.Millisecond))
 
 	os.Remove(socket)
 	ln, err := net.Listen("unix", socket)
 	if err != nil {
 		vm.Kill()
-		<-vmDone
+		<-exited
 		return fmt.Errorf("listen on %s: %w", socket, err)
 	}
 	defer ln.Close()
-	relay := NewRelay(keys.Host, keys.ClientPublic, agent.SSH())
-	rctx, stopRelay := context.WithCancel(context.Background())
-	defer stopRelay()
-	go relay.Serve(rctx, ln)
 
 	info := instance.BootInfo{Pid: os.Getpid(), HypervisorPid: vm.Pid(), Driver: o.Driver.Name(), Accelerator: vm.Accelerator(), Started: started, Ready: time.Now()}
+	mctx, stopMonitor := context.WithCancel(context.Background())
+	defer stopMonitor()
+	mon := newMonitor(agent.SSH(), inst, info, log)
+	stopReqs := make(chan time.Duration, 4)
+	relay := NewRelay(keys.Host, keys.ClientPublic, agent.SSH())
+	relay.Admit = mon.admit
+	relay.Stop = func(timeout time.Duration) {
+		select {
+		case stopReqs <- timeout:
+		default: // a stop is already queued
+		}
+	}
+	go relay.Serve(mctx, ln)
 	if err := inst.WriteBootInfo(info); err != nil {
 		log.Warn("write boot marker", "err", err)
 	}
+	go mon.run(mctx)
 	log.Info("agent ready", "boot", time.Since(started).Round(time.Millisecond))
 	if !inst.Config.DiskInUse {
 		inst.Config.DiskInUse = true
@@ -136,41 +150,34 @@ func Run(ctx context.Context, o Options) (err error) {
 
 	agentGone := make(chan error, 1)
 	go func() { agentGone <- agent.Wait() }()
+	var timeout time.Duration
 	select {
-	case err := <-vmDone:
-		log.Info("VM exited", "err", err)
+	case <-exited:
+		log.Info("VM exited", "err", vmErr)
 		return nil
 	case err := <-agentGone:
-		// The agent is PID 1: without it the guest panics and QEMU exits.
+		// The agent is PID 1's child: without it the guest powers off.
 		log.Warn("connection to agent lost", "err", err)
 		select {
-		case <-vmDone:
+		case <-exited:
 		case <-time.After(5 * time.Second):
 			vm.Kill()
-			<-vmDone
+			<-exited
 		}
 		return nil
 	case <-ctx.Done():
+		timeout = o.StopTimeout
+		log.Info("stopping VM on signal", "timeout", timeout)
+	case timeout = <-stopReqs:
+		log.Info("stopping VM on request", "timeout", timeout)
 	}
-	log.Info("shutting down guest")
-	sctx, cancel := context.WithTimeout(context.Background(), o.StopTimeout)
-	defer cancel()
-	if err := agent.Call(sctx, api.OpShutdown, nil, nil); err != nil && !errors.Is(err, sshclient.ErrConnectionLost) {
-		log.Warn("graceful shutdown request failed", "err", err)
-	}
-	select {
-	case <-vmDone:
-		log.Info("VM stopped")
-	case <-sctx.Done():
-		log.Warn("guest did not stop in time; killing it", "timeout", o.StopTimeout)
-		vm.Kill()
-		<-vmDone
-	}
+	sd := &shutdown{vm: vm, exited: exited, agent: agent, silent: mon.Silent, log: log, hurry: stopReqs}
+	sd.run(timeout)
 	return nil
 }
 
 // connectAgent dials the agent until it answers the SSH handshake and a ping.
-func connectAgent(ctx context.Context, vm driver.VM, keys *instance.Keys, vmDone <-chan error) (*sshclient.Client, error) {
+func connectAgent(ctx context.Context, vm driver.VM, keys *instance.Keys, exited <-chan struct{}) (*sshclient.Client, error) {
 	type result struct {
 		c   *sshclient.Client
 		err error
@@ -188,6 +195,7 @@ func connectAgent(ctx context.Context, vm driver.VM, keys *instance.Keys, vmDone
 			res <- result{err: err}
 			return
 		}
+		c.KeepThroughSilence()
 		if err := c.Call(ctx, api.OpPing, nil, nil); err != nil {
 			c.Close()
 			res <- result{err: err}
@@ -198,59 +206,10 @@ func connectAgent(ctx context.Context, vm driver.VM, keys *instance.Keys, vmDone
 	select {
 	case r := <-res:
 		return r.c, r.err
-	case err := <-vmDone:
-		if err == nil {
-			err = errors.New("exited")
+	case <-exited:
+		if err := vm.Wait(); err != nil {
+			return nil, fmt.Errorf("VM stopped while booting: %w", err)
 		}
-		return nil, fmt.Errorf("VM stopped while booting: %v", err)
+		return nil, errors.New("VM shut down while booting")
 	}
-}
-
-// WriteInstanceInitrd writes the per-instance initramfs that the guest's
-// base image is booted with: the agent's configuration, including the keys
-// that let host and guest trust each other without a first-use prompt.
-func WriteInstanceInitrd(path string, inst *instance.Instance, keys *instance.Keys, drv driver.Driver, now time.Time) error {
-	cfg := vmconfig.Config{
-		Version:          vmconfig.Version,
-		Name:             inst.Config.Name,
-		Hostname:         "vmbox-" + inst.Config.Name,
-		AuthorizedKey:    string(bytes.TrimSpace(keys.AuthorizedKey)),
-		HostKey:          string(keys.HostKeyPEM),
-		BootTimeUnixNano: now.UnixNano(),
-		Network:          drv.GuestNetwork(),
-		DataDisk:         vmconfig.DataDisk{Required: true, Fresh: !inst.Config.DiskInUse},
-		Modules:          drv.GuestModules(inst.Config.Arch),
-		CPUs:             inst.Config.CPUs,
-	}
-	b, err := InstanceInitrd(cfg)
-	if err != nil {
-		return err
-	}
-	return instance.WriteFileAtomic(path, b, 0o600)
-}
-
-// InstanceInitrd encodes cfg as the newc archive Linux unpacks over the
-// base initramfs, with the document at vmconfig.Path.
-func InstanceInitrd(cfg vmconfig.Config) ([]byte, error) {
-	if err := cfg.Validate(); err != nil {
-		return nil, fmt.Errorf("instance configuration: %w", err)
-	}
-	doc, err := json.MarshalIndent(cfg, "", "  ")
-	if err != nil {
-		return nil, fmt.Errorf("encode instance configuration: %w", err)
-	}
-	var buf bytes.Buffer
-	w := cpio.NewWriter(&buf)
-	for _, d := range []string{"etc", "etc/vmbox"} {
-		if err := w.Dir(d, 0o755); err != nil {
-			return nil, err
-		}
-	}
-	if err := w.File(vmconfig.Path[1:], 0o600, doc); err != nil {
-		return nil, err
-	}
-	if err := w.Close(); err != nil {
-		return nil, err
-	}
-	return buf.Bytes(), nil
 }

@@ -5,6 +5,7 @@ import (
 	"io"
 	"net"
 	"sync"
+	"time"
 
 	"golang.org/x/crypto/ssh"
 
@@ -13,11 +14,17 @@ import (
 
 // Relay serves CLI connections on a Unix socket and relays each of their
 // SSH channels onto the one SSH connection the host process holds to the
-// agent. The virtio-serial transport carries a single stream, so every CLI
-// invocation shares that connection; the relay is what multiplexes them.
+// agent, which the host process also watches (pings) and which every CLI
+// invocation shares.
 type Relay struct {
 	config   *ssh.ServerConfig
 	upstream ssh.Conn
+	// Admit, when set, may refuse a new channel (the agent is silent); its
+	// error is the refusal's message.
+	Admit func() error
+	// Stop, when set, serves sshproto.ReqStop: stop the VM, giving the
+	// guest timeout to shut down cleanly.
+	Stop func(timeout time.Duration)
 }
 
 // NewRelay makes a relay that presents hostKey (the agent's own, so clients
@@ -43,6 +50,17 @@ func (r *Relay) serveConn(ctx context.Context, c net.Conn) {
 	defer stop()
 	go func() {
 		for req := range reqs {
+			if req.Type == sshproto.ReqStop {
+				var m sshproto.StopRequest
+				ok := r.Stop != nil && ssh.Unmarshal(req.Payload, &m) == nil
+				if ok {
+					r.Stop(time.Duration(m.TimeoutMillis) * time.Millisecond)
+				}
+				if req.WantReply {
+					req.Reply(ok, nil)
+				}
+				continue
+			}
 			ok, payload, err := r.upstream.SendRequest(req.Type, req.WantReply, req.Payload)
 			if req.WantReply {
 				req.Reply(ok && err == nil, payload)
@@ -55,6 +73,14 @@ func (r *Relay) serveConn(ctx context.Context, c net.Conn) {
 }
 
 func (r *Relay) relayChannel(nc ssh.NewChannel) {
+	if r.Admit != nil {
+		if err := r.Admit(); err != nil {
+			// ResourceShortage tells the client this is the guest's
+			// silence, not a refused operation.
+			nc.Reject(ssh.ResourceShortage, err.Error())
+			return
+		}
+	}
 	up, upReqs, err := r.upstream.OpenChannel(nc.ChannelType(), nc.ExtraData())
 	if err != nil {
 		reason, msg := ssh.ConnectionFailed, err.Error()

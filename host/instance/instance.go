@@ -344,6 +344,9 @@ type BootInfo struct {
 	Accelerator   string    `json:"accelerator"`
 	Started       time.Time `json:"started"`
 	Ready         time.Time `json:"ready"`
+	// AgentSilentSince is set while the agent has not answered for
+	// longer than the silence limit: when it last answered.
+	AgentSilentSince *time.Time `json:"agentSilentSince,omitempty"`
 }
 
 // ReadBootInfo reads the boot marker of a running instance.

@@ -10,9 +10,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/vmbox/vmbox/guest/api"
 	"github.com/vmbox/vmbox/host/instance"
-	"github.com/vmbox/vmbox/host/sshclient"
 )
 
 // ErrAlreadyRunning is returned (wrapped) by Start for a running instance.
@@ -79,11 +77,6 @@ func (m *Manager) spawn(ctx context.Context, inst *instance.Instance, waiting fu
 	}
 	exited := make(chan error, 1)
 	go func() { exited <- cmd.Wait() }()
-	keys, err := inst.Keys()
-	if err != nil {
-		cmd.Process.Kill()
-		return nil, err
-	}
 	tick := time.NewTicker(25 * time.Millisecond)
 	defer tick.Stop()
 	for {
@@ -98,19 +91,11 @@ func (m *Manager) spawn(ctx context.Context, inst *instance.Instance, waiting fu
 		if waiting != nil {
 			waiting(time.Since(started))
 		}
-		if _, err := os.Stat(inst.Path(instance.BootMarkerFile)); err != nil {
-			continue
-		}
-		pctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-		c, err := sshclient.Dial(pctx, inst.Path(instance.SocketFile), keys)
-		if err == nil {
-			err = c.Call(pctx, api.OpPing, nil, nil)
-			c.Close()
-		}
-		cancel()
-		if err == nil {
+		// The host process writes the boot marker once the agent has
+		// answered and the socket listens: that is readiness.
+		if bi, err := inst.ReadBootInfo(); err == nil && bi.Pid == cmd.Process.Pid {
 			cmd.Process.Release()
-			return inst.ReadBootInfo()
+			return bi, nil
 		}
 	}
 }

@@ -1,6 +1,7 @@
 package lifecycle
 
 import (
+	"fmt"
 	"time"
 
 	"github.com/vmbox/vmbox/host/instance"
@@ -14,6 +15,9 @@ const (
 	StateStopped  State = "stopped"  // no host process
 	StateStarting State = "starting" // host process up, agent not yet answering
 	StateRunning  State = "running"  // the agent answered
+	// StateUnresponsive is a running VM whose agent has been silent past
+	// sshproto.SilenceLimit: hung, overwhelmed or paused.
+	StateUnresponsive State = "unresponsive"
 )
 
 // Status is one instance as status and list show it (JSON included).
@@ -28,6 +32,8 @@ type Status struct {
 	DiskGiB       int     `json:"diskGiB"`
 	UptimeSeconds float64 `json:"uptimeSeconds,omitempty"`
 	Dir           string  `json:"dir"`
+	// Hint says what to do about the state, when something can be done.
+	Hint string `json:"hint,omitempty"`
 }
 
 // StatusOf reads inst's state without waiting: the host process's lock says
@@ -45,6 +51,11 @@ func StatusOf(inst *instance.Instance) Status {
 		s.State = StateRunning
 		s.Accelerator = bi.Accelerator
 		s.UptimeSeconds = time.Since(bi.Ready).Round(time.Second).Seconds()
+		if bi.AgentSilentSince != nil {
+			s.State = StateUnresponsive
+			s.Hint = fmt.Sprintf("the guest agent has not answered since %s (%s ago): see vmbox logs; vmbox stop stops it",
+				bi.AgentSilentSince.Format(time.TimeOnly), time.Since(*bi.AgentSilentSince).Round(time.Second))
+		}
 	}
 	return s
 }

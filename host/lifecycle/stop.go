@@ -2,7 +2,6 @@ package lifecycle
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"log/slog"
 	"os"
@@ -10,7 +9,8 @@ import (
 	"strings"
 	"time"
 
-	"github.com/vmbox/vmbox/guest/api"
+	"github.com/vmbox/vmbox/guest/api/sshproto"
+	"github.com/vmbox/vmbox/host/hostproc"
 	"github.com/vmbox/vmbox/host/instance"
 	"github.com/vmbox/vmbox/host/sshclient"
 )
@@ -54,40 +54,40 @@ func (m *Manager) Delete(ctx context.Context, inst *instance.Instance, stopTimeo
 	return inst.Delete()
 }
 
-// stop does Stop's work; the caller holds the start lock.
+// stop does Stop's work; the caller holds the start lock. It asks the host
+// process to stop the VM (which escalates from the guest's own shutdown to
+// killing the hypervisor, see hostproc.EscalationLimit) and, should the host
+// process itself not end in time, kills it and the hypervisor: it returns
+// within timeout+EscalationLimit+1s in every case.
 func (m *Manager) stop(ctx context.Context, inst *instance.Instance, timeout time.Duration, log *slog.Logger) (bool, error) {
 	runLock := inst.Path(instance.RunLockFile)
 	if !instance.Held(runLock) {
 		return false, nil
 	}
+	deadline := time.Now().Add(timeout + hostproc.EscalationLimit + 500*time.Millisecond)
 	boot, _ := inst.ReadBootInfo()
 	hostPid := readPid(inst.Path(instance.PidFile))
-	if keys, err := inst.Keys(); err == nil {
-		cctx, cancel := context.WithTimeout(ctx, timeout)
-		c, err := sshclient.Dial(cctx, inst.Path(instance.SocketFile), keys)
-		if err == nil {
-			err = c.Call(cctx, api.OpShutdown, nil, nil)
-			c.Close()
-			if err != nil && !errors.Is(err, sshclient.ErrConnectionLost) {
-				log.Warn("graceful shutdown failed; forcing", "err", firstLine(err.Error()))
-			}
-		}
-		cancel()
+	if err := requestStop(ctx, inst, timeout, deadline); err != nil {
+		log.Warn("the host process did not take the stop request; killing it", "err", firstLine(err.Error()))
+		deadline = time.Now()
 	}
-	wctx, cancel := context.WithTimeout(ctx, timeout)
+	wctx, cancel := context.WithDeadline(ctx, deadline)
 	defer cancel()
 	if l, err := instance.WaitLock(wctx, runLock); err == nil {
 		l.Release()
 		return true, nil
 	}
-	log.Warn(fmt.Sprintf("instance %q did not stop within %s; killing it", inst.Config.Name, timeout))
+	if ctx.Err() != nil {
+		return true, ctx.Err()
+	}
+	log.Warn(fmt.Sprintf("instance %q did not stop in time; killing it", inst.Config.Name))
 	if boot != nil && boot.HypervisorPid > 0 {
 		killPid(boot.HypervisorPid)
 	}
 	if hostPid > 0 {
 		killPid(hostPid)
 	}
-	kctx, cancel2 := context.WithTimeout(ctx, 10*time.Second)
+	kctx, cancel2 := context.WithTimeout(ctx, 500*time.Millisecond)
 	defer cancel2()
 	l, err := instance.WaitLock(kctx, runLock)
 	if err != nil {
@@ -95,6 +95,24 @@ func (m *Manager) stop(ctx context.Context, inst *instance.Instance, timeout tim
 	}
 	l.Release()
 	return true, nil
+}
+
+// requestStop sends sshproto.ReqStop to the host process through its socket.
+func requestStop(ctx context.Context, inst *instance.Instance, timeout time.Duration, deadline time.Time) error {
+	keys, err := inst.Keys()
+	if err != nil {
+		return err
+	}
+	// The host process answers at once, whatever the guest does; a short
+	// bound keeps a hung host process from eating the guest's time.
+	cctx, cancel := context.WithTimeout(ctx, min(2*time.Second, time.Until(deadline)))
+	defer cancel()
+	c, err := sshclient.Dial(cctx, inst.Path(instance.SocketFile), keys)
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	return c.Request(cctx, sshproto.ReqStop, sshproto.StopRequest{TimeoutMillis: uint64(timeout.Milliseconds())})
 }
 
 func readPid(path string) int {

@@ -14,6 +14,7 @@ import (
 	"net"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"golang.org/x/crypto/ssh"
@@ -27,6 +28,9 @@ import (
 // instance's host process, which relays channels).
 type Client struct {
 	conn *ssh.Client
+	// firstAnswer is FirstAnswerLimit, or 0 for a connection that must
+	// outlive a silent guest (the host process's own).
+	firstAnswer time.Duration
 }
 
 // Config returns the SSH client configuration for an instance's keys.
@@ -47,8 +51,13 @@ func New(c net.Conn, keys *instance.Keys) (*Client, error) {
 	if err != nil {
 		return nil, fmt.Errorf("ssh handshake with agent: %w", err)
 	}
-	return &Client{conn: ssh.NewClient(sc, chans, reqs)}, nil
+	return &Client{conn: ssh.NewClient(sc, chans, reqs), firstAnswer: FirstAnswerLimit}, nil
 }
+
+// KeepThroughSilence removes the first-answer deadline: a silent guest
+// then blocks an operation instead of closing the connection. The host
+// process's own connection to the agent must survive a paused VM.
+func (c *Client) KeepThroughSilence() { c.firstAnswer = 0 }
 
 // Dial connects to an agent (or host process) listening on a Unix socket.
 func Dial(ctx context.Context, socket string, keys *instance.Keys) (*Client, error) {
@@ -67,6 +76,26 @@ func Dial(ctx context.Context, socket string, keys *instance.Keys) (*Client, err
 	}
 	c.SetDeadline(time.Time{})
 	return cl, nil
+}
+
+// Request sends a global request (sshproto.Req*) with payload, which
+// ssh.Marshal encodes, and waits for a positive reply until ctx ends.
+func (c *Client) Request(ctx context.Context, name string, payload any) error {
+	res := make(chan error, 1)
+	go func() {
+		ok, _, err := c.conn.SendRequest(name, true, ssh.Marshal(payload))
+		if err == nil && !ok {
+			err = fmt.Errorf("%s refused", name)
+		}
+		res <- err
+	}()
+	select {
+	case err := <-res:
+		return err
+	case <-ctx.Done():
+		c.conn.Close()
+		return fmt.Errorf("%s: %w", name, ctx.Err())
+	}
 }
 
 // SSH returns the underlying connection, for relays.
@@ -132,6 +161,35 @@ type IO struct {
 // ErrConnectionLost means the channel closed without an exit status.
 var ErrConnectionLost = errors.New("connection to the agent was lost before the operation finished")
 
+// ErrSignalNotTaken means the agent did not acknowledge a forwarded signal
+// within SignalLimit; the remote process may still be running.
+var ErrSignalNotTaken = errors.New("the guest did not take a forwarded signal in time; the container may still be running")
+
+// FirstAnswerLimit bounds the wait for the agent to accept an operation:
+// opening its channel and the reply to its "exec" request. It does not
+// bound the operation itself.
+const FirstAnswerLimit = sshproto.SilenceLimit
+
+// SignalLimit bounds the wait for the agent to acknowledge a signal.
+const SignalLimit = 5 * time.Second
+
+// NoAnswerError is an operation the agent did not accept within
+// FirstAnswerLimit: the guest is hung or overwhelmed.
+type NoAnswerError struct {
+	Op    string
+	Limit time.Duration
+}
+
+func (e *NoAnswerError) Error() string {
+	return fmt.Sprintf("the guest agent did not answer %s within %s; the VM may be hung (see vmbox status, vmbox logs; vmbox stop stops it)", e.Op, e.Limit)
+}
+
+// UnavailableError is the host process refusing an operation because the
+// agent has gone silent.
+type UnavailableError struct{ Message string }
+
+func (e *UnavailableError) Error() string { return e.Message }
+
 // Stream runs an operation with its streams attached and returns its exit
 // code. Cancelling ctx closes the channel, which the agent treats as the
 // client going away.
@@ -144,18 +202,46 @@ func (c *Client) Stream(ctx context.Context, op string, args any, st IO) (int, e
 	if err != nil {
 		return 0, fmt.Errorf("encode request: %w", err)
 	}
+	// The first answer has a deadline: a silent guest must not hold the
+	// caller forever. Closing the connection is the only way to unblock
+	// OpenChannel and SendRequest.
+	var silent atomic.Bool
+	limit := c.firstAnswer
+	if limit == 0 {
+		limit = time.Duration(1<<63 - 1)
+	}
+	deadline := time.AfterFunc(limit, func() {
+		silent.Store(true)
+		c.conn.Close()
+	})
+	noAnswer := func(err error) error {
+		if silent.Load() {
+			return &NoAnswerError{Op: op, Limit: FirstAnswerLimit}
+		}
+		return err
+	}
 	ch, reqs, err := c.conn.OpenChannel("session", nil)
 	if err != nil {
-		return 0, fmt.Errorf("open channel to agent: %w", err)
+		deadline.Stop()
+		var oce *ssh.OpenChannelError
+		if errors.As(err, &oce) && oce.Reason == ssh.ResourceShortage {
+			return 0, &UnavailableError{Message: oce.Message}
+		}
+		return 0, noAnswer(fmt.Errorf("open channel to agent: %w", err))
 	}
 	defer ch.Close()
 	if st.TTY != nil {
 		m := sshproto.PTYRequest{Term: st.TTY.Term, Cols: st.TTY.Size.Cols, Rows: st.TTY.Size.Rows, Modelist: "\x00"}
-		if ok, err := ch.SendRequest("pty-req", true, ssh.Marshal(m)); err != nil || !ok {
-			return 0, fmt.Errorf("agent refused a terminal: %v", err)
+		if ok, err := ch.SendRequest(sshproto.ReqPTY, true, ssh.Marshal(m)); err != nil || !ok {
+			deadline.Stop()
+			return 0, noAnswer(fmt.Errorf("agent refused a terminal: %v", err))
 		}
 	}
-	if ok, err := ch.SendRequest("exec", true, ssh.Marshal(sshproto.Exec{Command: string(payload)})); err != nil || !ok {
+	ok, err := ch.SendRequest(sshproto.ReqExec, true, ssh.Marshal(sshproto.Exec{Command: string(payload)}))
+	if !deadline.Stop() || (err != nil && silent.Load()) {
+		return 0, &NoAnswerError{Op: op, Limit: FirstAnswerLimit}
+	}
+	if err != nil || !ok {
 		if err == nil {
 			err = errors.New("request refused")
 		}
@@ -183,6 +269,9 @@ func (c *Client) Stream(ctx context.Context, op string, args any, st IO) (int, e
 	}
 	done := make(chan struct{})
 	defer close(done)
+	// A forwarded signal the agent does not acknowledge in time ends the
+	// wait: the client must not hang on a guest that stopped listening.
+	var signalLost atomic.Bool
 	var resize <-chan WindowSize
 	if st.TTY != nil {
 		resize = st.TTY.Resize
@@ -200,13 +289,20 @@ func (c *Client) Stream(ctx context.Context, op string, args any, st IO) (int, e
 					resize = nil
 					continue
 				}
-				ch.SendRequest("window-change", false, ssh.Marshal(sshproto.WindowChange{Cols: sz.Cols, Rows: sz.Rows}))
+				ch.SendRequest(sshproto.ReqWindowChange, false, ssh.Marshal(sshproto.WindowChange{Cols: sz.Cols, Rows: sz.Rows}))
 			case sig, ok := <-st.Signals:
 				if !ok {
 					st.Signals = nil
 					continue
 				}
-				ch.SendRequest("signal", false, ssh.Marshal(sshproto.Signal{Signal: sig}))
+				give := time.AfterFunc(SignalLimit, func() {
+					signalLost.Store(true)
+					ch.Close()
+				})
+				go func() {
+					ch.SendRequest(sshproto.ReqSignal, true, ssh.Marshal(sshproto.Signal{Signal: sig}))
+					give.Stop()
+				}()
 			}
 		}
 	}()
@@ -214,12 +310,12 @@ func (c *Client) Stream(ctx context.Context, op string, args any, st IO) (int, e
 	code := -1
 	for r := range reqs {
 		switch r.Type {
-		case "exit-status":
+		case sshproto.ReqExitStatus:
 			var m sshproto.ExitStatus
 			if ssh.Unmarshal(r.Payload, &m) == nil {
 				code = int(m.Status)
 			}
-		case "exit-signal":
+		case sshproto.ReqExitSignal:
 			var m sshproto.ExitSignal
 			if ssh.Unmarshal(r.Payload, &m) == nil {
 				code = api.ExitSignalBase + signalNumber(m.Signal)
@@ -231,6 +327,9 @@ func (c *Client) Stream(ctx context.Context, op string, args any, st IO) (int, e
 	}
 	copies.Wait()
 	if code < 0 {
+		if signalLost.Load() {
+			return 0, ErrSignalNotTaken
+		}
 		if ctx.Err() != nil {
 			return 0, ctx.Err()
 		}

@@ -10,8 +10,10 @@ package sshproto
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"net"
+	"time"
 
 	"golang.org/x/crypto/ssh"
 
@@ -99,4 +101,74 @@ type ExitSignal struct {
 	CoreDumped bool
 	Error      string
 	Lang       string
+}
+
+// Global requests (SSH_MSG_GLOBAL_REQUEST) of the vmbox protocol, in the
+// "name@domain" form RFC 4250 leaves for local extensions.
+const (
+	// ReqPing asks the agent to answer at once. The reply's payload is the
+	// guest's wall clock (Clock), so one round trip both proves the agent
+	// alive and measures the guest clock's drift.
+	ReqPing = "ping@vmbox"
+	// ReqSetTime sets the guest's wall clock to the Clock in its payload.
+	ReqSetTime = "set-time@vmbox"
+	// ReqStop asks the instance's host process (never the agent) to stop
+	// the VM, escalating after the StopRequest's timeout. It replies once
+	// the stop has begun; the VM is gone when the host process is.
+	ReqStop = "stop@vmbox"
+)
+
+// Liveness limits shared by the host process and the CLI.
+const (
+	// PingInterval is how often the host process pings an idle agent.
+	PingInterval = 10 * time.Second
+	// SilenceLimit is how long an agent may leave a ping or a new
+	// operation unanswered before it is shown as unresponsive and
+	// commands stop waiting for it.
+	SilenceLimit = 15 * time.Second
+)
+
+// Clock is the payload of ReqSetTime and of ReqPing's reply: a wall-clock
+// time in nanoseconds since the Unix epoch.
+type Clock struct{ UnixNano uint64 }
+
+// NewClock encodes t.
+func NewClock(t time.Time) Clock { return Clock{UnixNano: uint64(t.UnixNano())} }
+
+// Time decodes c.
+func (c Clock) Time() time.Time { return time.Unix(0, int64(c.UnixNano)) }
+
+// StopRequest is the payload of ReqStop.
+type StopRequest struct {
+	// TimeoutMillis is how long the guest may take to shut down cleanly
+	// before the hypervisor powers it off.
+	TimeoutMillis uint64
+}
+
+// Ping sends ReqPing on conn and returns the guest's clock, or an error
+// when conn fails or ctx ends first.
+func Ping(ctx context.Context, conn ssh.Conn) (time.Time, error) {
+	type answer struct {
+		ok      bool
+		payload []byte
+		err     error
+	}
+	res := make(chan answer, 1)
+	go func() {
+		ok, payload, err := conn.SendRequest(ReqPing, true, nil)
+		res <- answer{ok, payload, err}
+	}()
+	select {
+	case a := <-res:
+		if a.err != nil {
+			return time.Time{}, fmt.Errorf("ping: %w", a.err)
+		}
+		var c Clock
+		if !a.ok || ssh.Unmarshal(a.payload, &c) != nil {
+			return time.Time{}, errors.New("ping: refused or malformed reply")
+		}
+		return c.Time(), nil
+	case <-ctx.Done():
+		return time.Time{}, fmt.Errorf("ping: %w", ctx.Err())
+	}
 }

@@ -1,0 +1,171 @@
+package hostproc
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	"golang.org/x/crypto/ssh"
+
+	"github.com/vmbox/vmbox/guest/api/sshproto"
+	"github.com/vmbox/vmbox/host/instance"
+)
+
+// Clock-correction thresholds: the guest's clock is set when it is off by
+// more than maxDrift, measured by a ping whose round trip is short enough
+// (maxClockRTT) for the reading to be trusted.
+const (
+	maxDrift    = 100 * time.Millisecond
+	maxClockRTT = 500 * time.Millisecond
+	// wallJump is a disagreement between the wall and monotonic clocks
+	// that means the host slept (or its clock was set): check the guest's
+	// clock at once rather than at the next ping.
+	wallJump = time.Second
+)
+
+// monitor watches the agent through the one SSH connection: a ping every
+// sshproto.PingInterval (sooner after the host's clock jumped), a record of
+// silence in the boot marker, and clock correction.
+type monitor struct {
+	conn ssh.Conn
+	inst *instance.Instance
+	log  *slog.Logger
+
+	mu         sync.Mutex
+	info       instance.BootInfo // as last written to the boot marker
+	lastAnswer time.Time
+	lastPing   time.Time
+	pinging    bool
+	silent     bool
+	wake       chan struct{} // asks the loop to ping now
+}
+
+func newMonitor(conn ssh.Conn, inst *instance.Instance, info instance.BootInfo, log *slog.Logger) *monitor {
+	now := time.Now()
+	return &monitor{conn: conn, inst: inst, info: info, log: log, lastAnswer: now, lastPing: now, wake: make(chan struct{}, 1)}
+}
+
+// run pings until ctx ends.
+func (m *monitor) run(ctx context.Context) {
+	tick := time.NewTicker(time.Second)
+	defer tick.Stop()
+	prev := time.Now()
+	for {
+		forced := false
+		select {
+		case <-ctx.Done():
+			return
+		case <-m.wake:
+			forced = true
+		case <-tick.C:
+		}
+		now := time.Now()
+		// The monotonic clock stops while the host sleeps; the wall
+		// clock does not.
+		if d := now.Round(0).Sub(prev.Round(0)) - now.Sub(prev); d > wallJump || d < -wallJump {
+			m.log.Info("host clock jumped; checking the guest's", "by", d.Round(time.Millisecond))
+			forced = true
+		}
+		prev = now
+		m.mu.Lock()
+		due := !m.pinging && (forced || now.Sub(m.lastPing) >= sshproto.PingInterval)
+		if due {
+			m.pinging, m.lastPing = true, now
+		}
+		m.mu.Unlock()
+		if due {
+			go m.ping(ctx)
+		}
+		m.updateSilence(now)
+	}
+}
+
+// pingNow asks for a ping without waiting for it.
+func (m *monitor) pingNow() {
+	select {
+	case m.wake <- struct{}{}:
+	default:
+	}
+}
+
+func (m *monitor) ping(ctx context.Context) {
+	sent := time.Now()
+	guest, err := sshproto.Ping(ctx, m.conn)
+	got := time.Now()
+	m.mu.Lock()
+	m.pinging = false
+	if err == nil {
+		m.lastAnswer = got
+	}
+	m.mu.Unlock()
+	if err != nil {
+		return
+	}
+	m.updateSilence(got)
+	rtt := got.Sub(sent)
+	if rtt > maxClockRTT {
+		// A slow answer (the VM was paused, or the host is busy) cannot
+		// measure drift; ask again at once.
+		m.pingNow()
+		return
+	}
+	hostAtReply := sent.Round(0).Add(rtt / 2)
+	drift := guest.Sub(hostAtReply)
+	if drift > -maxDrift && drift < maxDrift {
+		return
+	}
+	ok, _, err := m.conn.SendRequest(sshproto.ReqSetTime, true, ssh.Marshal(sshproto.NewClock(time.Now().Round(0).Add(rtt/2))))
+	if err != nil || !ok {
+		m.log.Warn("set guest clock refused", "drift", drift.Round(time.Millisecond), "err", err)
+		return
+	}
+	m.log.Info("guest clock corrected", "drift", drift.Round(time.Millisecond))
+}
+
+// updateSilence records a change between answering and silent in the boot
+// marker, which is what status and list read.
+func (m *monitor) updateSilence(now time.Time) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	silent := now.Sub(m.lastAnswer) > sshproto.SilenceLimit
+	if silent == m.silent {
+		return
+	}
+	m.silent = silent
+	if silent {
+		since := m.lastAnswer
+		m.info.AgentSilentSince = &since
+		m.log.Warn("agent unresponsive", "silentFor", now.Sub(since).Round(time.Second))
+	} else {
+		m.info.AgentSilentSince = nil
+		m.log.Info("agent answers again")
+	}
+	if err := m.inst.WriteBootInfo(m.info); err != nil {
+		m.log.Warn("write boot marker", "err", err)
+	}
+}
+
+// Silent reports whether the agent has been silent past the limit.
+func (m *monitor) Silent() bool {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return time.Since(m.lastAnswer) > sshproto.SilenceLimit
+}
+
+// admit is the relay's gate for a new operation: refused while the agent is
+// silent (with a fresh ping, so that a recovered agent is seen at once).
+func (m *monitor) admit() error {
+	m.mu.Lock()
+	last := m.lastAnswer
+	m.mu.Unlock()
+	since := time.Since(last)
+	if since > 2*time.Second {
+		m.pingNow()
+	}
+	if since > sshproto.SilenceLimit {
+		return fmt.Errorf("the guest agent has not answered for %s; the VM may be hung (see vmbox logs; vmbox stop stops it)", since.Round(time.Second))
+	}
+	return nil
+}
