@@ -117,7 +117,7 @@ func (a *app) execCommand() *cobra.Command {
 			if tty {
 				x.ConsoleSize = terminalSize()
 			}
-			code, err := a.stream(cmd.Context(), c, api.OpExec, x, streamOptions{stdin: interactive, tty: tty})
+			code, err := a.stream(cmd.Context(), c, api.OpExec, x, streamOptions{stdin: interactive, tty: tty, attached: true})
 			if err != nil {
 				return err
 			}

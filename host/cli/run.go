@@ -50,7 +50,7 @@ func (a *app) runCommand() *cobra.Command {
 				}
 				return nil
 			}
-			code, err := a.stream(cmd.Context(), c, api.OpRun, api.RunArgs{Config: cfg, Auth: auth, InsecureRegistries: a.insecureRegistries}, streamOptions{stdin: f.interactive, tty: f.tty})
+			code, err := a.stream(cmd.Context(), c, api.OpRun, api.RunArgs{Config: cfg, Auth: auth, InsecureRegistries: a.insecureRegistries}, streamOptions{stdin: f.interactive, tty: f.tty, attached: true})
 			if err != nil {
 				return err
 			}

@@ -16,6 +16,9 @@ import (
 type streamOptions struct {
 	stdin bool // forward our stdin
 	tty   bool // ask for a terminal; puts ours in raw mode
+	// attached: the operation is a process (run, exec, shell) that takes
+	// this process's signals; otherwise a signal ends the command here.
+	attached bool
 }
 
 // stream runs an operation with this process's streams attached and returns
@@ -46,7 +49,7 @@ func (a *app) stream(ctx context.Context, c *sshclient.Client, op string, args a
 			}
 		}
 		st.TTY = tty
-	} else {
+	} else if o.attached {
 		if a.interrupts != nil {
 			defer a.interrupts.attach()()
 		}

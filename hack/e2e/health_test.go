@@ -1,0 +1,205 @@
+package e2e
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"os"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// signalEnds starts vmbox with args, waits until ready says it is under
+// way, sends sig, and fails unless the command exits within limit.
+func signalEnds(t *testing.T, e *env, sig syscall.Signal, limit time.Duration, ready func(out *syncBuffer) bool, stdin *os.File, args ...string) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	cmd := e.cmd(ctx, args...)
+	var out syncBuffer
+	cmd.Stdout, cmd.Stderr = &out, &out
+	if stdin != nil {
+		cmd.Stdin = stdin
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	deadline := time.Now().Add(60 * time.Second)
+	for !ready(&out) {
+		if time.Now().After(deadline) {
+			cmd.Process.Kill()
+			t.Fatalf("vmbox %v never got under way: %q", args, out.String())
+		}
+		select {
+		case err := <-done:
+			t.Fatalf("vmbox %v ended before the signal: %v %q", args, err, out.String())
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+	sent := time.Now()
+	cmd.Process.Signal(sig)
+	select {
+	case <-done:
+		if took := time.Since(sent); took > limit {
+			t.Errorf("vmbox %v took %s to end on %s (limit %s)", args, took, sig, limit)
+		}
+	case <-time.After(limit + 5*time.Second):
+		cmd.Process.Kill()
+		t.Fatalf("vmbox %v ignored %s: %q", args, sig, out.String())
+	}
+}
+
+func after(d time.Duration) func(*syncBuffer) bool {
+	start := time.Now()
+	return func(*syncBuffer) bool { return time.Since(start) > d }
+}
+
+func saying(s string) func(*syncBuffer) bool {
+	return func(out *syncBuffer) bool { return strings.Contains(out.String(), s) }
+}
+
+// idleStdin is a pipe nobody writes to, like a terminal nobody types in.
+// (An io.Reader would make exec.Cmd.Wait wait for its copy to end.)
+func idleStdin(t *testing.T) *os.File {
+	r, w, err := os.Pipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { r.Close(); w.Close() })
+	return r
+}
+
+// freezeAgent stops the agent process in the guest (SIGSTOP from a
+// detached shell, a second after this command returns): the VM runs on
+// with a silent agent, as a wedged guest would look from the host.
+func freezeAgent(t *testing.T, e *env, name string) {
+	t.Helper()
+	script := `setsid sh -c 'sleep 1; kill -STOP $(ps -o pid,ppid,comm | awk "\$2==1 && \$3==\"init\" {print \$1}")' </dev/null >/dev/null 2>&1 &`
+	e.must("shell", "--name", name, "--", "sh", "-c", script)
+}
+
+// alive reports whether pid runs (a zombie nobody reaped yet does not).
+func alive(pid int) bool {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return false
+	}
+	f := strings.Fields(string(b[bytes.LastIndexByte(b, ')')+1:]))
+	return len(f) > 0 && f[0] != "Z"
+}
+
+// TestVMHealth boots one VM and checks that nothing hangs on it: signals
+// end every kind of client command, a silent agent is reported and refused
+// in bounded time, and stop always stops.
+func TestVMHealth(t *testing.T) {
+	e := newEnv(t)
+	const name = "health"
+	e.must("start", "--name", name, "--memory", "1GiB", "--disk", "4GiB")
+
+	t.Run("SIGTERM ends client commands", func(t *testing.T) {
+		// Attached: forwarded to the remote process, which dies of it.
+		signalEnds(t, e, syscall.SIGTERM, 5*time.Second, saying("ready"), nil,
+			"shell", "--name", name, "--", "sh", "-c", "echo ready; sleep 600")
+		// Not attached: an interactive shell on a pipe, a load waiting for
+		// its archive, logs -f of the console.
+		signalEnds(t, e, syscall.SIGTERM, 3*time.Second, after(2*time.Second), idleStdin(t),
+			"shell", "--name", name)
+		signalEnds(t, e, syscall.SIGTERM, 3*time.Second, after(2*time.Second), idleStdin(t),
+			"load", "--name", name)
+		signalEnds(t, e, syscall.SIGHUP, 3*time.Second, after(time.Second), nil,
+			"logs", "--name", name, "-f")
+		signalEnds(t, e, syscall.SIGINT, 3*time.Second, after(time.Second), nil,
+			"logs", "--name", name, "-f")
+	})
+
+	t.Run("a frozen agent is reported, refused and stopped", func(t *testing.T) {
+		hostPid, hvPid := e.bootInfo(name)
+		freezeAgent(t, e, name)
+		// Commands under way when the agent froze still end: first-answer
+		// deadline, then exit 125.
+		time.Sleep(2 * time.Second)
+		start := time.Now()
+		r := e.run("version", "--name", name)
+		if r.code != 125 || strings.Count(strings.TrimSpace(r.stderr), "\n") != 0 || !strings.Contains(r.stdout, "Client:") {
+			t.Errorf("version on a frozen agent: %s", r)
+		}
+		if took := time.Since(start); took > 20*time.Second {
+			t.Errorf("version took %s on a frozen agent", took)
+		}
+		// Shown as unresponsive (JSON too) once silent past the limit.
+		deadline := time.Now().Add(30 * time.Second)
+		for e.status(name).State != "unresponsive" {
+			if time.Now().After(deadline) {
+				t.Fatalf("status never said unresponsive: %+v", e.status(name))
+			}
+			time.Sleep(500 * time.Millisecond)
+		}
+		if r := e.must("status", "--name", name); !strings.Contains(r.stdout, "unresponsive") || !strings.Contains(r.stderr, "vmbox stop") {
+			t.Errorf("status table: %s", r)
+		}
+		if r := e.must("status", "--name", name, "--format", "json"); !strings.Contains(r.stdout, `"hint"`) {
+			t.Errorf("status JSON has no hint: %s", r)
+		}
+		// Refused at once now.
+		start = time.Now()
+		if r := e.run("shell", "--name", name, "--", "true"); r.code != 125 {
+			t.Errorf("shell on an unresponsive VM: %s", r)
+		}
+		if took := time.Since(start); took > 5*time.Second {
+			t.Errorf("refusal took %s", took)
+		}
+		// stop -t 2 returns within 2+5 s and leaves nothing behind.
+		start = time.Now()
+		r = e.must("stop", "--name", name, "-t", "2")
+		if took := time.Since(start); took > 7*time.Second {
+			t.Errorf("stop -t 2 of a frozen guest took %s", took)
+		}
+		if s := e.status(name); s.State != "stopped" {
+			t.Errorf("after stop: %+v", s)
+		}
+		time.Sleep(200 * time.Millisecond)
+		if alive(hostPid) || alive(hvPid) {
+			t.Errorf("processes left behind: host process %d alive=%v, hypervisor %d alive=%v", hostPid, alive(hostPid), hvPid, alive(hvPid))
+		}
+		hostLog, _ := os.ReadFile(e.home + "/" + name + "/hostproc.log")
+		t.Logf("host process log tail:\n%s", lastLines(string(hostLog), 8))
+	})
+
+	t.Run("SIGTERM to the host process stops the VM", func(t *testing.T) {
+		e.must("start", "--name", name)
+		hostPid, hvPid := e.bootInfo(name)
+		syscall.Kill(hostPid, syscall.SIGTERM)
+		e.waitState(name, "stopped")
+		time.Sleep(200 * time.Millisecond)
+		if alive(hvPid) {
+			t.Errorf("hypervisor %d still alive after its host process stopped", hvPid)
+		}
+		if b, _ := os.ReadFile(e.home + "/" + name + "/hostproc.log"); !bytes.Contains(b, []byte("stopping VM on signal")) {
+			t.Errorf("host process log does not show the signal stop:\n%s", lastLines(string(b), 8))
+		}
+	})
+
+	t.Run("stop of a stopped instance and SIGTERM to stop", func(t *testing.T) {
+		if r := e.must("stop", "--name", name); !strings.Contains(r.stdout, "not running") {
+			t.Errorf("stop of a stopped instance: %s", r)
+		}
+		e.must("start", "--name", name)
+		freezeAgent(t, e, name)
+		time.Sleep(2 * time.Second)
+		// A stop waiting out a long graceful timeout still ends on SIGTERM.
+		signalEnds(t, e, syscall.SIGTERM, 3*time.Second, after(2*time.Second), nil, "stop", "--name", name, "-t", "60")
+		e.must("stop", "--name", name, "-t", "0")
+	})
+}
+
+func lastLines(s string, n int) string {
+	lines := strings.Split(strings.TrimRight(s, "\n"), "\n")
+	if len(lines) > n {
+		lines = lines[len(lines)-n:]
+	}
+	return strings.Join(lines, "\n")
+}
