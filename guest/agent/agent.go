@@ -31,6 +31,8 @@ type Agent struct {
 	// Containers serves the container and image operations; nil when the
 	// engine is not available, and those operations then fail.
 	Containers Handler
+	// Trim, when set, returns the space removals free to the host.
+	Trim *Trimmer
 }
 
 // Serve implements Handler.
@@ -55,7 +57,11 @@ func (a *Agent) Serve(ctx context.Context, s *Session) int {
 		return 0
 	}
 	if a.Containers != nil {
-		return a.Containers.Serve(ctx, s)
+		code := a.Containers.Serve(ctx, s)
+		if code == 0 && a.Trim != nil && (s.Request.Op == api.OpRm || s.Request.Op == api.OpRmi) {
+			a.Trim.Poke()
+		}
+		return code
 	}
 	return fail(s, fmt.Errorf("unknown operation %q", s.Request.Op))
 }

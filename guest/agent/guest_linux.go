@@ -50,6 +50,8 @@ func runGuest(log *slog.Logger) error {
 		return err
 	}
 	defer closeEngine()
+	a.Trim = NewTrimmer(vmconfig.DataMountPoint, log)
+	go a.Trim.Run(ctx)
 	srv := NewServer(hostKey, authorized, a, log)
 	if cfg.DataDisk.Fresh {
 		// First boot: readiness waits for the format, so that the host
