@@ -8,6 +8,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -122,12 +123,17 @@ func (e *env) run(args ...string) result {
 }
 
 func (e *env) runStdin(stdin string, args ...string) result {
+	return e.runFile(strings.NewReader(stdin), args...)
+}
+
+// runFile runs vmbox with stdin read from r.
+func (e *env) runFile(r io.Reader, args ...string) result {
 	ctx, cancel := context.WithTimeout(context.Background(), 6*time.Minute)
 	defer cancel()
 	c := e.cmd(ctx, args...)
 	var out, errb bytes.Buffer
 	c.Stdout, c.Stderr = &out, &errb
-	c.Stdin = strings.NewReader(stdin)
+	c.Stdin = r
 	err := c.Run()
 	code := 0
 	if ee, ok := err.(*exec.ExitError); ok {

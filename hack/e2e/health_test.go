@@ -3,12 +3,18 @@ package e2e
 import (
 	"bytes"
 	"context"
+	"crypto/rand"
 	"fmt"
 	"os"
+	"path/filepath"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
+
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+
+	"github.com/vmbox/vmbox/guest/image/imagetest"
 )
 
 // signalEnds starts vmbox with args, waits until ready says it is under
@@ -82,6 +88,16 @@ func freezeAgent(t *testing.T, e *env, name string) {
 	e.must("shell", "--name", name, "--", "sh", "-c", script)
 }
 
+// allocated is how many bytes of the file at path are backed by blocks (du).
+func allocated(t *testing.T, path string) int64 {
+	t.Helper()
+	var st syscall.Stat_t
+	if err := syscall.Stat(path, &st); err != nil {
+		t.Fatal(err)
+	}
+	return st.Blocks * 512
+}
+
 // alive reports whether pid runs (a zombie nobody reaped yet does not).
 func alive(pid int) bool {
 	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
@@ -114,6 +130,37 @@ func TestVMHealth(t *testing.T) {
 			"logs", "--name", name, "-f")
 		signalEnds(t, e, syscall.SIGINT, 3*time.Second, after(time.Second), nil,
 			"logs", "--name", name, "-f")
+	})
+
+	t.Run("disk space returns to the host after rmi", func(t *testing.T) {
+		big := make([]byte, 100<<20)
+		rand.Read(big) // incompressible: the stored layer is as big as the file
+		img := imagetest.NewImage(t, v1.Config{Env: []string{imagetest.DefaultPath}}, imagetest.Layer(t, imagetest.BusyboxEntries(t)),
+			imagetest.Layer(t, []imagetest.Entry{{Name: "big.bin", Mode: 0o644, Body: big}}))
+		archive := filepath.Join(t.TempDir(), "big.tar")
+		f, err := os.Create(archive)
+		if err != nil {
+			t.Fatal(err)
+		}
+		imagetest.WriteDockerArchive(t, f, map[string]v1.Image{"trimtest:latest": img})
+		f.Close()
+		e.must("load", "--name", name, "-i", archive)
+		e.must("shell", "--name", name, "--", "sync")
+		disk := filepath.Join(e.home, name, "data.raw")
+		loaded := allocated(t, disk)
+		e.must("rmi", "--name", name, "trimtest:latest")
+		deadline := time.Now().Add(30 * time.Second)
+		for {
+			now := allocated(t, disk)
+			if loaded-now >= 80<<20 {
+				t.Logf("data disk: %d MiB allocated with the image, %d MiB after rmi", loaded>>20, now>>20)
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("data disk holds %d MiB after rmi of a 100 MiB image (was %d MiB)", now>>20, loaded>>20)
+			}
+			time.Sleep(500 * time.Millisecond)
+		}
 	})
 
 	t.Run("a frozen agent is reported, refused and stopped", func(t *testing.T) {
