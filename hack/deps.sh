@@ -19,6 +19,7 @@ packages=(
   iproute2            # network namespaces in tests
   dpkg-dev            # dpkg-deb, to unpack the guest image's packages
   ca-certificates
+  gcc libc6-dev       # the trivial static init of the benchmark floor VM
 )
 
 missing=()
