@@ -89,6 +89,13 @@ func runGuest(log *slog.Logger) error {
 		go srv.Serve(ctx, l)
 	}
 	go func() {
+		// Under TCG, onlining a CPU stops the machine for a rendezvous;
+		// do it once the host is served, not while it connects.
+		select {
+		case <-srv.FirstClient():
+		case <-ctx.Done():
+			return
+		}
 		if err := sys.OnlineCPUs(); err != nil {
 			log.Warn("online CPUs", "err", err)
 		}

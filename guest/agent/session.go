@@ -51,13 +51,21 @@ type Server struct {
 	config  *ssh.ServerConfig
 	handler Handler
 	log     *slog.Logger
+
+	firstClient     chan struct{} // closed at the first authenticated connection
+	firstClientOnce sync.Once
 }
 
 // NewServer makes a server that presents hostKey and admits only clients
 // holding the private half of authorized (see sshproto.ServerConfig).
 func NewServer(hostKey ssh.Signer, authorized ssh.PublicKey, h Handler, log *slog.Logger) *Server {
-	return &Server{config: sshproto.ServerConfig(hostKey, authorized), handler: h, log: log}
+	return &Server{config: sshproto.ServerConfig(hostKey, authorized), handler: h, log: log, firstClient: make(chan struct{})}
 }
+
+// FirstClient is closed once a client (the host) has connected: boot work
+// the first answer does not need waits for it, so that it neither delays
+// nor competes with the host's first operations.
+func (s *Server) FirstClient() <-chan struct{} { return s.firstClient }
 
 // ClockSetter is implemented by handlers that can set the system clock
 // (the agent in the VM); the host process uses it to correct drift.
@@ -108,6 +116,7 @@ func (s *Server) ServeConn(ctx context.Context, c net.Conn) {
 		return
 	}
 	defer conn.Close()
+	s.firstClientOnce.Do(func() { close(s.firstClient) })
 	go s.serveGlobalRequests(reqs)
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
