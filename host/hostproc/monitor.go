@@ -32,6 +32,8 @@ type monitor struct {
 	conn ssh.Conn
 	inst *instance.Instance
 	log  *slog.Logger
+	// interval and limit are sshproto.PingInterval and SilenceLimit.
+	interval, limit time.Duration
 
 	mu         sync.Mutex
 	info       instance.BootInfo // as last written to the boot marker
@@ -44,12 +46,13 @@ type monitor struct {
 
 func newMonitor(conn ssh.Conn, inst *instance.Instance, info instance.BootInfo, log *slog.Logger) *monitor {
 	now := time.Now()
-	return &monitor{conn: conn, inst: inst, info: info, log: log, lastAnswer: now, lastPing: now, wake: make(chan struct{}, 1)}
+	return &monitor{conn: conn, inst: inst, info: info, log: log, interval: sshproto.PingInterval, limit: sshproto.SilenceLimit,
+		lastAnswer: now, lastPing: now, wake: make(chan struct{}, 1)}
 }
 
 // run pings until ctx ends.
 func (m *monitor) run(ctx context.Context) {
-	tick := time.NewTicker(time.Second)
+	tick := time.NewTicker(min(time.Second, m.interval))
 	defer tick.Stop()
 	prev := time.Now()
 	for {
@@ -70,7 +73,7 @@ func (m *monitor) run(ctx context.Context) {
 		}
 		prev = now
 		m.mu.Lock()
-		due := !m.pinging && (forced || now.Sub(m.lastPing) >= sshproto.PingInterval)
+		due := !m.pinging && (forced || now.Sub(m.lastPing) >= m.interval)
 		if due {
 			m.pinging, m.lastPing = true, now
 		}
@@ -129,7 +132,7 @@ func (m *monitor) ping(ctx context.Context) {
 func (m *monitor) updateSilence(now time.Time) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	silent := now.Sub(m.lastAnswer) > sshproto.SilenceLimit
+	silent := now.Sub(m.lastAnswer) > m.limit
 	if silent == m.silent {
 		return
 	}
@@ -151,7 +154,7 @@ func (m *monitor) updateSilence(now time.Time) {
 func (m *monitor) Silent() bool {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	return time.Since(m.lastAnswer) > sshproto.SilenceLimit
+	return time.Since(m.lastAnswer) > m.limit
 }
 
 // admit is the relay's gate for a new operation: refused while the agent is
@@ -164,7 +167,7 @@ func (m *monitor) admit() error {
 	if since > 2*time.Second {
 		m.pingNow()
 	}
-	if since > sshproto.SilenceLimit {
+	if since > m.limit {
 		return fmt.Errorf("the guest agent has not answered for %s; the VM may be hung (see vmbox logs; vmbox stop stops it)", since.Round(time.Second))
 	}
 	return nil

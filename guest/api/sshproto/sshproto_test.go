@@ -2,12 +2,14 @@ package sshproto
 
 import (
 	"bytes"
+	"context"
 	"crypto/ed25519"
 	"crypto/rand"
 	"errors"
 	"net"
 	"path/filepath"
 	"testing"
+	"time"
 
 	"golang.org/x/crypto/ssh"
 
@@ -112,5 +114,88 @@ func TestServerConfig(t *testing.T) {
 				t.Fatalf("admitted user %q with key %s", tt.user, ssh.FingerprintSHA256(tt.key.PublicKey()))
 			}
 		})
+	}
+}
+
+// sshPair connects an SSH client to a server whose global requests go to
+// serve; it returns the client's connection.
+func sshPair(t *testing.T, serve func(<-chan *ssh.Request)) ssh.Conn {
+	t.Helper()
+	host, client := newSigner(t), newSigner(t)
+	sc, cc := connPair(t)
+	t.Cleanup(func() { sc.Close(); cc.Close() })
+	go func() {
+		conn, chans, reqs, err := ssh.NewServerConn(sc, ServerConfig(host, client.PublicKey()))
+		if err != nil {
+			return
+		}
+		defer conn.Close()
+		go func() {
+			for nc := range chans {
+				nc.Reject(ssh.Prohibited, "no channels here")
+			}
+		}()
+		serve(reqs)
+	}()
+	conn, chans, reqs, err := ssh.NewClientConn(cc, "agent", &ssh.ClientConfig{
+		User: api.SSHUser, Auth: []ssh.AuthMethod{ssh.PublicKeys(client)}, HostKeyCallback: ssh.FixedHostKey(host.PublicKey()),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	go ssh.DiscardRequests(reqs)
+	go func() {
+		for nc := range chans {
+			nc.Reject(ssh.Prohibited, "")
+		}
+	}()
+	t.Cleanup(func() { conn.Close() })
+	return conn
+}
+
+func TestPing(t *testing.T) {
+	guestClock := time.Date(2030, 1, 2, 3, 4, 5, 6, time.UTC)
+	tests := []struct {
+		name    string
+		answer  func(*ssh.Request)
+		want    time.Time
+		wantErr bool
+	}{
+		{"clock in the reply", func(r *ssh.Request) { r.Reply(true, ssh.Marshal(NewClock(guestClock))) }, guestClock, false},
+		{"refused", func(r *ssh.Request) { r.Reply(false, nil) }, time.Time{}, true},
+		{"malformed reply", func(r *ssh.Request) { r.Reply(true, []byte{1, 2}) }, time.Time{}, true},
+		{"no answer", func(*ssh.Request) {}, time.Time{}, true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			conn := sshPair(t, func(reqs <-chan *ssh.Request) {
+				for r := range reqs {
+					if r.Type != ReqPing {
+						r.Reply(false, nil)
+						continue
+					}
+					tt.answer(r)
+				}
+			})
+			ctx, cancel := context.WithTimeout(context.Background(), 500*time.Millisecond)
+			defer cancel()
+			got, err := Ping(ctx, conn)
+			if (err != nil) != tt.wantErr || !got.Equal(tt.want) {
+				t.Fatalf("Ping = %v, %v; want %v (error %v)", got, err, tt.want, tt.wantErr)
+			}
+		})
+	}
+}
+
+func TestClockRoundTrip(t *testing.T) {
+	for _, tm := range []time.Time{time.Unix(0, 1), time.Now(), time.Date(2262, 1, 1, 0, 0, 0, 0, time.UTC)} {
+		var c Clock
+		if err := ssh.Unmarshal(ssh.Marshal(NewClock(tm)), &c); err != nil || !c.Time().Equal(tm) {
+			t.Errorf("clock %v came back as %v (%v)", tm, c.Time(), err)
+		}
+	}
+	var s StopRequest
+	if err := ssh.Unmarshal(ssh.Marshal(StopRequest{TimeoutMillis: 2500}), &s); err != nil || s.TimeoutMillis != 2500 {
+		t.Errorf("stop request came back as %+v (%v)", s, err)
 	}
 }
