@@ -6,13 +6,13 @@ import (
 	"time"
 
 	"github.com/vmbox/vmbox/guest/api"
+	"github.com/vmbox/vmbox/guest/container"
+	"github.com/vmbox/vmbox/guest/container/containertest"
 	"github.com/vmbox/vmbox/guest/engine"
-	"github.com/vmbox/vmbox/guest/runtime"
-	"github.com/vmbox/vmbox/guest/runtime/runtimetest"
 )
 
-func runtimeOptions(parent string) runtime.Options {
-	return runtime.Options{CgroupParent: parent}
+func runtimeOptions(parent string) container.Options {
+	return container.Options{CgroupParent: parent}
 }
 
 func runRmTrue(b *testing.B, e *engine.Engine) {
@@ -27,14 +27,14 @@ func runRmTrue(b *testing.B, e *engine.Engine) {
 func BenchmarkRunRmTrue(b *testing.B) {
 	e := newEngine(b, b.TempDir())
 	runRmTrue(b, e)
-	cpu0 := runtimetest.ProcessCPU() + runtimetest.ChildrenCPU()
+	cpu0 := containertest.ProcessCPU() + containertest.ChildrenCPU()
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
 		runRmTrue(b, e)
 	}
 	b.StopTimer()
 	e.Idle()
-	cpu := runtimetest.ProcessCPU() + runtimetest.ChildrenCPU() - cpu0
+	cpu := containertest.ProcessCPU() + containertest.ChildrenCPU() - cpu0
 	b.ReportMetric(float64(cpu.Microseconds())/1000/float64(b.N), "cpu-ms/op")
 }
 
@@ -45,26 +45,26 @@ func BenchmarkRunRmTrue(b *testing.B) {
 // finished outside the timings before the others' turns; its CPU time is
 // counted.
 func BenchmarkCompare(b *testing.B) {
-	runtimetest.NeedTool(b, "crun")
+	containertest.NeedTool(b, "crun")
 	e := newEngine(b, b.TempDir())
 	img, err := images(b).Get("busybox")
 	if err != nil {
 		b.Fatal(err)
 	}
-	bundle := runtimetest.OCIBundle(b, img.Layers[0], "true")
-	o := runtimetest.NewOCIRunner(b)
+	bundle := containertest.OCIBundle(b, img.Layers[0], "true")
+	o := containertest.NewOCIRunner(b)
 	runRmTrue(b, e)
 	o.Run(b, "crun", bundle)
 	o.Run(b, "runc", bundle)
 	var wall, cpu, crun, crunCPU, runc, runcCPU []time.Duration
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
-		cpu0 := runtimetest.ProcessCPU() + runtimetest.ChildrenCPU()
+		cpu0 := containertest.ProcessCPU() + containertest.ChildrenCPU()
 		start := time.Now()
 		runRmTrue(b, e)
 		wall = append(wall, time.Since(start))
 		e.Idle()
-		cpu = append(cpu, runtimetest.ProcessCPU()+runtimetest.ChildrenCPU()-cpu0)
+		cpu = append(cpu, containertest.ProcessCPU()+containertest.ChildrenCPU()-cpu0)
 		res := o.Run(b, "crun", bundle)
 		crun, crunCPU = append(crun, res.Wall), append(crunCPU, res.CPU)
 		res = o.Run(b, "runc", bundle)
@@ -72,13 +72,13 @@ func BenchmarkCompare(b *testing.B) {
 	}
 	b.StopTimer()
 	ms := func(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
-	mo, mc, mr := runtimetest.Median(wall), runtimetest.Median(crun), runtimetest.Median(runc)
+	mo, mc, mr := containertest.Median(wall), containertest.Median(crun), containertest.Median(runc)
 	b.ReportMetric(ms(mo), "vmbox-ms")
 	b.ReportMetric(ms(mc), "crun-ms")
 	b.ReportMetric(ms(mr), "runc-ms")
 	b.ReportMetric(ms(mo)/ms(mc), "vmbox/crun")
 	b.ReportMetric(ms(mo)/ms(mr), "vmbox/runc")
-	b.ReportMetric(ms(runtimetest.Median(cpu)), "vmbox-cpu-ms")
-	b.ReportMetric(ms(runtimetest.Median(crunCPU)), "crun-cpu-ms")
-	b.ReportMetric(ms(runtimetest.Median(runcCPU)), "runc-cpu-ms")
+	b.ReportMetric(ms(containertest.Median(cpu)), "vmbox-cpu-ms")
+	b.ReportMetric(ms(containertest.Median(crunCPU)), "crun-cpu-ms")
+	b.ReportMetric(ms(containertest.Median(runcCPU)), "runc-cpu-ms")
 }

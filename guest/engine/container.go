@@ -10,7 +10,7 @@ import (
 	"time"
 
 	"github.com/vmbox/vmbox/guest/api"
-	"github.com/vmbox/vmbox/guest/runtime"
+	"github.com/vmbox/vmbox/guest/container"
 )
 
 // record is a container's persisted configuration and state.
@@ -41,17 +41,17 @@ const (
 	statusExited  = "exited"
 )
 
-// container is one container. mu guards rec and the run fields; outMu
+// managedContainer is one container the engine keeps. mu guards rec and the run fields; outMu
 // orders its output: log file writes, attached clients and log followers.
-type container struct {
+type managedContainer struct {
 	e   *Engine
 	dir string
 
 	mu  sync.Mutex
 	rec record
-	rc  *runtime.Container // set while running
-	cur *run               // set while running
-	log *logWriter         // set while running
+	rc  *container.Container // set while running
+	cur *run                 // set while running
+	log *logWriter           // set while running
 	// next is the run the next Start makes: Wait("next-exit") and Attach
 	// before a start wait on it.
 	next *run
@@ -65,8 +65,8 @@ type container struct {
 	followers map[*follower]struct{}
 }
 
-func newContainer(e *Engine, rec record) *container {
-	return &container{
+func newContainer(e *Engine, rec record) *managedContainer {
+	return &managedContainer{
 		e:         e,
 		dir:       filepath.Join(e.dirs, rec.ID),
 		rec:       rec,
@@ -77,13 +77,13 @@ func newContainer(e *Engine, rec record) *container {
 	}
 }
 
-func (c *container) logPath() string { return filepath.Join(c.dir, c.rec.ID+"-json.log") }
+func (c *managedContainer) logPath() string { return filepath.Join(c.dir, c.rec.ID+"-json.log") }
 
 // persist writes the record atomically (write, fsync, rename, fsync the
 // directory). Containers with AutoRemove are not persisted: after a
 // restart they would be removed anyway, so their start does not pay for
 // the disk flushes. Call with c.mu held.
-func (c *container) persist() error {
+func (c *managedContainer) persist() error {
 	if c.rec.Config.AutoRemove {
 		return nil
 	}

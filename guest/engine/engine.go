@@ -3,7 +3,7 @@
 // remove, list, inspect and resize, shaped so that each maps onto the
 // Docker Engine API call of the same name. It keeps each container's state
 // and logs under its data directory, recovers them after a restart, and
-// drives guest/runtime for the processes themselves.
+// drives guest/container for the processes themselves.
 package engine
 
 import (
@@ -22,8 +22,8 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/vmbox/vmbox/guest/api"
+	"github.com/vmbox/vmbox/guest/container"
 	"github.com/vmbox/vmbox/guest/image"
-	"github.com/vmbox/vmbox/guest/runtime"
 )
 
 // Images is what the engine needs from the image store (*image.Store).
@@ -56,13 +56,13 @@ type Options struct {
 	Pull image.PullOptions
 	// Runtime configures the container runtime. Its CgroupParent defaults
 	// to "vmbox"; one engine owns its cgroup parent.
-	Runtime runtime.Options
+	Runtime container.Options
 }
 
 // Engine runs containers. It is safe for concurrent use.
 type Engine struct {
 	opts   Options
-	rt     *runtime.Runtime
+	rt     *container.Runtime
 	lock   *os.File // flock on Root: one engine per data directory
 	dirs   string   // Root/containers
 	trash  string   // Root/trash: removed containers' directories on their way out
@@ -70,8 +70,8 @@ type Engine struct {
 	closed chan struct{}
 
 	mu     sync.Mutex
-	byID   map[string]*container
-	byName map[string]*container
+	byID   map[string]*managedContainer
+	byName map[string]*managedContainer
 }
 
 // New opens the engine on opts.Root, creating it if needed. Containers
@@ -95,8 +95,8 @@ func New(opts Options) (*Engine, error) {
 		dirs:   filepath.Join(root, "containers"),
 		trash:  filepath.Join(root, "trash"),
 		closed: make(chan struct{}),
-		byID:   map[string]*container{},
-		byName: map[string]*container{},
+		byID:   map[string]*managedContainer{},
+		byName: map[string]*managedContainer{},
 	}
 	for _, d := range []string{e.dirs, e.trash} {
 		if err := os.MkdirAll(d, 0o700); err != nil {
@@ -120,7 +120,7 @@ func New(opts Options) (*Engine, error) {
 		return nil, err
 	}
 	// The runtime kills what earlier runs left in their cgroups.
-	if e.rt, err = runtime.New(opts.Runtime); err != nil {
+	if e.rt, err = container.New(opts.Runtime); err != nil {
 		return fail(err)
 	}
 	e.emptyTrash()
@@ -146,7 +146,7 @@ func (e *Engine) Close() error {
 	// e.closed after recording the run); loop until none runs.
 	for {
 		e.mu.Lock()
-		var all []*container
+		var all []*managedContainer
 		for _, c := range e.byID {
 			all = append(all, c)
 		}
@@ -244,8 +244,8 @@ func (e *Engine) newID() string {
 	}
 }
 
-func (e *Engine) matchPrefix(p string) []*container {
-	var out []*container
+func (e *Engine) matchPrefix(p string) []*managedContainer {
+	var out []*managedContainer
 	for id, c := range e.byID {
 		if strings.HasPrefix(id, p) {
 			out = append(out, c)
@@ -256,13 +256,13 @@ func (e *Engine) matchPrefix(p string) []*container {
 
 // lookup finds a container by full ID, name or unique ID prefix, as Docker
 // does.
-func (e *Engine) lookup(ref string) (*container, error) {
+func (e *Engine) lookup(ref string) (*managedContainer, error) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	return e.lookupLocked(ref)
 }
 
-func (e *Engine) lookupLocked(ref string) (*container, error) {
+func (e *Engine) lookupLocked(ref string) (*managedContainer, error) {
 	if ref == "" {
 		return nil, fmt.Errorf("%w: empty name", ErrNoSuchContainer)
 	}

@@ -22,16 +22,16 @@ import (
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 
 	"github.com/vmbox/vmbox/guest/api"
+	"github.com/vmbox/vmbox/guest/container"
+	"github.com/vmbox/vmbox/guest/container/containertest"
 	"github.com/vmbox/vmbox/guest/engine"
 	"github.com/vmbox/vmbox/guest/image"
 	"github.com/vmbox/vmbox/guest/image/imagetest"
-	"github.com/vmbox/vmbox/guest/runtime"
-	"github.com/vmbox/vmbox/guest/runtime/runtimetest"
 )
 
 func TestMain(m *testing.M) {
-	if runtime.IsInit() {
-		runtime.Init()
+	if container.IsInit() {
+		container.Init()
 	}
 	if dir := os.Getenv(crashEnv); dir != "" {
 		crashingEngine(dir) // never returns
@@ -56,8 +56,8 @@ var (
 func testImage(tb testing.TB) v1.Image {
 	entries := imagetest.BusyboxEntries(tb)
 	entries = append(entries,
-		imagetest.Entry{Name: "etc/passwd", Body: []byte(runtimetest.Passwd)},
-		imagetest.Entry{Name: "etc/group", Body: []byte(runtimetest.Group)},
+		imagetest.Entry{Name: "etc/passwd", Body: []byte(containertest.Passwd)},
+		imagetest.Entry{Name: "etc/group", Body: []byte(containertest.Group)},
 		imagetest.Entry{Name: "home/", Type: tar.TypeDir},
 		imagetest.Entry{Name: "home/app/", Type: tar.TypeDir, Uid: 1000, Gid: 1000},
 	)
@@ -72,7 +72,7 @@ func testImage(tb testing.TB) v1.Image {
 // "busybox:latest" (imagetest.BusyboxImage) and "vmbox-test:latest".
 func images(t testing.TB) *image.Store {
 	t.Helper()
-	runtimetest.Requirements(t)
+	containertest.Requirements(t)
 	storeOnce.Do(func() {
 		storeDir, storeErr = os.MkdirTemp("", "vmbox-engine-images-")
 		if storeErr != nil {
@@ -105,7 +105,7 @@ func newEngine(t testing.TB, root string) *engine.Engine {
 	t.Helper()
 	imgs := images(t)
 	parent := "vmbox-etest-" + randHex(4)
-	e, err := engine.New(engine.Options{Root: root, Images: imgs, Runtime: runtime.Options{CgroupParent: parent}})
+	e, err := engine.New(engine.Options{Root: root, Images: imgs, Runtime: container.Options{CgroupParent: parent}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -656,7 +656,7 @@ func crashingEngine(spec string) {
 		fmt.Println("error:", err)
 		os.Exit(1)
 	}
-	e, err := engine.New(engine.Options{Root: parts[0], Images: imgs, Runtime: runtime.Options{CgroupParent: parts[2]}})
+	e, err := engine.New(engine.Options{Root: parts[0], Images: imgs, Runtime: container.Options{CgroupParent: parts[2]}})
 	if err != nil {
 		fmt.Println("error:", err)
 		os.Exit(1)
@@ -671,7 +671,7 @@ func crashingEngine(spec string) {
 }
 
 func TestRestartShowsExited(t *testing.T) {
-	runtimetest.Requirements(t)
+	containertest.Requirements(t)
 	imgDir := t.TempDir()
 	imgs, err := image.Open(imgDir)
 	if err != nil {
@@ -717,7 +717,7 @@ func TestRestartShowsExited(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer imgs.Close()
-	e, err := engine.New(engine.Options{Root: root, Images: imgs, Runtime: runtime.Options{CgroupParent: parent}})
+	e, err := engine.New(engine.Options{Root: root, Images: imgs, Runtime: container.Options{CgroupParent: parent}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -746,12 +746,12 @@ func TestRestartShowsExited(t *testing.T) {
 		t.Errorf("%d cgroups left after close", n)
 	}
 	// A second engine on the same directory is refused while one is open.
-	e2, err := engine.New(engine.Options{Root: root, Images: imgs, Runtime: runtime.Options{CgroupParent: parent}})
+	e2, err := engine.New(engine.Options{Root: root, Images: imgs, Runtime: container.Options{CgroupParent: parent}})
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer e2.Close()
-	if _, err := engine.New(engine.Options{Root: root, Images: imgs, Runtime: runtime.Options{CgroupParent: parent + "x"}}); err == nil {
+	if _, err := engine.New(engine.Options{Root: root, Images: imgs, Runtime: container.Options{CgroupParent: parent + "x"}}); err == nil {
 		t.Error("two engines on one directory")
 	}
 }

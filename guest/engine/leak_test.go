@@ -3,7 +3,7 @@ package engine_test
 import (
 	"context"
 	"os"
-	goruntime "runtime"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -32,7 +32,7 @@ func count(parent string) resources {
 		r.children += len(strings.Fields(string(b)))
 	}
 	r.cgroups = cgroupCount(parent)
-	r.goroutines = goruntime.NumGoroutine()
+	r.goroutines = runtime.NumGoroutine()
 	return r
 }
 

@@ -13,8 +13,8 @@ import (
 	"time"
 
 	"github.com/vmbox/vmbox/guest/api"
+	"github.com/vmbox/vmbox/guest/container"
 	"github.com/vmbox/vmbox/guest/image"
-	"github.com/vmbox/vmbox/guest/runtime"
 )
 
 // run is one start of a container, from the moment it may be waited for or
@@ -23,7 +23,7 @@ type run struct {
 	started chan struct{} // closed when the process runs, or failed to
 	drained chan struct{} // closed when its output has been delivered
 	exited  chan struct{} // closed when its exit is recorded
-	rc      *runtime.Container
+	rc      *container.Container
 	code    int   // exit code, valid once exited is closed
 	err     error // the start's failure, if it failed
 	pumps   sync.WaitGroup
@@ -82,7 +82,7 @@ func (e *Engine) Create(ctx context.Context, cfg api.ContainerConfig, progress f
 		return api.CreateReply{}, fmt.Errorf("%w: no command specified", ErrInvalid)
 	}
 	rec.Path, rec.Args = argv[0], argv[1:]
-	rec.Env = runtime.MergeEnv(img.Config.Env, cfg.Env)
+	rec.Env = container.MergeEnv(img.Config.Env, cfg.Env)
 	rec.WorkingDir = img.Config.WorkingDir
 	if cfg.WorkingDir != "" {
 		rec.WorkingDir = cfg.WorkingDir
@@ -147,9 +147,9 @@ func networkMode(m string) (string, error) {
 	case "", "none", "default", "bridge":
 		// Containers have no network beyond loopback yet; Docker's default
 		// mode names fall back to that.
-		return runtime.NetworkNone, nil
+		return container.NetworkNone, nil
 	case "host":
-		return runtime.NetworkHost, nil
+		return container.NetworkHost, nil
 	}
 	return "", fmt.Errorf("%w: network mode %q is not supported (none or host)", ErrInvalid, m)
 }
@@ -176,9 +176,9 @@ func (e *Engine) image(ctx context.Context, cfg api.ContainerConfig, progress fu
 	return nil, fmt.Errorf("%w: pull policy %q (missing, always or never)", ErrInvalid, cfg.Pull)
 }
 
-func (c *container) spec() *runtime.Spec {
+func (c *managedContainer) spec() *container.Spec {
 	cfg := c.rec.Config
-	return &runtime.Spec{
+	return &container.Spec{
 		ID:          c.rec.ID,
 		Dir:         filepath.Join(c.dir, fsDir),
 		Layers:      c.rec.Layers,
@@ -193,13 +193,13 @@ func (c *container) spec() *runtime.Spec {
 		NetworkMode: cfg.NetworkMode,
 		Privileged:  cfg.Privileged,
 		ReadOnly:    cfg.ReadOnly,
-		Resources:   runtime.Resources{Memory: cfg.Memory, NanoCPUs: cfg.NanoCPUs, PidsLimit: cfg.PidsLimit},
+		Resources:   container.Resources{Memory: cfg.Memory, NanoCPUs: cfg.NanoCPUs, PidsLimit: cfg.PidsLimit},
 	}
 }
 
 // Start starts a created or exited container; starting a running one does
-// nothing. A command that cannot run fails with a *runtime.StartError (see
-// runtime.ExitCode), is recorded as the container's exit code, and removes
+// nothing. A command that cannot run fails with a *container.StartError (see
+// container.ExitCode), is recorded as the container's exit code, and removes
 // an AutoRemove container.
 func (e *Engine) Start(ctx context.Context, ref string) error {
 	if e.isClosed() {
@@ -227,7 +227,7 @@ func (e *Engine) Start(ctx context.Context, ref string) error {
 	rc, err := e.rt.Start(ctx, c.spec())
 	if err != nil {
 		lw.close()
-		code := runtime.ExitCode(err)
+		code := container.ExitCode(err)
 		// As Docker: the container stays created (or exited), with the
 		// code and the error recorded.
 		c.rec.State.ExitCode = code
@@ -284,7 +284,7 @@ func (e *Engine) Start(ctx context.Context, ref string) error {
 
 // monitor records the run's exit once the process is gone and its output
 // delivered, and removes an AutoRemove container.
-func (c *container) monitor(r *run, lw *logWriter, done chan struct{}) {
+func (c *managedContainer) monitor(r *run, lw *logWriter, done chan struct{}) {
 	exit, werr := r.rc.Wait()
 	r.pumps.Wait()
 	if r.rc.Pty != nil {
@@ -301,7 +301,7 @@ func (c *container) monitor(r *run, lw *logWriter, done chan struct{}) {
 	st.ExitCode, st.OOMKilled = exit.Code, exit.OOMKilled
 	st.FinishedAt = time.Now().UTC()
 	if werr != nil {
-		st.ExitCode, st.Error = runtime.ExitEngineError, werr.Error()
+		st.ExitCode, st.Error = container.ExitEngineError, werr.Error()
 	}
 	r.code = st.ExitCode
 	_ = c.persist() // the exit is known in memory; a full disk must not hang the engine
@@ -324,7 +324,7 @@ func (c *container) monitor(r *run, lw *logWriter, done chan struct{}) {
 //
 // The caller has set c.removing (under c.mu), which makes it the only one
 // to call remove for c.
-func (e *Engine) remove(c *container) {
+func (e *Engine) remove(c *managedContainer) {
 	e.mu.Lock()
 	if e.byID[c.rec.ID] == c {
 		delete(e.byID, c.rec.ID)
@@ -452,7 +452,7 @@ func (e *Engine) WaitChan(ctx context.Context, ref, condition string) (<-chan ap
 }
 
 // current returns the running run, or nil. Call with c.mu held.
-func (c *container) current() *run {
+func (c *managedContainer) current() *run {
 	if c.rc == nil {
 		return nil
 	}
@@ -520,7 +520,7 @@ func (e *Engine) Kill(ctx context.Context, ref, signal string) error {
 		return fmt.Errorf("%w: %s", ErrNotRunning, ref)
 	}
 	if err := r.rc.Signal(sig); err != nil {
-		if errors.Is(err, runtime.ErrNotRunning) {
+		if errors.Is(err, container.ErrNotRunning) {
 			return fmt.Errorf("%w: %s", ErrNotRunning, ref)
 		}
 		return err
@@ -583,7 +583,7 @@ func (e *Engine) attachNow(ref string, s Streams) (serve func(context.Context) e
 }
 
 // attach registers an attachment for the current or next run.
-func (c *container) attach(s Streams) (*attachment, *run) {
+func (c *managedContainer) attach(s Streams) (*attachment, *run) {
 	a := &attachment{stdout: s.Stdout, stderr: s.Stderr, failed: make(chan struct{})}
 	c.mu.Lock()
 	r := c.current()
@@ -597,14 +597,14 @@ func (c *container) attach(s Streams) (*attachment, *run) {
 	return a, r
 }
 
-func (c *container) detach(a *attachment) {
+func (c *managedContainer) detach(a *attachment) {
 	c.outMu.Lock()
 	delete(c.attached, a)
 	c.outMu.Unlock()
 }
 
 // follow serves an attachment for run r until its output is delivered.
-func (c *container) follow(ctx context.Context, a *attachment, r *run, s Streams) error {
+func (c *managedContainer) follow(ctx context.Context, a *attachment, r *run, s Streams) error {
 	select {
 	case <-r.started:
 	case <-a.failed:

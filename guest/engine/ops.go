@@ -16,7 +16,7 @@ import (
 	units "github.com/docker/go-units"
 
 	"github.com/vmbox/vmbox/guest/api"
-	"github.com/vmbox/vmbox/guest/runtime"
+	"github.com/vmbox/vmbox/guest/container"
 )
 
 // RunResult is the outcome of Run.
@@ -35,7 +35,7 @@ type RunResult struct {
 func (e *Engine) Run(ctx context.Context, args api.RunArgs, s Streams, progress func(api.PullProgress)) (RunResult, error) {
 	reply, err := e.Create(ctx, args.Config, progress)
 	if err != nil {
-		return RunResult{ExitCode: runtime.ExitEngineError}, err
+		return RunResult{ExitCode: container.ExitEngineError}, err
 	}
 	res := RunResult{ID: reply.ID}
 	// A client that goes away before the start leaves no created-but-never-
@@ -44,7 +44,7 @@ func (e *Engine) Run(ctx context.Context, args api.RunArgs, s Streams, progress 
 		if ctx.Err() != nil {
 			e.Remove(context.WithoutCancel(ctx), reply.ID, true)
 		}
-		res.ExitCode = runtime.ExitCode(err)
+		res.ExitCode = container.ExitCode(err)
 		return res, err
 	}
 	if ctx.Err() != nil {
@@ -58,7 +58,7 @@ func (e *Engine) Run(ctx context.Context, args api.RunArgs, s Streams, progress 
 	}
 	c, err := e.lookup(reply.ID)
 	if err != nil {
-		return RunResult{ExitCode: runtime.ExitEngineError}, err
+		return RunResult{ExitCode: container.ExitEngineError}, err
 	}
 	a, r := c.attach(s)
 	defer c.detach(a)
@@ -66,7 +66,7 @@ func (e *Engine) Run(ctx context.Context, args api.RunArgs, s Streams, progress 
 		return abandon(err)
 	}
 	if err := c.follow(ctx, a, r, s); err != nil {
-		res.ExitCode = runtime.ExitEngineError
+		res.ExitCode = container.ExitEngineError
 		return res, err
 	}
 	select {
@@ -90,17 +90,17 @@ func (e *Engine) Run(ctx context.Context, args api.RunArgs, s Streams, progress 
 // with the error, as Docker reports them.
 func (e *Engine) Exec(ctx context.Context, args api.ExecArgs, s Streams) (int, error) {
 	if len(args.Cmd) == 0 {
-		return runtime.ExitEngineError, fmt.Errorf("%w: no command specified", ErrInvalid)
+		return container.ExitEngineError, fmt.Errorf("%w: no command specified", ErrInvalid)
 	}
 	c, err := e.lookup(args.Container)
 	if err != nil {
-		return runtime.ExitEngineError, err
+		return container.ExitEngineError, err
 	}
 	c.mu.Lock()
 	rc := c.rc
-	spec := &runtime.ExecSpec{
+	spec := &container.ExecSpec{
 		Args:        args.Cmd,
-		Env:         runtime.MergeEnv(c.rec.Env, args.Env),
+		Env:         container.MergeEnv(c.rec.Env, args.Env),
 		User:        c.rec.User,
 		WorkingDir:  c.rec.WorkingDir,
 		Tty:         args.Tty,
@@ -110,7 +110,7 @@ func (e *Engine) Exec(ctx context.Context, args api.ExecArgs, s Streams) (int, e
 	}
 	c.mu.Unlock()
 	if rc == nil {
-		return runtime.ExitEngineError, fmt.Errorf("%w: %s", ErrNotRunning, args.Container)
+		return container.ExitEngineError, fmt.Errorf("%w: %s", ErrNotRunning, args.Container)
 	}
 	if args.User != "" {
 		spec.User = args.User
@@ -120,10 +120,10 @@ func (e *Engine) Exec(ctx context.Context, args api.ExecArgs, s Streams) (int, e
 	}
 	p, err := rc.Exec(ctx, spec)
 	if err != nil {
-		if errors.Is(err, runtime.ErrNotRunning) {
-			return runtime.ExitEngineError, fmt.Errorf("%w: %s", ErrNotRunning, args.Container)
+		if errors.Is(err, container.ErrNotRunning) {
+			return container.ExitEngineError, fmt.Errorf("%w: %s", ErrNotRunning, args.Container)
 		}
-		return runtime.ExitCode(err), err
+		return container.ExitCode(err), err
 	}
 	var wg sync.WaitGroup
 	copyOut := func(w io.Writer, r io.ReadCloser) {
@@ -179,7 +179,7 @@ func (e *Engine) Exec(ctx context.Context, args api.ExecArgs, s Streams) (int, e
 	exit, err := p.Wait()
 	wg.Wait()
 	if err != nil {
-		return runtime.ExitEngineError, err
+		return container.ExitEngineError, err
 	}
 	return exit.Code, nil
 }
@@ -187,7 +187,7 @@ func (e *Engine) Exec(ctx context.Context, args api.ExecArgs, s Streams) (int, e
 // List returns the containers, newest first; only running ones unless all.
 func (e *Engine) List(all bool) []api.ContainerSummary {
 	e.mu.Lock()
-	cs := make([]*container, 0, len(e.byID))
+	cs := make([]*managedContainer, 0, len(e.byID))
 	for _, c := range e.byID {
 		cs = append(cs, c)
 	}
@@ -340,7 +340,7 @@ func (e *Engine) Logs(ctx context.Context, args api.LogsArgs, stdout, stderr io.
 	}
 }
 
-func (c *container) unfollow(f *follower) {
+func (c *managedContainer) unfollow(f *follower) {
 	c.outMu.Lock()
 	delete(c.followers, f)
 	c.outMu.Unlock()

@@ -162,7 +162,7 @@ func (f *follower) next() (entries []logEntry, ok bool) {
 
 // pump copies one output stream of a run to the log, the attached clients
 // and the log followers, until the stream ends.
-func (c *container) pump(r io.Reader, stream int, lw *logWriter, tty bool) {
+func (c *managedContainer) pump(r io.Reader, stream int, lw *logWriter, tty bool) {
 	buf := make([]byte, 32<<10)
 	for {
 		n, err := r.Read(buf)
@@ -181,7 +181,7 @@ func (c *container) pump(r io.Reader, stream int, lw *logWriter, tty bool) {
 	c.outMu.Unlock()
 }
 
-func (c *container) deliver(stream int, p []byte, lw *logWriter, tty bool) {
+func (c *managedContainer) deliver(stream int, p []byte, lw *logWriter, tty bool) {
 	c.outMu.Lock()
 	defer c.outMu.Unlock()
 	entries := lw.add(stream, p, time.Now().UTC())

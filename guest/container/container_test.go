@@ -1,4 +1,4 @@
-package runtime_test
+package container_test
 
 import (
 	"bytes"
@@ -17,28 +17,28 @@ import (
 	"testing"
 	"time"
 
-	"github.com/vmbox/vmbox/guest/runtime"
-	"github.com/vmbox/vmbox/guest/runtime/runtimetest"
+	"github.com/vmbox/vmbox/guest/container"
+	"github.com/vmbox/vmbox/guest/container/containertest"
 )
 
 func TestMain(m *testing.M) {
-	if runtime.IsInit() {
-		runtime.Init()
+	if container.IsInit() {
+		container.Init()
 	}
 	code := m.Run()
-	runtimetest.CleanupLayers()
+	containertest.CleanupLayers()
 	os.Exit(code)
 }
 
 // newRuntime returns a runtime whose container cgroups live under a cgroup
 // parent of the test's own, removed at the end.
-func newRuntime(t testing.TB, opts runtime.Options) *runtime.Runtime {
+func newRuntime(t testing.TB, opts container.Options) *container.Runtime {
 	t.Helper()
-	runtimetest.Requirements(t)
+	containertest.Requirements(t)
 	if opts.CgroupParent == "" {
 		opts.CgroupParent = "vmbox-test-" + randID()[:8]
 	}
-	r, err := runtime.New(opts)
+	r, err := container.New(opts)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -86,7 +86,7 @@ func closedWithin(done <-chan struct{}) bool {
 // waitExit waits for p to exit. One still running after patience is
 // killed, and the test fails with the process's signal state (a signal
 // that was never delivered shows neither pending nor acted upon).
-func waitExit(t testing.TB, p *runtime.Process, what string) (runtime.Exit, error) {
+func waitExit(t testing.TB, p *container.Process, what string) (container.Exit, error) {
 	t.Helper()
 	go p.Wait()
 	if !closedWithin(p.Done()) {
@@ -181,17 +181,17 @@ func readAll(t testing.TB, r io.ReadCloser, what string) string {
 
 // result is what a finished container produced.
 type result struct {
-	exit           runtime.Exit
+	exit           container.Exit
 	stdout, stderr string
 }
 
 // spec returns a spec for a container on the busybox layer.
-func spec(t testing.TB, args ...string) *runtime.Spec {
+func spec(t testing.TB, args ...string) *container.Spec {
 	id := randID()
-	return &runtime.Spec{
+	return &container.Spec{
 		ID:       id,
 		Dir:      filepath.Join(t.TempDir(), id),
-		Layers:   []string{runtimetest.BusyboxLayer(t)},
+		Layers:   []string{containertest.BusyboxLayer(t)},
 		Args:     args,
 		Hostname: id[:12],
 		Env:      []string{"PATH=/bin"},
@@ -200,7 +200,7 @@ func spec(t testing.TB, args ...string) *runtime.Spec {
 
 // run starts s with stdin as the container's stdin (when non-nil) and
 // waits for it.
-func run(t testing.TB, r *runtime.Runtime, s *runtime.Spec, stdin io.Reader) (result, error) {
+func run(t testing.TB, r *container.Runtime, s *container.Spec, stdin io.Reader) (result, error) {
 	t.Helper()
 	s.OpenStdin = stdin != nil
 	c, err := r.Start(context.Background(), s)
@@ -244,7 +244,7 @@ func closeAll(cs ...io.Closer) {
 	}
 }
 
-func mustRun(t testing.TB, r *runtime.Runtime, s *runtime.Spec) result {
+func mustRun(t testing.TB, r *container.Runtime, s *container.Spec) result {
 	t.Helper()
 	res, err := run(t, r, s, nil)
 	if err != nil {
@@ -254,7 +254,7 @@ func mustRun(t testing.TB, r *runtime.Runtime, s *runtime.Spec) result {
 }
 
 func TestRunEcho(t *testing.T) {
-	r := newRuntime(t, runtime.Options{})
+	r := newRuntime(t, container.Options{})
 	res := mustRun(t, r, spec(t, "sh", "-c", "echo out; echo err >&2; exit 3"))
 	if res.exit.Code != 3 || res.stdout != "out\n" || res.stderr != "err\n" {
 		t.Fatalf("got %+v", res)
@@ -265,7 +265,7 @@ func TestRunEcho(t *testing.T) {
 }
 
 func TestExitCodes(t *testing.T) {
-	r := newRuntime(t, runtime.Options{})
+	r := newRuntime(t, container.Options{})
 	for _, tc := range []struct {
 		args []string
 		code int
@@ -282,7 +282,7 @@ func TestExitCodes(t *testing.T) {
 }
 
 func TestCommandNotRunnable(t *testing.T) {
-	r := newRuntime(t, runtime.Options{})
+	r := newRuntime(t, container.Options{})
 	for _, tc := range []struct {
 		args []string
 		code int
@@ -297,14 +297,14 @@ func TestCommandNotRunnable(t *testing.T) {
 			t.Errorf("%q: started", tc.args)
 			continue
 		}
-		if got := runtime.ExitCode(err); got != tc.code {
+		if got := container.ExitCode(err); got != tc.code {
 			t.Errorf("%q: code %d (%v), want %d", tc.args, got, err, tc.code)
 		}
 	}
 }
 
 func TestStdinReachesProcess(t *testing.T) {
-	r := newRuntime(t, runtime.Options{})
+	r := newRuntime(t, container.Options{})
 	res, err := run(t, r, spec(t, "sh", "-c", "tr a-z A-Z; echo done >&2"), strings.NewReader("hello\nworld\n"))
 	if err != nil {
 		t.Fatal(err)
@@ -315,7 +315,7 @@ func TestStdinReachesProcess(t *testing.T) {
 }
 
 func TestHostnameAndPID1(t *testing.T) {
-	r := newRuntime(t, runtime.Options{})
+	r := newRuntime(t, container.Options{})
 	s := spec(t, "sh", "-c", "hostname; echo $$; cat /proc/1/cmdline | tr '\\0' ' '; echo; set -- /proc/[0-9]*; echo $#")
 	s.Hostname = "box-name"
 	res := mustRun(t, r, s)
@@ -326,7 +326,7 @@ func TestHostnameAndPID1(t *testing.T) {
 }
 
 func TestMemoryLimitOOM(t *testing.T) {
-	r := newRuntime(t, runtime.Options{})
+	r := newRuntime(t, container.Options{})
 	s := spec(t, "tail", "/dev/zero") // buffers an endless line
 	s.Resources.Memory = 32 << 20
 	res := mustRun(t, r, s)
@@ -336,7 +336,7 @@ func TestMemoryLimitOOM(t *testing.T) {
 }
 
 func TestPidsLimit(t *testing.T) {
-	r := newRuntime(t, runtime.Options{})
+	r := newRuntime(t, container.Options{})
 	// An inner shell forks sleepers until fork fails (busybox sh then
 	// exits); the outer one counts the processes with a glob (no fork
 	// needed) and exits, and PID 1's exit kills the rest.
@@ -353,7 +353,7 @@ func TestPidsLimit(t *testing.T) {
 }
 
 func TestNetworkModes(t *testing.T) {
-	r := newRuntime(t, runtime.Options{})
+	r := newRuntime(t, container.Options{})
 	s := spec(t, "sh", "-c", "tail -n +3 /proc/net/dev | cut -d: -f1 | tr -d ' '; cat /sys/class/net/lo/operstate /sys/class/net/lo/flags")
 	res := mustRun(t, r, s)
 	lines := strings.Fields(res.stdout)
@@ -365,7 +365,7 @@ func TestNetworkModes(t *testing.T) {
 		t.Fatal(err)
 	}
 	s = spec(t, "cat", "/proc/net/dev")
-	s.NetworkMode = runtime.NetworkHost
+	s.NetworkMode = container.NetworkHost
 	res = mustRun(t, r, s)
 	if ifNames(res.stdout) != ifNames(string(host)) {
 		t.Fatalf("network host: %q, host has %q", ifNames(res.stdout), ifNames(string(host)))
@@ -383,7 +383,7 @@ func ifNames(procNetDev string) string {
 }
 
 func TestReadOnlyRootfs(t *testing.T) {
-	r := newRuntime(t, runtime.Options{})
+	r := newRuntime(t, container.Options{})
 	s := spec(t, "sh", "-c", "touch /x && echo wrote; touch /dev/shm/y && echo shm")
 	s.ReadOnly = true
 	res := mustRun(t, r, s)
@@ -397,8 +397,8 @@ func TestReadOnlyRootfs(t *testing.T) {
 }
 
 func TestCapabilitiesAndPrivileges(t *testing.T) {
-	r := newRuntime(t, runtime.Options{})
-	status := func(s *runtime.Spec) map[string]string {
+	r := newRuntime(t, container.Options{})
+	status := func(s *container.Spec) map[string]string {
 		t.Helper()
 		res := mustRun(t, r, s)
 		m := map[string]string{}
@@ -440,7 +440,7 @@ func TestCapabilitiesAndPrivileges(t *testing.T) {
 }
 
 func TestMaskedPaths(t *testing.T) {
-	r := newRuntime(t, runtime.Options{})
+	r := newRuntime(t, container.Options{})
 	// Masked files read empty; test those this kernel has.
 	var files []string
 	for _, p := range []string{"/proc/kcore", "/proc/keys", "/proc/timer_list", "/proc/sched_debug", "/proc/latency_stats", "/proc/interrupts"} {
@@ -472,14 +472,14 @@ func TestMaskedPaths(t *testing.T) {
 }
 
 func TestUserWorkdirEnv(t *testing.T) {
-	r := newRuntime(t, runtime.Options{})
+	r := newRuntime(t, container.Options{})
 	s := spec(t, "sh", "-c", "id -u; id -g; id -G; echo $HOME; pwd; echo $FOO $HOSTNAME; echo $PATH")
 	s.User = "app"
 	s.WorkingDir = "/work/dir"
 	s.Env = []string{"FOO=bar"}
 	s.Hostname = "h1"
 	res := mustRun(t, r, s)
-	want := "1000\n1000\n1000 1001\n/home/app\n/work/dir\nbar h1\n" + runtime.DefaultPath + "\n"
+	want := "1000\n1000\n1000 1001\n/home/app\n/work/dir\nbar h1\n" + container.DefaultPath + "\n"
 	if res.stdout != want {
 		t.Fatalf("got %q, want %q (stderr %q)", res.stdout, want, res.stderr)
 	}
@@ -503,7 +503,7 @@ func TestUserWorkdirEnv(t *testing.T) {
 }
 
 func TestSignals(t *testing.T) {
-	r := newRuntime(t, runtime.Options{})
+	r := newRuntime(t, container.Options{})
 	// PID 1 reacts only to signals it handles: this one exits 143 on TERM.
 	s := spec(t, "sh", "-c", "trap 'echo got-term; exit 143' TERM; echo ready; while :; do sleep 0.05; done")
 	c, err := r.Start(context.Background(), s)
@@ -524,7 +524,7 @@ func TestSignals(t *testing.T) {
 	if err != nil || exit.Code != 143 || rest != "got-term\n" {
 		t.Fatalf("exit %+v %v, output %q", exit, err, rest)
 	}
-	if err := c.Signal(syscall.SIGTERM); !errors.Is(err, runtime.ErrNotRunning) {
+	if err := c.Signal(syscall.SIGTERM); !errors.Is(err, container.ErrNotRunning) {
 		t.Errorf("signal after exit: %v", err)
 	}
 	// SIGKILL always works: 128+9.
@@ -543,7 +543,7 @@ func TestSignals(t *testing.T) {
 }
 
 func TestExec(t *testing.T) {
-	r := newRuntime(t, runtime.Options{})
+	r := newRuntime(t, container.Options{})
 	s := spec(t, "sleep", "1000")
 	s.Hostname = "exec-box"
 	s.Resources.PidsLimit = 50
@@ -554,7 +554,7 @@ func TestExec(t *testing.T) {
 	defer os.RemoveAll(s.Dir)
 	defer func() { c.Signal(syscall.SIGKILL); waitExit(t, c.Process, "container after SIGKILL") }()
 
-	execOut := func(es *runtime.ExecSpec, stdin string) (string, string, runtime.Exit) {
+	execOut := func(es *container.ExecSpec, stdin string) (string, string, container.Exit) {
 		t.Helper()
 		es.OpenStdin = stdin != ""
 		p, err := c.Exec(context.Background(), es)
@@ -580,7 +580,7 @@ func TestExec(t *testing.T) {
 		}
 		return out, string(errb), exit
 	}
-	out, _, exit := execOut(&runtime.ExecSpec{Args: []string{"sh", "-c", "hostname; cat /proc/1/cmdline | tr '\\0' ' '; echo; echo $$; grep -E 'CapBnd|NoNewPrivs' /proc/self/status | tr -s '\\t' ' '; tail -n +3 /proc/net/dev | cut -d: -f1 | tr -d ' '; exit 5"}}, "")
+	out, _, exit := execOut(&container.ExecSpec{Args: []string{"sh", "-c", "hostname; cat /proc/1/cmdline | tr '\\0' ' '; echo; echo $$; grep -E 'CapBnd|NoNewPrivs' /proc/self/status | tr -s '\\t' ' '; tail -n +3 /proc/net/dev | cut -d: -f1 | tr -d ' '; exit 5"}}, "")
 	want := "exec-box\nsleep 1000 \n"
 	if !strings.HasPrefix(out, want) || exit.Code != 5 {
 		t.Fatalf("exec output %q exit %d, want prefix %q and 5", out, exit.Code, want)
@@ -593,30 +593,30 @@ func TestExec(t *testing.T) {
 	}
 	// Same cgroup: the exec'd process is counted by the container's pids
 	// controller (seen from the host).
-	out, _, _ = execOut(&runtime.ExecSpec{Args: []string{"cat"}, Env: []string{"A=1"}}, "piped\n")
+	out, _, _ = execOut(&container.ExecSpec{Args: []string{"cat"}, Env: []string{"A=1"}}, "piped\n")
 	if out != "piped\n" {
 		t.Errorf("exec stdin: %q", out)
 	}
-	out, _, _ = execOut(&runtime.ExecSpec{Args: []string{"sh", "-c", "id -u; pwd; echo $HOME $A"}, User: "app", WorkingDir: "/made/here", Env: []string{"A=2"}}, "")
+	out, _, _ = execOut(&container.ExecSpec{Args: []string{"sh", "-c", "id -u; pwd; echo $HOME $A"}, User: "app", WorkingDir: "/made/here", Env: []string{"A=2"}}, "")
 	if out != "1000\n/made/here\n/home/app 2\n" {
 		t.Errorf("exec user/workdir/env: %q", out)
 	}
-	_, _, exit = execOut(&runtime.ExecSpec{Args: []string{"sh", "-c", "kill -TERM $$"}}, "")
+	_, _, exit = execOut(&container.ExecSpec{Args: []string{"sh", "-c", "kill -TERM $$"}}, "")
 	if exit.Code != 143 {
 		t.Errorf("exec killed by TERM: %d, want 143", exit.Code)
 	}
-	if _, err := c.Exec(context.Background(), &runtime.ExecSpec{Args: []string{"nope"}}); runtime.ExitCode(err) != 127 {
+	if _, err := c.Exec(context.Background(), &container.ExecSpec{Args: []string{"nope"}}); container.ExitCode(err) != 127 {
 		t.Errorf("exec of a missing command: %v", err)
 	}
 	c.Signal(syscall.SIGKILL)
 	waitExit(t, c.Process, "container after SIGKILL")
-	if _, err := c.Exec(context.Background(), &runtime.ExecSpec{Args: []string{"true"}}); !errors.Is(err, runtime.ErrNotRunning) {
+	if _, err := c.Exec(context.Background(), &container.ExecSpec{Args: []string{"true"}}); !errors.Is(err, container.ErrNotRunning) {
 		t.Errorf("exec after exit: %v", err)
 	}
 }
 
 func TestTty(t *testing.T) {
-	r := newRuntime(t, runtime.Options{})
+	r := newRuntime(t, container.Options{})
 	s := spec(t, "sh", "-c", "tty; stty size; echo $TERM; ls -l /dev/console | cut -c1")
 	s.Tty = true
 	s.ConsoleSize = [2]uint{33, 101}
@@ -636,7 +636,7 @@ func TestTty(t *testing.T) {
 	if err := c.Resize(40, 120); err != nil {
 		t.Fatal(err)
 	}
-	p, err := c.Exec(context.Background(), &runtime.ExecSpec{Args: []string{"tty"}, Tty: true})
+	p, err := c.Exec(context.Background(), &container.ExecSpec{Args: []string{"tty"}, Tty: true})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,4 +1,4 @@
-package runtime_test
+package container_test
 
 import (
 	"context"
@@ -7,18 +7,18 @@ import (
 	"testing"
 	"time"
 
-	"github.com/vmbox/vmbox/guest/runtime"
-	"github.com/vmbox/vmbox/guest/runtime/runtimetest"
+	"github.com/vmbox/vmbox/guest/container"
+	"github.com/vmbox/vmbox/guest/container/containertest"
 )
 
 // runTrue creates, starts, waits for and removes one container running
 // `true`, and returns the CPU time it cost: this process's own plus its
 // reaped children's (the container's init, which includes the warm
 // helper's Go start-up).
-func runTrue(b *testing.B, r *runtime.Runtime, layer, dir string) time.Duration {
-	cpu0 := runtimetest.ProcessCPU() + runtimetest.ChildrenCPU()
+func runTrue(b *testing.B, r *container.Runtime, layer, dir string) time.Duration {
+	cpu0 := containertest.ProcessCPU() + containertest.ChildrenCPU()
 	id := randID()
-	c, err := r.Start(context.Background(), &runtime.Spec{
+	c, err := r.Start(context.Background(), &container.Spec{
 		ID: id, Dir: filepath.Join(dir, id), Layers: []string{layer},
 		Args: []string{"true"}, Hostname: id[:12],
 	})
@@ -34,24 +34,24 @@ func runTrue(b *testing.B, r *runtime.Runtime, layer, dir string) time.Duration 
 	if err := os.RemoveAll(filepath.Join(dir, id)); err != nil {
 		b.Fatal(err)
 	}
-	return runtimetest.ProcessCPU() + runtimetest.ChildrenCPU() - cpu0
+	return containertest.ProcessCPU() + containertest.ChildrenCPU() - cpu0
 }
 
 // BenchmarkRunTrue measures create+start+exit+remove of `true` in the
 // busybox root file system through the runtime (warm helper).
 func BenchmarkRunTrue(b *testing.B) {
-	benchRunTrue(b, runtime.Options{})
+	benchRunTrue(b, container.Options{})
 }
 
 // BenchmarkRunTrueCold is the same without the warm helper: every start
 // pays the re-exec's Go start-up on the critical path.
 func BenchmarkRunTrueCold(b *testing.B) {
-	benchRunTrue(b, runtime.Options{Cold: true})
+	benchRunTrue(b, container.Options{Cold: true})
 }
 
-func benchRunTrue(b *testing.B, opts runtime.Options) {
+func benchRunTrue(b *testing.B, opts container.Options) {
 	r := newRuntime(b, opts)
-	layer := runtimetest.BusyboxLayer(b)
+	layer := containertest.BusyboxLayer(b)
 	dir := b.TempDir()
 	runTrue(b, r, layer, dir) // warm up
 	var cpu time.Duration
@@ -69,9 +69,9 @@ func BenchmarkCrunRunTrue(b *testing.B) { benchOCI(b, "crun") }
 func BenchmarkRuncRunTrue(b *testing.B) { benchOCI(b, "runc") }
 
 func benchOCI(b *testing.B, tool string) {
-	runtimetest.NeedTool(b, tool)
-	bundle := runtimetest.OCIBundle(b, runtimetest.BusyboxLayer(b), "true")
-	o := runtimetest.NewOCIRunner(b)
+	containertest.NeedTool(b, tool)
+	bundle := containertest.OCIBundle(b, containertest.BusyboxLayer(b), "true")
+	o := containertest.NewOCIRunner(b)
 	o.Run(b, tool, bundle)
 	var cpu time.Duration
 	b.ResetTimer()
@@ -86,9 +86,9 @@ func benchOCI(b *testing.B, tool string) {
 // vmbox's ratios, so that one run on a noisy machine compares like with
 // like.
 func BenchmarkCompare(b *testing.B) {
-	runtimetest.NeedTool(b, "crun")
-	r := newRuntime(b, runtime.Options{})
-	layer := runtimetest.BusyboxLayer(b)
+	containertest.NeedTool(b, "crun")
+	r := newRuntime(b, container.Options{})
+	layer := containertest.BusyboxLayer(b)
 	dir := b.TempDir()
 	compare(b, layer, func() time.Duration { return runTrue(b, r, layer, dir) }, r.Settle)
 }
@@ -97,8 +97,8 @@ func BenchmarkCompare(b *testing.B) {
 // settle waits for our background work (the next warm helper), outside the
 // timings, so that it does not slow the others' turns down.
 func compare(b *testing.B, layer string, ours func() (cpu time.Duration), settle func()) {
-	bundle := runtimetest.OCIBundle(b, layer, "true")
-	o := runtimetest.NewOCIRunner(b)
+	bundle := containertest.OCIBundle(b, layer, "true")
+	o := containertest.NewOCIRunner(b)
 	ours()
 	o.Run(b, "crun", bundle)
 	o.Run(b, "runc", bundle)
@@ -116,23 +116,23 @@ func compare(b *testing.B, layer string, ours func() (cpu time.Duration), settle
 	}
 	b.StopTimer()
 	ms := func(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
-	mo, mc, mr := runtimetest.Median(wall), runtimetest.Median(crun), runtimetest.Median(runc)
+	mo, mc, mr := containertest.Median(wall), containertest.Median(crun), containertest.Median(runc)
 	b.ReportMetric(ms(mo), "vmbox-ms")
 	b.ReportMetric(ms(mc), "crun-ms")
 	b.ReportMetric(ms(mr), "runc-ms")
 	b.ReportMetric(ms(mo)/ms(mc), "vmbox/crun")
 	b.ReportMetric(ms(mo)/ms(mr), "vmbox/runc")
-	b.ReportMetric(ms(runtimetest.Median(cpu)), "vmbox-cpu-ms")
-	b.ReportMetric(ms(runtimetest.Median(crunCPU)), "crun-cpu-ms")
-	b.ReportMetric(ms(runtimetest.Median(runcCPU)), "runc-cpu-ms")
+	b.ReportMetric(ms(containertest.Median(cpu)), "vmbox-cpu-ms")
+	b.ReportMetric(ms(containertest.Median(crunCPU)), "crun-cpu-ms")
+	b.ReportMetric(ms(containertest.Median(runcCPU)), "runc-cpu-ms")
 }
 
 // BenchmarkCompareCold is BenchmarkCompare without the warm helper, to
 // show what the warm helper buys.
 func BenchmarkCompareCold(b *testing.B) {
-	runtimetest.NeedTool(b, "crun")
-	r := newRuntime(b, runtime.Options{Cold: true})
-	layer := runtimetest.BusyboxLayer(b)
+	containertest.NeedTool(b, "crun")
+	r := newRuntime(b, container.Options{Cold: true})
+	layer := containertest.BusyboxLayer(b)
 	dir := b.TempDir()
 	compare(b, layer, func() time.Duration { return runTrue(b, r, layer, dir) }, r.Settle)
 }

@@ -6,7 +6,7 @@ import (
 	"fmt"
 	"io"
 	"os"
-	goruntime "runtime"
+	"runtime"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -39,7 +39,7 @@ func IsInit() bool {
 func Init() {
 	// The credential changes before execve are per thread: exec must happen
 	// from the thread that made them.
-	goruntime.LockOSThread()
+	runtime.LockOSThread()
 	os.Exit(initMain())
 }
 
@@ -210,7 +210,7 @@ func runInit(sock int, cfg *Config, stdio []int) (int, error) {
 // The package takes over a helper re-exec as soon as its own dependencies
 // are initialised, so the re-exec does not pay for initialising the rest of
 // the program. Calling IsInit/Init from main stays required (see the
-// documentation of package runtime).
+// documentation of package container).
 func init() {
 	if IsInit() {
 		Init()

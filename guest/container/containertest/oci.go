@@ -1,4 +1,4 @@
-package runtimetest
+package containertest
 
 import (
 	"encoding/json"
@@ -6,7 +6,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	goruntime "runtime"
+	"runtime"
 	"sort"
 	"syscall"
 	"testing"
@@ -79,7 +79,7 @@ func NewOCIRunner(tb testing.TB) *OCIRunner {
 	o := &OCIRunner{reqs: make(chan ociReq)}
 	ready := make(chan error)
 	go func() {
-		goruntime.LockOSThread() // never unlocked: the thread's mount namespace is private
+		runtime.LockOSThread() // never unlocked: the thread's mount namespace is private
 		if err := unix.Unshare(unix.CLONE_FS | unix.CLONE_NEWNS); err != nil {
 			ready <- err
 			return

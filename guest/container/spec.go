@@ -1,4 +1,4 @@
-package runtime
+package container
 
 import (
 	"errors"
@@ -6,7 +6,7 @@ import (
 	"strings"
 	"syscall"
 
-	"github.com/vmbox/vmbox/guest/runtime/internal/nsinit"
+	"github.com/vmbox/vmbox/guest/container/internal/nsinit"
 )
 
 // DefaultPath is the PATH a container gets when neither its image nor its

@@ -1,4 +1,4 @@
-package runtime_test
+package container_test
 
 import (
 	"context"
@@ -9,7 +9,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
-	"github.com/vmbox/vmbox/guest/runtime"
+	"github.com/vmbox/vmbox/guest/container"
 )
 
 // TestCgroupV2Placement runs the cgroup v2 code path on a hybrid host's
@@ -22,7 +22,7 @@ func TestCgroupV2Placement(t *testing.T) {
 	if err := unix.Statfs("/sys/fs/cgroup/unified", &st); err != nil || st.Type != unix.CGROUP2_SUPER_MAGIC {
 		t.Skip("no cgroup v2 hierarchy at /sys/fs/cgroup/unified (a unified host runs v2 in every test)")
 	}
-	r := newRuntime(t, runtime.Options{CgroupMode: "v2", CgroupRoot: "/sys/fs/cgroup/unified"})
+	r := newRuntime(t, container.Options{CgroupMode: "v2", CgroupRoot: "/sys/fs/cgroup/unified"})
 	s := spec(t, "sh", "-c", "grep '^0::' /proc/self/cgroup; mknod /tmp/sda b 8 0 && head -c1 /tmp/sda; sleep 1000")
 	c, err := r.Start(context.Background(), s)
 	if err != nil {
@@ -34,7 +34,7 @@ func TestCgroupV2Placement(t *testing.T) {
 	if !strings.HasSuffix(line, want) {
 		t.Errorf("init's cgroup %q, want suffix %q", line, want)
 	}
-	p, err := c.Exec(context.Background(), &runtime.ExecSpec{Args: []string{"sh", "-c", "grep '^0::' /proc/self/cgroup"}})
+	p, err := c.Exec(context.Background(), &container.ExecSpec{Args: []string{"sh", "-c", "grep '^0::' /proc/self/cgroup"}})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,4 +1,4 @@
-package runtime
+package container
 
 import (
 	"context"
@@ -10,14 +10,14 @@ import (
 	"io"
 	"os"
 	"path/filepath"
-	goruntime "runtime"
+	"runtime"
 	"sync"
 	"syscall"
 	"time"
 
 	"golang.org/x/sys/unix"
 
-	"github.com/vmbox/vmbox/guest/runtime/internal/nsinit"
+	"github.com/vmbox/vmbox/guest/container/internal/nsinit"
 )
 
 // Options configure a Runtime.
@@ -137,8 +137,8 @@ func (h *helper) discard() {
 // container at a random later moment.
 func (r *Runtime) spawnLoop() {
 	defer r.spawnWG.Done()
-	goruntime.LockOSThread()
-	defer goruntime.UnlockOSThread() // the thread is clean: give it back
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread() // the thread is clean: give it back
 	for req := range r.spawnCh {
 		h, err := r.doSpawn(req.hostNet)
 		req.reply <- spawnResult{h, err}
@@ -161,7 +161,7 @@ var errThreadStuck = errors.New("the spawning thread could not leave a container
 // runtimeGoexitLocked ends the calling goroutine while its thread is still
 // locked, which makes Go end the thread too.
 func runtimeGoexitLocked() {
-	goruntime.LockOSThread() // a second lock: the deferred unlock leaves one
+	runtime.LockOSThread() // a second lock: the deferred unlock leaves one
 }
 
 func (r *Runtime) spawn(hostNet bool) (*helper, error) {

@@ -1,17 +1,17 @@
-package runtime
+package container
 
 import (
 	"context"
 	"errors"
 	"fmt"
 	"os"
-	goruntime "runtime"
+	"runtime"
 	"strconv"
 	"syscall"
 
 	"golang.org/x/sys/unix"
 
-	"github.com/vmbox/vmbox/guest/runtime/internal/nsinit"
+	"github.com/vmbox/vmbox/guest/container/internal/nsinit"
 )
 
 // Exec starts a further process in the running container: in its mount,
@@ -182,16 +182,16 @@ func openExecTty(size [2]uint) (master, slave *os.File, err error) {
 func onThrowawayThread(fn func()) {
 	done := make(chan struct{})
 	go func() {
-		goruntime.LockOSThread()
+		runtime.LockOSThread()
 		if unix.Gettid() == unix.Getpid() {
 			go func() {
-				goruntime.LockOSThread() // not the main thread: that one is taken
+				runtime.LockOSThread() // not the main thread: that one is taken
 				// Deliberately no UnlockOSThread: the thread must die.
 				fn()
 				close(done)
 			}()
 			<-done
-			goruntime.UnlockOSThread() // the main thread is untouched
+			runtime.UnlockOSThread() // the main thread is untouched
 			return
 		}
 		// Deliberately no UnlockOSThread: the thread must die.

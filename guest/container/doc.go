@@ -1,4 +1,4 @@
-// Package runtime owns the lowest layer of the vmbox container engine: one
+// Package container owns the lowest layer of the vmbox container engine: one
 // container process started in fresh mount, pid, uts, ipc (and usually net)
 // namespaces on an overlayfs root built from read-only image layers, confined
 // by a cgroup (v2 in the VM, v1 on hybrid hosts), with Docker's default
@@ -14,8 +14,8 @@
 // init take over before doing anything else, first thing in main:
 //
 //	func main() {
-//		if runtime.IsInit() {
-//			runtime.Init() // never returns
+//		if container.IsInit() {
+//			container.Init() // never returns
 //		}
 //		...
 //	}
@@ -41,4 +41,4 @@
 // Left out for now: seccomp filtering, AppArmor/SELinux, user namespaces,
 // the /sys/fs/cgroup mount inside containers, /etc/hosts and
 // /etc/resolv.conf management, and host devices for privileged containers.
-package runtime
+package container

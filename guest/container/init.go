@@ -1,6 +1,6 @@
-package runtime
+package container
 
-import "github.com/vmbox/vmbox/guest/runtime/internal/nsinit"
+import "github.com/vmbox/vmbox/guest/container/internal/nsinit"
 
 // IsInit reports whether this process is a helper init started by the
 // runtime (a re-exec of the program through /proc/self/exe with a hidden

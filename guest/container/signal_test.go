@@ -1,4 +1,4 @@
-package runtime_test
+package container_test
 
 import (
 	"context"
@@ -7,7 +7,7 @@ import (
 	"syscall"
 	"testing"
 
-	"github.com/vmbox/vmbox/guest/runtime"
+	"github.com/vmbox/vmbox/guest/container"
 )
 
 // TestSignalAfterReady sends SIGTERM to container after container the
@@ -19,7 +19,7 @@ import (
 // that goes missing fails the iteration after patience, with the process's
 // signal state, instead of hanging.
 func TestSignalAfterReady(t *testing.T) {
-	r := newRuntime(t, runtime.Options{})
+	r := newRuntime(t, container.Options{})
 	n := 50
 	if testing.Short() {
 		n = 10
@@ -41,7 +41,7 @@ func TestSignalAfterReady(t *testing.T) {
 	for i := range n {
 		s := spec(t, "sh", "-c", "trap 'echo got-term; exit 143' TERM; echo ready; while :; do sleep 0.05; done")
 		if i%2 == 1 {
-			s.NetworkMode = runtime.NetworkHost
+			s.NetworkMode = container.NetworkHost
 		}
 		c, err := r.Start(context.Background(), s)
 		if err != nil {
