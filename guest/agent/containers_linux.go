@@ -3,7 +3,6 @@ package agent
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"strings"
@@ -41,7 +40,7 @@ func (o *containerOps) Serve(ctx context.Context, s *Session) int {
 	case api.OpCreate:
 		var args api.CreateArgs
 		return o.answer(s, &args, func() (any, error) {
-			return o.eng.Create(ctx, args.Config, textProgress(s.Stderr, args.Config.Image))
+			return o.eng.Create(ctx, args.Config, engine.PullOptions{Progress: textProgress(s.Stderr, args.Config.Image)})
 		})
 	case api.OpStart:
 		var args api.ContainerArgs
@@ -153,19 +152,7 @@ func (o *containerOps) run(ctx context.Context, s *Session) int {
 	if err := s.Request.Decode(&args); err != nil {
 		return fail(s, err)
 	}
-	progress := textProgress(s.Stderr, args.Config.Image)
-	// The engine pulls a missing image itself, anonymously; with
-	// credentials or insecure registries the agent pulls first, so that
-	// they apply.
-	if (args.Auth != nil || len(args.InsecureRegistries) > 0) && args.Config.Pull != "never" {
-		if _, err := o.images.Get(args.Config.Image); errors.Is(err, image.ErrNotFound) || args.Config.Pull == "always" {
-			opts := image.PullOptions{Platform: args.Config.Platform, Auth: args.Auth, InsecureRegistries: args.InsecureRegistries}
-			if _, err := o.images.Pull(ctx, args.Config.Image, opts, progress); err != nil {
-				return fail(s, err)
-			}
-		}
-	}
-	res, err := o.eng.Run(ctx, args, o.streams(ctx, s), progress)
+	res, err := o.eng.Run(ctx, args, o.streams(ctx, s), textProgress(s.Stderr, args.Config.Image))
 	if err != nil {
 		fmt.Fprintln(s.Stderr, "vmbox: "+oneLine(err))
 		if res.ExitCode == 0 {
@@ -185,7 +172,8 @@ func (o *containerOps) pull(ctx context.Context, s *Session) int {
 		return fail(s, err)
 	}
 	enc := json.NewEncoder(s.Stdout)
-	if _, err := o.images.Pull(ctx, args.Ref, image.PullOptionsFromArgs(args), func(p api.PullProgress) { enc.Encode(p) }); err != nil {
+	pull := engine.PullOptions{Auth: args.Auth, InsecureRegistries: args.InsecureRegistries, Progress: func(p api.PullProgress) { enc.Encode(p) }}
+	if _, err := o.eng.Pull(ctx, args.Ref, args.Platform, pull); err != nil {
 		enc.Encode(api.PullProgress{Error: oneLine(err)})
 		return failCode(s, 1, err)
 	}

@@ -320,7 +320,7 @@ func TestNotRunnable(t *testing.T) {
 	if err != nil || ins.State.ExitCode != 127 || !strings.Contains(ins.State.Error, "not found") {
 		t.Errorf("inspect after a failed start: %+v %v", ins.State, err)
 	}
-	if _, err := e.Create(context.Background(), api.ContainerConfig{Image: "no-such-image", Pull: "never"}, nil); !errors.Is(err, image.ErrNotFound) {
+	if _, err := e.Create(context.Background(), api.ContainerConfig{Image: "no-such-image", Pull: "never"}, engine.PullOptions{}); !errors.Is(err, image.ErrNotFound) {
 		t.Errorf("missing image with pull never: %v", err)
 	}
 }
@@ -350,14 +350,14 @@ func TestLifecycle(t *testing.T) {
 	e := newEngine(t, t.TempDir())
 	ctx := context.Background()
 	cr, err := e.Create(ctx, api.ContainerConfig{Image: "busybox", Name: "life",
-		Cmd: []string{"sh", "-c", "trap 'echo term; exit 143' TERM; echo up; while :; do sleep 0.05; done"}}, nil)
+		Cmd: []string{"sh", "-c", "trap 'echo term; exit 143' TERM; echo up; while :; do sleep 0.05; done"}}, engine.PullOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
 	if len(cr.ID) != 64 {
 		t.Fatalf("id %q", cr.ID)
 	}
-	if _, err := e.Create(ctx, api.ContainerConfig{Image: "busybox", Name: "life"}, nil); !errors.Is(err, engine.ErrConflict) {
+	if _, err := e.Create(ctx, api.ContainerConfig{Image: "busybox", Name: "life"}, engine.PullOptions{}); !errors.Is(err, engine.ErrConflict) {
 		t.Errorf("duplicate name: %v", err)
 	}
 	ps := e.List(true)
@@ -436,7 +436,7 @@ func TestLifecycle(t *testing.T) {
 	if r, err := e.Wait(within(t), "life", ""); err != nil || r.StatusCode != 143 {
 		t.Errorf("after stop: %+v %v", r, err)
 	}
-	cr2, err := e.Create(ctx, api.ContainerConfig{Image: "busybox", Cmd: []string{"sleep", "1000"}}, nil)
+	cr2, err := e.Create(ctx, api.ContainerConfig{Image: "busybox", Cmd: []string{"sleep", "1000"}}, engine.PullOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -477,7 +477,7 @@ func TestLifecycle(t *testing.T) {
 func TestNamesAndLookup(t *testing.T) {
 	e := newEngine(t, t.TempDir())
 	ctx := context.Background()
-	a, err := e.Create(ctx, api.ContainerConfig{Image: "busybox"}, nil)
+	a, err := e.Create(ctx, api.ContainerConfig{Image: "busybox"}, engine.PullOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -498,7 +498,7 @@ func TestNamesAndLookup(t *testing.T) {
 		t.Errorf("unknown: %v", err)
 	}
 	for _, bad := range []string{"-x", "a", "with space", "ok/no"} {
-		if _, err := e.Create(ctx, api.ContainerConfig{Image: "busybox", Name: bad}, nil); !errors.Is(err, engine.ErrInvalid) {
+		if _, err := e.Create(ctx, api.ContainerConfig{Image: "busybox", Name: bad}, engine.PullOptions{}); !errors.Is(err, engine.ErrInvalid) {
 			t.Errorf("name %q: %v", bad, err)
 		}
 	}

@@ -14,7 +14,6 @@ import (
 
 	"github.com/vmbox/vmbox/guest/api"
 	"github.com/vmbox/vmbox/guest/container"
-	"github.com/vmbox/vmbox/guest/image"
 )
 
 // run is one start of a container, from the moment it may be waited for or
@@ -37,8 +36,8 @@ var validName = regexp.MustCompile(`^[a-zA-Z0-9][a-zA-Z0-9_.-]+$`)
 
 // Create creates a container from cfg, pulling its image first when it is
 // missing and cfg.Pull allows ("missing", the default; "always"; "never").
-// progress, which may be nil, receives the pull's progress.
-func (e *Engine) Create(ctx context.Context, cfg api.ContainerConfig, progress func(api.PullProgress)) (api.CreateReply, error) {
+// pull says how to reach the registry and where the progress goes.
+func (e *Engine) Create(ctx context.Context, cfg api.ContainerConfig, pull PullOptions) (api.CreateReply, error) {
 	if e.isClosed() {
 		return api.CreateReply{}, ErrClosed
 	}
@@ -59,7 +58,7 @@ func (e *Engine) Create(ctx context.Context, cfg api.ContainerConfig, progress f
 	if cfg.Memory > 0 && cfg.Memory < 6<<20 {
 		return api.CreateReply{}, fmt.Errorf("%w: minimum memory limit allowed is 6MB", ErrInvalid)
 	}
-	img, err := e.image(ctx, cfg, progress)
+	img, err := e.image(ctx, cfg, pull)
 	if err != nil {
 		return api.CreateReply{}, err
 	}
@@ -152,28 +151,6 @@ func networkMode(m string) (string, error) {
 		return container.NetworkHost, nil
 	}
 	return "", fmt.Errorf("%w: network mode %q is not supported (none or host)", ErrInvalid, m)
-}
-
-// image finds the container's image, pulling it as cfg.Pull says.
-func (e *Engine) image(ctx context.Context, cfg api.ContainerConfig, progress func(api.PullProgress)) (*image.Image, error) {
-	pull := func() (*image.Image, error) {
-		opts := e.opts.Pull
-		opts.Platform = cfg.Platform
-		return e.opts.Images.Pull(ctx, cfg.Image, opts, progress)
-	}
-	switch cfg.Pull {
-	case "always":
-		return pull()
-	case "", "missing":
-		img, err := e.opts.Images.Get(cfg.Image)
-		if errors.Is(err, image.ErrNotFound) {
-			return pull()
-		}
-		return img, err
-	case "never":
-		return e.opts.Images.Get(cfg.Image)
-	}
-	return nil, fmt.Errorf("%w: pull policy %q (missing, always or never)", ErrInvalid, cfg.Pull)
 }
 
 func (c *managedContainer) spec() *container.Spec {

@@ -27,13 +27,15 @@ type RunResult struct {
 }
 
 // Run is the agent's OpRun, with Docker's `run` semantics: create (pulling
-// a missing image), attach the streams before starting so that no output
-// is lost, start, forward signals, wait for the exit and, with AutoRemove,
-// for the removal. With Detach it returns once the container has started.
-// A container that could not start gives its code in RunResult.ExitCode
-// along with the error.
+// a missing image with args.Auth and args.InsecureRegistries), attach the
+// streams before starting so that no output is lost, start, forward
+// signals, wait for the exit and, with AutoRemove, for the removal. With
+// Detach it returns once the container has started. A container that could
+// not start gives its code in RunResult.ExitCode along with the error.
+// progress, which may be nil, receives the pull's progress.
 func (e *Engine) Run(ctx context.Context, args api.RunArgs, s Streams, progress func(api.PullProgress)) (RunResult, error) {
-	reply, err := e.Create(ctx, args.Config, progress)
+	pull := PullOptions{Auth: args.Auth, InsecureRegistries: args.InsecureRegistries, Progress: progress}
+	reply, err := e.Create(ctx, args.Config, pull)
 	if err != nil {
 		return RunResult{ExitCode: container.ExitEngineError}, err
 	}
