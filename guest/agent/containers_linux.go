@@ -103,29 +103,8 @@ func (o *containerOps) Serve(ctx context.Context, s *Session) int {
 		return o.answer(s, &args, func() (any, error) { return nil, o.eng.Resize(args.Container, args.Rows, args.Cols) })
 	case api.OpInspect:
 		return o.inspect(s)
-	case api.OpPull:
-		return o.pull(ctx, s)
-	case api.OpImages:
-		var args api.ImagesArgs
-		return o.answer(s, &args, func() (any, error) { return o.images.List() })
-	case api.OpRmi:
-		var args api.RmiArgs
-		return o.answer(s, &args, func() (any, error) { return o.images.Remove(args.Names, args.Force, o.eng.InUse) })
-	case api.OpLoad:
-		loaded, err := o.images.Load(s.Stdin)
-		if err != nil {
-			return failCode(s, 1, err)
-		}
-		return reply(s, api.LoadReply{Loaded: loaded})
-	case api.OpSave:
-		var args api.SaveArgs
-		if err := s.Request.Decode(&args); err != nil {
-			return fail(s, err)
-		}
-		if err := o.images.Save(s.Stdout, args.Names); err != nil {
-			return failCode(s, 1, err)
-		}
-		return 0
+	case api.OpPull, api.OpImages, api.OpRmi, api.OpLoad, api.OpSave:
+		return o.serveImageOp(ctx, s)
 	}
 	return fail(s, fmt.Errorf("unknown operation %q", s.Request.Op))
 }
@@ -164,20 +143,6 @@ func (o *containerOps) run(ctx context.Context, s *Session) int {
 		fmt.Fprintln(s.Stdout, res.ID)
 	}
 	return res.ExitCode
-}
-
-func (o *containerOps) pull(ctx context.Context, s *Session) int {
-	var args api.PullArgs
-	if err := s.Request.Decode(&args); err != nil {
-		return fail(s, err)
-	}
-	enc := json.NewEncoder(s.Stdout)
-	pull := engine.PullOptions{Auth: args.Auth, InsecureRegistries: args.InsecureRegistries, Progress: func(p api.PullProgress) { enc.Encode(p) }}
-	if _, err := o.eng.Pull(ctx, args.Ref, args.Platform, pull); err != nil {
-		enc.Encode(api.PullProgress{Error: oneLine(err)})
-		return failCode(s, 1, err)
-	}
-	return 0
 }
 
 func (o *containerOps) inspect(s *Session) int {
