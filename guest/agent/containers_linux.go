@@ -12,6 +12,7 @@ import (
 	"github.com/vmbox/vmbox/guest/api"
 	"github.com/vmbox/vmbox/guest/engine"
 	"github.com/vmbox/vmbox/guest/image"
+	"github.com/vmbox/vmbox/internal/signals"
 )
 
 // containerOps serves the container and image operations with the engine.
@@ -184,7 +185,7 @@ func (o *containerOps) inspect(s *Session) int {
 // streams adapts a session's streams to the engine's.
 func (o *containerOps) streams(ctx context.Context, s *Session) engine.Streams {
 	resize := make(chan engine.Size, 1)
-	signals := make(chan syscall.Signal, 4)
+	sigs := make(chan syscall.Signal, 4)
 	go func() {
 		for {
 			select {
@@ -196,16 +197,16 @@ func (o *containerOps) streams(ctx context.Context, s *Session) engine.Streams {
 				default:
 				}
 			case name := <-s.Signals:
-				if sig, ok := SignalByName(name); ok {
+				if n, err := signals.Parse(name); err == nil {
 					select {
-					case signals <- sig:
+					case sigs <- syscall.Signal(n):
 					default:
 					}
 				}
 			}
 		}
 	}()
-	st := engine.Streams{Stdin: s.Stdin, Stdout: s.Stdout, Stderr: s.Stderr, Resize: resize, Signals: signals}
+	st := engine.Streams{Stdin: s.Stdin, Stdout: s.Stdout, Stderr: s.Stderr, Resize: resize, Signals: sigs}
 	return st
 }
 

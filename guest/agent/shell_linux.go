@@ -12,6 +12,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/vmbox/vmbox/guest/api"
+	"github.com/vmbox/vmbox/internal/signals"
 )
 
 // shell runs a command in the guest itself (not in a container): argv, or
@@ -83,8 +84,8 @@ func (a *Agent) waitShell(ctx context.Context, s *Session, cmd *exec.Cmd, tty *o
 				setWinsize(tty, sz)
 			}
 		case name := <-s.Signals:
-			if sig, ok := SignalByName(name); ok {
-				cmd.Process.Signal(sig)
+			if n, err := signals.Parse(name); err == nil {
+				cmd.Process.Signal(syscall.Signal(n))
 			}
 		}
 	}
@@ -139,40 +140,4 @@ func setWinsize(f *os.File, sz WindowSize) {
 		return
 	}
 	unix.IoctlSetWinsize(int(f.Fd()), unix.TIOCSWINSZ, &unix.Winsize{Row: uint16(sz.Rows), Col: uint16(sz.Cols)})
-}
-
-// SignalByName maps SSH and Docker signal names ("INT", "SIGINT", "9") to signals.
-func SignalByName(name string) (syscall.Signal, bool) {
-	if n, err := parseUint(name); err == nil && n > 0 && n < 65 {
-		return syscall.Signal(n), true
-	}
-	s := unix.SignalNum("SIG" + trimSIG(name))
-	return s, s != 0
-}
-
-func trimSIG(name string) string {
-	if len(name) > 3 && (name[:3] == "SIG" || name[:3] == "sig") {
-		name = name[3:]
-	}
-	b := []byte(name)
-	for i, c := range b {
-		if c >= 'a' && c <= 'z' {
-			b[i] = c - 32
-		}
-	}
-	return string(b)
-}
-
-func parseUint(s string) (int, error) {
-	if s == "" {
-		return 0, errors.New("empty")
-	}
-	n := 0
-	for _, c := range s {
-		if c < '0' || c > '9' {
-			return 0, errors.New("not a number")
-		}
-		n = n*10 + int(c-'0')
-	}
-	return n, nil
 }

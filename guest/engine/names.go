@@ -2,13 +2,8 @@ package engine
 
 import (
 	"crypto/rand"
-	"fmt"
 	"math/big"
 	"strconv"
-	"strings"
-	"syscall"
-
-	"golang.org/x/sys/unix"
 )
 
 // Docker-style generated names: adjective_surname.
@@ -59,23 +54,4 @@ func (e *Engine) generateName() string {
 			return name
 		}
 	}
-}
-
-// ParseSignal parses a signal name ("TERM", "SIGTERM", "sigterm") or
-// number ("15").
-func ParseSignal(s string) (syscall.Signal, error) {
-	if n, err := strconv.Atoi(s); err == nil {
-		if n <= 0 || n > 64 {
-			return 0, fmt.Errorf("%w: invalid signal %q", ErrInvalid, s)
-		}
-		return syscall.Signal(n), nil
-	}
-	name := strings.ToUpper(s)
-	if !strings.HasPrefix(name, "SIG") {
-		name = "SIG" + name
-	}
-	if sig := unix.SignalNum(name); sig != 0 {
-		return sig, nil
-	}
-	return 0, fmt.Errorf("%w: invalid signal %q", ErrInvalid, s)
 }

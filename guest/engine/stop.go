@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/vmbox/vmbox/guest/container"
+	"github.com/vmbox/vmbox/internal/signals"
 )
 
 // Stop sends SIGTERM and, if the container has not exited after timeout
@@ -54,11 +55,11 @@ func (e *Engine) Stop(ctx context.Context, ref string, timeout time.Duration) er
 func (e *Engine) Kill(ctx context.Context, ref, signal string) error {
 	sig := syscall.SIGKILL
 	if signal != "" {
-		s, err := ParseSignal(signal)
+		n, err := signals.Parse(signal)
 		if err != nil {
-			return err
+			return fmt.Errorf("%w: %w", ErrInvalid, err)
 		}
-		sig = s
+		sig = syscall.Signal(n)
 	}
 	c, err := e.lookup(ref)
 	if err != nil {

@@ -20,6 +20,7 @@ import (
 
 	"github.com/vmbox/vmbox/guest/api"
 	"github.com/vmbox/vmbox/host/instance"
+	"github.com/vmbox/vmbox/internal/signals"
 )
 
 // Client is one SSH connection to an agent (directly, or through the
@@ -240,7 +241,8 @@ func (c *Client) Stream(ctx context.Context, op string, args any, st IO) (int, e
 		case "exit-signal":
 			var m exitSignalMsg
 			if ssh.Unmarshal(r.Payload, &m) == nil {
-				code = api.ExitSignalBase + signalNumber(m.Signal)
+				n, _ := signals.Parse(m.Signal) // an unknown signal adds nothing
+				code = api.ExitSignalBase + n
 			}
 		}
 		if r.WantReply {
