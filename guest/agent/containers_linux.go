@@ -101,7 +101,9 @@ func (o *containerOps) Serve(ctx context.Context, s *Session) int {
 		return o.answer(s, &args, func() (any, error) { return nil, o.eng.Remove(ctx, args.Container, args.Force) })
 	case api.OpResize:
 		var args api.ResizeArgs
-		return o.answer(s, &args, func() (any, error) { return nil, o.eng.Resize(args.Container, args.Rows, args.Cols) })
+		return o.answer(s, &args, func() (any, error) {
+			return nil, o.eng.Resize(args.Container, api.TermSize{Rows: uint16(args.Rows), Cols: uint16(args.Cols)})
+		})
 	case api.OpInspect:
 		return o.inspect(s)
 	case api.OpPull, api.OpImages, api.OpRmi, api.OpLoad, api.OpSave:
@@ -184,7 +186,7 @@ func (o *containerOps) inspect(s *Session) int {
 
 // streams adapts a session's streams to the engine's.
 func (o *containerOps) streams(ctx context.Context, s *Session) engine.Streams {
-	resize := make(chan engine.Size, 1)
+	resize := make(chan api.TermSize, 1)
 	sigs := make(chan syscall.Signal, 4)
 	go func() {
 		for {
@@ -193,7 +195,7 @@ func (o *containerOps) streams(ctx context.Context, s *Session) engine.Streams {
 				return
 			case sz := <-s.Resize:
 				select {
-				case resize <- engine.Size{Rows: uint(sz.Rows), Cols: uint(sz.Cols)}:
+				case resize <- termSize(sz):
 				default:
 				}
 			case name := <-s.Signals:

@@ -135,9 +135,16 @@ func openPTY() (master, slave *os.File, err error) {
 	return m, sl, nil
 }
 
-func setWinsize(f *os.File, sz WindowSize) {
+func setWinsize(f *os.File, ws WindowSize) {
+	sz := termSize(ws)
 	if sz.Rows == 0 || sz.Cols == 0 {
 		return
 	}
-	unix.IoctlSetWinsize(int(f.Fd()), unix.TIOCSWINSZ, &unix.Winsize{Row: uint16(sz.Rows), Col: uint16(sz.Cols)})
+	unix.IoctlSetWinsize(int(f.Fd()), unix.TIOCSWINSZ, &unix.Winsize{Row: sz.Rows, Col: sz.Cols})
+}
+
+// termSize converts the SSH session's window size (uint32 on the wire)
+// into the guest's terminal size.
+func termSize(ws WindowSize) api.TermSize {
+	return api.TermSize{Rows: uint16(ws.Rows), Cols: uint16(ws.Cols)}
 }

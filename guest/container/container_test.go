@@ -17,6 +17,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/vmbox/vmbox/guest/api"
 	"github.com/vmbox/vmbox/guest/container"
 	"github.com/vmbox/vmbox/guest/container/containertest"
 )
@@ -619,7 +620,7 @@ func TestTty(t *testing.T) {
 	r := newRuntime(t, container.Options{})
 	s := spec(t, "sh", "-c", "tty; stty size; echo $TERM; ls -l /dev/console | cut -c1")
 	s.Tty = true
-	s.ConsoleSize = [2]uint{33, 101}
+	s.ConsoleSize = api.TermSize{Rows: 33, Cols: 101}
 	res := mustRun(t, r, s)
 	if want := "/dev/pts/0\r\n33 101\r\nxterm\r\nc\r\n"; res.stdout != want {
 		t.Fatalf("tty output %q, want %q", res.stdout, want)
@@ -627,13 +628,13 @@ func TestTty(t *testing.T) {
 	// Resize while it runs, then exec on a terminal too.
 	s = spec(t, "sh", "-c", "read x; stty size")
 	s.Tty = true
-	s.ConsoleSize = [2]uint{10, 20}
+	s.ConsoleSize = api.TermSize{Rows: 10, Cols: 20}
 	c, err := r.Start(context.Background(), s)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer os.RemoveAll(s.Dir)
-	if err := c.Resize(40, 120); err != nil {
+	if err := c.Resize(api.TermSize{Rows: 40, Cols: 120}); err != nil {
 		t.Fatal(err)
 	}
 	p, err := c.Exec(context.Background(), &container.ExecSpec{Args: []string{"tty"}, Tty: true})

@@ -11,6 +11,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/vmbox/vmbox/guest/api"
 	"github.com/vmbox/vmbox/guest/container/internal/nsinit"
 )
 
@@ -147,7 +148,7 @@ func (c *Container) execOnThread(es *ExecSpec, st *stdioSet) (*os.Process, *os.F
 
 // openExecTty allocates a terminal from the container's devpts instance
 // (the calling thread is in the container's mount namespace).
-func openExecTty(size [2]uint) (master, slave *os.File, err error) {
+func openExecTty(size api.TermSize) (master, slave *os.File, err error) {
 	m, err := unix.Open("/dev/pts/ptmx", unix.O_RDWR|unix.O_NOCTTY|unix.O_CLOEXEC, 0)
 	if err != nil {
 		return nil, nil, fmt.Errorf("exec: open ptmx: %w", err)
@@ -163,8 +164,8 @@ func openExecTty(size [2]uint) (master, slave *os.File, err error) {
 	if err != nil {
 		return fail(fmt.Errorf("exec: pty number: %w", err))
 	}
-	if size[0] > 0 && size[1] > 0 {
-		_ = unix.IoctlSetWinsize(m, unix.TIOCSWINSZ, &unix.Winsize{Row: uint16(size[0]), Col: uint16(size[1])})
+	if size.Rows > 0 && size.Cols > 0 {
+		_ = unix.IoctlSetWinsize(m, unix.TIOCSWINSZ, &unix.Winsize{Row: size.Rows, Col: size.Cols})
 	}
 	name := "/dev/pts/" + strconv.FormatUint(uint64(n), 10)
 	s, err := unix.Open(name, unix.O_RDWR|unix.O_NOCTTY|unix.O_CLOEXEC, 0)

@@ -9,6 +9,8 @@ import (
 	"syscall"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/vmbox/vmbox/guest/api"
 )
 
 // Process is a running container init or exec'd process. Stdin is set when
@@ -93,11 +95,11 @@ func (p *Process) Signal(sig syscall.Signal) error {
 }
 
 // Resize sets the terminal's window size.
-func (p *Process) Resize(rows, cols uint) error {
+func (p *Process) Resize(size api.TermSize) error {
 	if p.Pty == nil {
 		return errors.New("the process has no terminal")
 	}
-	ws := &unix.Winsize{Row: uint16(rows), Col: uint16(cols)}
+	ws := &unix.Winsize{Row: size.Rows, Col: size.Cols}
 	if err := unix.IoctlSetWinsize(int(p.Pty.Fd()), unix.TIOCSWINSZ, ws); err != nil {
 		return fmt.Errorf("resize terminal: %w", err)
 	}

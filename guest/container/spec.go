@@ -6,6 +6,7 @@ import (
 	"strings"
 	"syscall"
 
+	"github.com/vmbox/vmbox/guest/api"
 	"github.com/vmbox/vmbox/guest/container/internal/nsinit"
 )
 
@@ -58,9 +59,9 @@ type Spec struct {
 	Hostname   string
 
 	// Tty gives the process a terminal from the container's own devpts
-	// instance instead of pipes; ConsoleSize is its initial [rows, cols].
+	// instance instead of pipes; ConsoleSize is its initial size.
 	Tty         bool
-	ConsoleSize [2]uint
+	ConsoleSize api.TermSize
 	// OpenStdin gives the process a stdin pipe (Process.Stdin); otherwise
 	// stdin is /dev/null (or the terminal, with Tty).
 	OpenStdin bool
@@ -85,7 +86,7 @@ type ExecSpec struct {
 	User        string
 	WorkingDir  string
 	Tty         bool
-	ConsoleSize [2]uint
+	ConsoleSize api.TermSize
 	OpenStdin   bool
 	Privileged  bool
 }

@@ -65,7 +65,7 @@ func (r *Runtime) Start(ctx context.Context, s *Spec) (*Container, error) {
 	}
 	if s.Tty {
 		base = append(base, "TERM=xterm")
-		cfg.Rows, cfg.Cols = uint16(s.ConsoleSize[0]), uint16(s.ConsoleSize[1])
+		cfg.Rows, cfg.Cols = s.ConsoleSize.Rows, s.ConsoleSize.Cols
 	}
 	cfg.Env = MergeEnv(base, s.Env)
 	payload, err := json.Marshal(cfg)

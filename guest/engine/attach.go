@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"io"
 	"syscall"
+
+	"github.com/vmbox/vmbox/guest/api"
 )
 
 // Streams connect a client to a container's or an exec's process. Any may
@@ -15,15 +17,12 @@ type Streams struct {
 	Stdin   io.Reader
 	Stdout  io.Writer
 	Stderr  io.Writer
-	Resize  <-chan Size
+	Resize  <-chan api.TermSize
 	Signals <-chan syscall.Signal
 }
 
-// Size is a terminal size.
-type Size struct{ Rows, Cols uint }
-
 // Resize sets the terminal size of a running container started with Tty.
-func (e *Engine) Resize(ref string, rows, cols uint) error {
+func (e *Engine) Resize(ref string, size api.TermSize) error {
 	c, err := e.lookup(ref)
 	if err != nil {
 		return err
@@ -34,7 +33,7 @@ func (e *Engine) Resize(ref string, rows, cols uint) error {
 	if rc == nil {
 		return fmt.Errorf("%w: %s", ErrNotRunning, ref)
 	}
-	return rc.Resize(rows, cols)
+	return rc.Resize(size)
 }
 
 // Attach connects streams to the container's next (or current) run and
@@ -118,7 +117,7 @@ func (c *managedContainer) follow(ctx context.Context, a *attachment, r *run, s 
 					if !ok {
 						return
 					}
-					_ = r.rc.Resize(sz.Rows, sz.Cols)
+					_ = r.rc.Resize(sz)
 				case <-r.exited:
 					return
 				}

@@ -30,7 +30,7 @@ func (e *Engine) Exec(ctx context.Context, args api.ExecArgs, s Streams) (int, e
 		User:        c.rec.User,
 		WorkingDir:  c.rec.WorkingDir,
 		Tty:         args.Tty,
-		ConsoleSize: args.ConsoleSize,
+		ConsoleSize: api.ConsoleTermSize(args.ConsoleSize),
 		OpenStdin:   args.OpenStdin && s.Stdin != nil,
 		Privileged:  args.Privileged || c.rec.Config.Privileged,
 	}
@@ -90,7 +90,7 @@ func (e *Engine) Exec(ctx context.Context, args api.ExecArgs, s Streams) (int, e
 					s.Resize = nil
 					continue
 				}
-				_ = p.Resize(sz.Rows, sz.Cols)
+				_ = p.Resize(sz)
 			case sig, ok := <-s.Signals:
 				if !ok {
 					s.Signals = nil

@@ -134,7 +134,7 @@ func (c *managedContainer) spec() *container.Spec {
 		WorkingDir:  c.rec.WorkingDir,
 		Hostname:    c.rec.Hostname,
 		Tty:         cfg.Tty,
-		ConsoleSize: cfg.ConsoleSize,
+		ConsoleSize: api.ConsoleTermSize(cfg.ConsoleSize),
 		OpenStdin:   cfg.OpenStdin,
 		NetworkMode: cfg.NetworkMode,
 		Privileged:  cfg.Privileged,
