@@ -1,10 +1,8 @@
-//go:build linux
-
-package boot
-
-// A minimal rtnetlink client: just what the guest needs to bring links up,
-// set IPv4 addresses and a default route. Messages are built as bytes so
-// their encoding is testable on its own.
+// Package netlink owns a minimal rtnetlink client: just what the guest
+// needs to bring links up, set IPv4 addresses and a default route, and to
+// wait for a link to appear. Messages are built as bytes so their encoding
+// is testable on its own.
+package netlink
 
 import (
 	"context"
@@ -25,7 +23,13 @@ const (
 	sizeofIfaddr   = 8
 	sizeofRtmsg    = 12
 	sizeofRtattr   = 4
-	rtprotDHCP     = 16 // RTPROT_DHCP, not in x/sys/unix
+)
+
+// Route protocols: who set a route, shown by ip route as its "proto", so
+// that a lease's route can be told from a static one.
+const (
+	ProtoBoot = unix.RTPROT_BOOT
+	ProtoDHCP = 16 // RTPROT_DHCP, not in x/sys/unix
 )
 
 var nativeEndian = binary.NativeEndian
@@ -131,15 +135,15 @@ func defaultRouteMsg(typ uint16, index int, gw netip.Addr, proto uint8) *nlMessa
 	return m
 }
 
-// rtnl is a NETLINK_ROUTE socket. The socket belongs to the network
+// Conn is a NETLINK_ROUTE socket. The socket belongs to the network
 // namespace of the thread that opened it, whatever thread uses it later.
-type rtnl struct {
+type Conn struct {
 	mu  sync.Mutex
 	fd  int
 	seq uint32
 }
 
-func openRTNL() (*rtnl, error) {
+func Open() (*Conn, error) {
 	fd, err := unix.Socket(unix.AF_NETLINK, unix.SOCK_RAW|unix.SOCK_CLOEXEC, unix.NETLINK_ROUTE)
 	if err != nil {
 		return nil, fmt.Errorf("netlink socket: %w", err)
@@ -154,13 +158,13 @@ func openRTNL() (*rtnl, error) {
 		unix.Close(fd)
 		return nil, fmt.Errorf("netlink socket timeout: %w", err)
 	}
-	return &rtnl{fd: fd}, nil
+	return &Conn{fd: fd}, nil
 }
 
-func (r *rtnl) Close() error { return unix.Close(r.fd) }
+func (r *Conn) Close() error { return unix.Close(r.fd) }
 
 // do sends m and waits for the kernel's acknowledgement.
-func (r *rtnl) do(m *nlMessage) error {
+func (r *Conn) do(m *nlMessage) error {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	r.seq++
@@ -209,7 +213,7 @@ func parseAck(b []byte, seq uint32) (bool, error) {
 }
 
 // LinkUp sets the named link up.
-func (r *rtnl) LinkUp(name string) error {
+func (r *Conn) LinkUp(name string) error {
 	ifi, err := net.InterfaceByName(name)
 	if err != nil {
 		return fmt.Errorf("link %s: %w", name, err)
@@ -221,7 +225,7 @@ func (r *rtnl) LinkUp(name string) error {
 }
 
 // AddAddr adds an IPv4 address to a link (no error if it is already there).
-func (r *rtnl) AddAddr(index int, p netip.Prefix) error {
+func (r *Conn) AddAddr(index int, p netip.Prefix) error {
 	if err := r.do(addrMsg(unix.RTM_NEWADDR, index, p)); err != nil {
 		return fmt.Errorf("add address %s: %w", p, err)
 	}
@@ -229,7 +233,7 @@ func (r *rtnl) AddAddr(index int, p netip.Prefix) error {
 }
 
 // DelAddr removes an IPv4 address from a link (no error if it is gone).
-func (r *rtnl) DelAddr(index int, p netip.Prefix) error {
+func (r *Conn) DelAddr(index int, p netip.Prefix) error {
 	err := r.do(addrMsg(unix.RTM_DELADDR, index, p))
 	if err != nil && !errors.Is(err, unix.EADDRNOTAVAIL) {
 		return fmt.Errorf("delete address %s: %w", p, err)
@@ -238,16 +242,16 @@ func (r *rtnl) DelAddr(index int, p netip.Prefix) error {
 }
 
 // SetDefaultRoute adds or replaces the IPv4 default route.
-func (r *rtnl) SetDefaultRoute(index int, gw netip.Addr, proto uint8) error {
+func (r *Conn) SetDefaultRoute(index int, gw netip.Addr, proto uint8) error {
 	if err := r.do(defaultRouteMsg(unix.RTM_NEWROUTE, index, gw, proto)); err != nil {
 		return fmt.Errorf("set default route via %s: %w", gw, err)
 	}
 	return nil
 }
 
-// waitLink polls until the named link exists (a NIC appears asynchronously
+// WaitLink polls until the named link exists (a NIC appears asynchronously
 // after its driver loads) and returns it.
-func waitLink(ctx context.Context, name string) (*net.Interface, error) {
+func WaitLink(ctx context.Context, name string) (*net.Interface, error) {
 	delay := 2 * time.Millisecond
 	for {
 		ifi, err := net.InterfaceByName(name)

@@ -1,7 +1,7 @@
-package boot
-
-// DHCPv4 messages (RFC 2131, options RFC 2132): just the fields and options
-// a client of a hypervisor's NAT needs.
+// Package wire owns the DHCPv4 message format (RFC 2131, options RFC
+// 2132): just the fields and options a client of a hypervisor's NAT needs,
+// shared by the client and the test server.
+package wire
 
 import (
 	"encoding/binary"
@@ -14,16 +14,16 @@ import (
 
 // BOOTP operations and DHCP message types (option 53).
 const (
-	bootRequest = 1
-	bootReply   = 2
+	BootRequest = 1
+	BootReply   = 2
 
-	dhcpDiscover = 1
-	dhcpOffer    = 2
-	dhcpRequest  = 3
-	dhcpDecline  = 4
-	dhcpAck      = 5
-	dhcpNak      = 6
-	dhcpRelease  = 7
+	Discover = 1
+	Offer    = 2
+	Request  = 3
+	Decline  = 4
+	Ack      = 5
+	Nak      = 6
+	Release  = 7
 )
 
 // DHCP option codes used here.
@@ -46,19 +46,21 @@ const (
 )
 
 const (
-	dhcpFixedLen   = 236 // BOOTP header up to the options' magic cookie
-	dhcpMinLen     = 300 // BOOTP's minimum; some servers drop shorter requests
-	dhcpMagic      = 0x63825363
-	dhcpFlagBcast  = 0x8000
-	dhcpServerPort = 67
-	dhcpClientPort = 68
+	dhcpFixedLen  = 236 // BOOTP header up to the options' magic cookie
+	dhcpMinLen    = 300 // BOOTP's minimum; some servers drop shorter requests
+	dhcpMagic     = 0x63825363
+	dhcpFlagBcast = 0x8000
+	ServerPort    = 67
+	ClientPort    = 68
 )
 
-// paramRequest is what the client asks the server for.
-var paramRequest = []byte{optSubnetMask, optRouter, optDNS, optDomainName, optLeaseTime, optServerID, optT1, optT2}
+// ParamRequest returns what a client asks the server for (option 55).
+func ParamRequest() []byte {
+	return []byte{optSubnetMask, optRouter, optDNS, optDomainName, optLeaseTime, optServerID, optT1, optT2}
+}
 
-// dhcpMessage is a decoded DHCP message. Zero values mean "absent".
-type dhcpMessage struct {
+// Message is a decoded DHCP message. Zero values mean "absent".
+type Message struct {
 	Op        uint8
 	XID       uint32
 	Secs      uint16
@@ -92,9 +94,9 @@ func putAddr(b []byte, a netip.Addr) {
 	}
 }
 
-// marshal encodes m with its options in a fixed order, padded to BOOTP's
+// Marshal encodes m with its options in a fixed order, padded to BOOTP's
 // minimum length.
-func (m *dhcpMessage) marshal() ([]byte, error) {
+func (m *Message) Marshal() ([]byte, error) {
 	if len(m.CHAddr) > 16 {
 		return nil, fmt.Errorf("dhcp: hardware address of %d bytes", len(m.CHAddr))
 	}
@@ -191,9 +193,9 @@ func (m *dhcpMessage) marshal() ([]byte, error) {
 	return b, nil
 }
 
-// parseDHCP decodes a DHCP message. It rejects what is not DHCP (wrong
+// Parse decodes a DHCP message. It rejects what is not DHCP (wrong
 // magic, truncation, malformed options) rather than guessing.
-func parseDHCP(b []byte) (*dhcpMessage, error) {
+func Parse(b []byte) (*Message, error) {
 	if len(b) < dhcpFixedLen+4 {
 		return nil, fmt.Errorf("dhcp: message too short (%d bytes)", len(b))
 	}
@@ -204,7 +206,7 @@ func parseDHCP(b []byte) (*dhcpMessage, error) {
 	if b[1] != 1 || hlen != 6 {
 		return nil, fmt.Errorf("dhcp: hardware type %d length %d is not Ethernet", b[1], hlen)
 	}
-	m := &dhcpMessage{
+	m := &Message{
 		Op:        b[0],
 		XID:       binary.BigEndian.Uint32(b[4:]),
 		Secs:      binary.BigEndian.Uint16(b[8:]),
@@ -238,7 +240,7 @@ func parseDHCP(b []byte) (*dhcpMessage, error) {
 	return m, nil
 }
 
-func (m *dhcpMessage) setOption(code byte, data []byte) error {
+func (m *Message) setOption(code byte, data []byte) error {
 	one := func() (netip.Addr, error) {
 		if len(data) != 4 {
 			return netip.Addr{}, fmt.Errorf("dhcp: option %d: want 4 bytes, got %d", code, len(data))
@@ -297,60 +299,4 @@ func (m *dhcpMessage) setOption(code byte, data []byte) error {
 		m.MaxSize = binary.BigEndian.Uint16(data)
 	}
 	return err
-}
-
-// DHCPLease is what a DHCP server granted.
-type DHCPLease struct {
-	Addr     netip.Prefix // address with its subnet
-	Router   netip.Addr   // default gateway; invalid when none was offered
-	DNS      []netip.Addr
-	Domain   string
-	Server   netip.Addr // the server that granted it
-	Duration time.Duration
-	T1, T2   time.Duration // renew and rebind times, from Acquired
-	Acquired time.Time
-}
-
-// leaseFromAck builds a lease from a DHCPACK received at now, defaulting
-// the mask from the address class's usual /24 and T1/T2 per RFC 2131.
-func leaseFromAck(m *dhcpMessage, now time.Time) (*DHCPLease, error) {
-	if m.Type != dhcpAck {
-		return nil, fmt.Errorf("dhcp: message type %d is not an ACK", m.Type)
-	}
-	if !m.YIAddr.IsValid() {
-		return nil, errors.New("dhcp: ACK without an address")
-	}
-	bits := 24
-	if m.SubnetMask.IsValid() {
-		mask := m.SubnetMask.As4()
-		ones, size := net.IPMask(mask[:]).Size()
-		if size == 0 || ones == 0 {
-			return nil, fmt.Errorf("dhcp: subnet mask %s is not a prefix mask", m.SubnetMask)
-		}
-		bits = ones
-	}
-	l := &DHCPLease{
-		Addr:     netip.PrefixFrom(m.YIAddr, bits),
-		DNS:      m.DNS,
-		Domain:   m.DomainName,
-		Server:   m.ServerID,
-		Duration: m.LeaseTime,
-		T1:       m.T1,
-		T2:       m.T2,
-		Acquired: now,
-	}
-	if len(m.Routers) > 0 {
-		l.Router = m.Routers[0]
-	}
-	if l.Duration <= 0 {
-		// No lease time: the address is ours for as long as uint32 seconds go.
-		l.Duration = 0xffffffff * time.Second
-	}
-	if l.T1 <= 0 || l.T1 >= l.Duration {
-		l.T1 = l.Duration / 2
-	}
-	if l.T2 <= 0 || l.T2 >= l.Duration || l.T2 < l.T1 {
-		l.T2 = l.Duration - l.Duration/8 // 7/8 without overflowing
-	}
-	return l, nil
 }

@@ -1,6 +1,7 @@
-//go:build linux
-
-package boot
+// Package netnstest gives the tests of guest/boot and its network
+// subpackages throw-away network namespaces to configure, so that they
+// never touch the host's own network.
+package netnstest
 
 import (
 	"fmt"
@@ -16,9 +17,9 @@ import (
 
 var netnsSeq atomic.Int32
 
-// newNetns creates a named network namespace with iproute2 and removes it
+// New creates a named network namespace with iproute2 and removes it
 // when the test ends. Tests configure only namespaces they create.
-func newNetns(t *testing.T) string {
+func New(t *testing.T) string {
 	t.Helper()
 	if _, err := exec.LookPath("ip"); err != nil {
 		t.Skip("iproute2's ip is not installed: cannot create network namespaces")
@@ -27,13 +28,13 @@ func newNetns(t *testing.T) string {
 		t.Skip("creating network namespaces needs root")
 	}
 	name := fmt.Sprintf("vmboxtest-%d-%d", os.Getpid(), netnsSeq.Add(1))
-	ipCmd(t, "netns", "add", name)
+	IP(t, "netns", "add", name)
 	t.Cleanup(func() { _ = exec.Command("ip", "netns", "del", name).Run() })
 	return name
 }
 
-// ipCmd runs ip with args and returns its output, failing the test on error.
-func ipCmd(t *testing.T, args ...string) string {
+// IP runs ip with args and returns its output, failing the test on error.
+func IP(t *testing.T, args ...string) string {
 	t.Helper()
 	out, err := exec.Command("ip", args...).CombinedOutput()
 	if err != nil {
@@ -42,11 +43,11 @@ func ipCmd(t *testing.T, args ...string) string {
 	return string(out)
 }
 
-// inNetns runs f on an OS thread that has joined the named network
+// Run runs f on an OS thread that has joined the named network
 // namespace. The thread is never unlocked, so it dies with the goroutine
 // rather than going back to the scheduler in the wrong namespace. f must
 // report failures with t.Error, not t.Fatal.
-func inNetns(t *testing.T, name string, f func()) {
+func Run(t *testing.T, name string, f func()) {
 	t.Helper()
 	done := make(chan struct{})
 	go func() {

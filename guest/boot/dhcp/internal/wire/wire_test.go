@@ -1,4 +1,4 @@
-package boot
+package wire
 
 import (
 	"bytes"
@@ -28,17 +28,17 @@ func bootpHeader(op byte, xid [4]byte, flags [2]byte, ciaddr, yiaddr [4]byte) []
 }
 
 func TestDHCPMarshalKnownBytes(t *testing.T) {
-	m := &dhcpMessage{
-		Op:           bootRequest,
+	m := &Message{
+		Op:           BootRequest,
 		XID:          0x01020304,
 		Broadcast:    true,
 		CHAddr:       testMAC,
-		Type:         dhcpDiscover,
+		Type:         Discover,
 		Hostname:     "vm",
 		ParamRequest: []byte{1, 3, 6},
 		MaxSize:      1500,
 	}
-	got, err := m.marshal()
+	got, err := m.Marshal()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -54,14 +54,14 @@ func TestDHCPMarshalKnownBytes(t *testing.T) {
 		t.Fatalf("marshal:\n got % x\nwant % x", got, want)
 	}
 
-	r := &dhcpMessage{
-		Op:     bootRequest,
+	r := &Message{
+		Op:     BootRequest,
 		XID:    0xdeadbeef,
 		CIAddr: netip.MustParseAddr("10.0.2.15"),
 		CHAddr: testMAC,
-		Type:   dhcpRequest,
+		Type:   Request,
 	}
-	got, err = r.marshal()
+	got, err = r.Marshal()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -88,17 +88,17 @@ func TestDHCPParseKnownBytes(t *testing.T) {
 		15, 4, 'l', 'a', 'n', '.',
 		43, 2, 9, 9,
 		255, 1, 2, 3)
-	m, err := parseDHCP(b)
+	m, err := Parse(b)
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := &dhcpMessage{
-		Op:         bootReply,
+	want := &Message{
+		Op:         BootReply,
 		XID:        0x01020304,
 		Broadcast:  true,
 		YIAddr:     netip.MustParseAddr("192.168.64.5"),
 		CHAddr:     testMAC,
-		Type:       dhcpAck,
+		Type:       Ack,
 		SubnetMask: netip.MustParseAddr("255.255.255.0"),
 		Routers:    []netip.Addr{netip.MustParseAddr("192.168.64.1")},
 		DNS:        []netip.Addr{netip.MustParseAddr("192.168.64.1"), netip.MustParseAddr("8.8.8.8")},
@@ -113,23 +113,23 @@ func TestDHCPParseKnownBytes(t *testing.T) {
 
 func TestDHCPRoundTrip(t *testing.T) {
 	a := netip.MustParseAddr
-	tests := []*dhcpMessage{
-		{Op: bootRequest, XID: 1, CHAddr: testMAC, Type: dhcpDiscover, Broadcast: true, ParamRequest: paramRequest, MaxSize: 1500, Hostname: "vmbox"},
-		{Op: bootRequest, XID: 2, CHAddr: testMAC, Type: dhcpRequest, ServerID: a("10.0.2.2"), RequestedIP: a("10.0.2.15")},
-		{Op: bootReply, XID: 3, CHAddr: testMAC, Type: dhcpOffer, YIAddr: a("10.0.2.15"), SIAddr: a("10.0.2.2"), ServerID: a("10.0.2.2"),
+	tests := []*Message{
+		{Op: BootRequest, XID: 1, CHAddr: testMAC, Type: Discover, Broadcast: true, ParamRequest: ParamRequest(), MaxSize: 1500, Hostname: "vmbox"},
+		{Op: BootRequest, XID: 2, CHAddr: testMAC, Type: Request, ServerID: a("10.0.2.2"), RequestedIP: a("10.0.2.15")},
+		{Op: BootReply, XID: 3, CHAddr: testMAC, Type: Offer, YIAddr: a("10.0.2.15"), SIAddr: a("10.0.2.2"), ServerID: a("10.0.2.2"),
 			LeaseTime: 24 * time.Hour, T1: time.Hour, T2: 2 * time.Hour, SubnetMask: a("255.255.255.0"),
 			Routers: []netip.Addr{a("10.0.2.2")}, DNS: []netip.Addr{a("10.0.2.3")}, DomainName: "example.com"},
-		{Op: bootReply, XID: 4, CHAddr: testMAC, Type: dhcpNak, ServerID: a("10.0.2.2"), GIAddr: a("10.1.1.1"), CIAddr: a("10.0.2.16")},
+		{Op: BootReply, XID: 4, CHAddr: testMAC, Type: Nak, ServerID: a("10.0.2.2"), GIAddr: a("10.1.1.1"), CIAddr: a("10.0.2.16")},
 	}
 	for _, m := range tests {
-		b, err := m.marshal()
+		b, err := m.Marshal()
 		if err != nil {
 			t.Fatal(err)
 		}
 		if len(b) < dhcpMinLen {
 			t.Errorf("message %d is %d bytes, under BOOTP's minimum", m.XID, len(b))
 		}
-		got, err := parseDHCP(b)
+		got, err := Parse(b)
 		if err != nil {
 			t.Fatalf("message %d: %v", m.XID, err)
 		}
@@ -140,7 +140,7 @@ func TestDHCPRoundTrip(t *testing.T) {
 }
 
 func TestDHCPParseErrors(t *testing.T) {
-	good, err := (&dhcpMessage{Op: bootReply, XID: 9, CHAddr: testMAC, Type: dhcpAck}).marshal()
+	good, err := (&Message{Op: BootReply, XID: 9, CHAddr: testMAC, Type: Ack}).Marshal()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -161,56 +161,15 @@ func TestDHCPParseErrors(t *testing.T) {
 		{"bad lease", append(good[:opts:opts], 51, 3, 1, 2, 3, 255), "want 4 bytes"},
 	}
 	for _, tt := range tests {
-		_, err := parseDHCP(tt.b)
+		_, err := Parse(tt.b)
 		if err == nil || !strings.Contains(err.Error(), tt.errHas) {
 			t.Errorf("%s: error = %v, want one containing %q", tt.name, err, tt.errHas)
 		}
 	}
-	if _, err := (&dhcpMessage{CHAddr: make([]byte, 17)}).marshal(); err == nil {
+	if _, err := (&Message{CHAddr: make([]byte, 17)}).Marshal(); err == nil {
 		t.Error("marshal of a 17-byte hardware address: no error")
 	}
-	if _, err := (&dhcpMessage{CHAddr: testMAC, ServerID: netip.MustParseAddr("::1")}).marshal(); err == nil {
+	if _, err := (&Message{CHAddr: testMAC, ServerID: netip.MustParseAddr("::1")}).Marshal(); err == nil {
 		t.Error("marshal of an IPv6 server ID: no error")
-	}
-}
-
-func TestLeaseFromAck(t *testing.T) {
-	a := netip.MustParseAddr
-	now := time.Unix(1000, 0)
-	tests := []struct {
-		name   string
-		m      dhcpMessage
-		want   DHCPLease
-		errHas string
-	}{
-		{"defaults", dhcpMessage{Type: dhcpAck, YIAddr: a("10.0.2.15"), LeaseTime: time.Hour},
-			DHCPLease{Addr: netip.MustParsePrefix("10.0.2.15/24"), Duration: time.Hour, T1: 30 * time.Minute, T2: 3150 * time.Second, Acquired: now}, ""},
-		{"full", dhcpMessage{Type: dhcpAck, YIAddr: a("192.168.64.7"), SubnetMask: a("255.255.255.128"), Routers: []netip.Addr{a("192.168.64.1"), a("192.168.64.2")},
-			DNS: []netip.Addr{a("192.168.64.1")}, DomainName: "lan", ServerID: a("192.168.64.1"), LeaseTime: 100 * time.Second, T1: 10 * time.Second, T2: 20 * time.Second},
-			DHCPLease{Addr: netip.MustParsePrefix("192.168.64.7/25"), Router: a("192.168.64.1"), DNS: []netip.Addr{a("192.168.64.1")}, Domain: "lan",
-				Server: a("192.168.64.1"), Duration: 100 * time.Second, T1: 10 * time.Second, T2: 20 * time.Second, Acquired: now}, ""},
-		{"t2 before t1", dhcpMessage{Type: dhcpAck, YIAddr: a("10.0.0.2"), LeaseTime: 80 * time.Second, T1: 50 * time.Second, T2: 40 * time.Second},
-			DHCPLease{Addr: netip.MustParsePrefix("10.0.0.2/24"), Duration: 80 * time.Second, T1: 50 * time.Second, T2: 70 * time.Second, Acquired: now}, ""},
-		{"no lease time", dhcpMessage{Type: dhcpAck, YIAddr: a("10.0.0.2")},
-			DHCPLease{Addr: netip.MustParsePrefix("10.0.0.2/24"), Duration: 0xffffffff * time.Second, T1: 0xffffffff * time.Second / 2, T2: 0xffffffff*time.Second - 0xffffffff*time.Second/8, Acquired: now}, ""},
-		{"not an ack", dhcpMessage{Type: dhcpOffer, YIAddr: a("10.0.0.2")}, DHCPLease{}, "not an ACK"},
-		{"no address", dhcpMessage{Type: dhcpAck}, DHCPLease{}, "without an address"},
-		{"bad mask", dhcpMessage{Type: dhcpAck, YIAddr: a("10.0.0.2"), SubnetMask: a("255.0.255.0")}, DHCPLease{}, "not a prefix mask"},
-	}
-	for _, tt := range tests {
-		l, err := leaseFromAck(&tt.m, now)
-		if tt.errHas != "" {
-			if err == nil || !strings.Contains(err.Error(), tt.errHas) {
-				t.Errorf("%s: error = %v, want %q", tt.name, err, tt.errHas)
-			}
-			continue
-		}
-		if err != nil {
-			t.Errorf("%s: %v", tt.name, err)
-			continue
-		}
-		if !reflect.DeepEqual(*l, tt.want) {
-			t.Errorf("%s:\n got %+v\nwant %+v", tt.name, *l, tt.want)
-		}
 	}
 }

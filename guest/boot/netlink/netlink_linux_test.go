@@ -1,6 +1,4 @@
-//go:build linux
-
-package boot
+package netlink
 
 import (
 	"bytes"
@@ -8,14 +6,14 @@ import (
 	"errors"
 	"net"
 	"net/netip"
-	"os"
 	"os/exec"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/vmbox/vmbox/guest/boot/internal/netnstest"
 )
 
 func requireLittleEndian(t *testing.T) {
@@ -105,10 +103,10 @@ func TestParseAck(t *testing.T) {
 }
 
 func TestNetlinkConfigureInNetns(t *testing.T) {
-	ns := newNetns(t)
-	ipCmd(t, "-n", ns, "link", "add", "d0", "type", "veth", "peer", "name", "d0p")
-	inNetns(t, ns, func() {
-		rt, err := openRTNL()
+	ns := netnstest.New(t)
+	netnstest.IP(t, "-n", ns, "link", "add", "d0", "type", "veth", "peer", "name", "d0p")
+	netnstest.Run(t, ns, func() {
+		rt, err := Open()
 		if err != nil {
 			t.Error(err)
 			return
@@ -132,17 +130,17 @@ func TestNetlinkConfigureInNetns(t *testing.T) {
 			t.Errorf("address on a missing link: error %v, want ENODEV", err)
 		}
 	})
-	if out := ipCmd(t, "-n", ns, "-o", "link", "show", "d0"); !strings.Contains(out, ",UP") {
+	if out := netnstest.IP(t, "-n", ns, "-o", "link", "show", "d0"); !strings.Contains(out, ",UP") {
 		t.Errorf("d0 not up: %s", out)
 	}
-	if out := ipCmd(t, "-n", ns, "-4", "-o", "addr", "show", "dev", "d0"); !strings.Contains(out, "inet 10.9.0.15/24 brd 10.9.0.255") || strings.Count(out, "inet ") != 1 {
+	if out := netnstest.IP(t, "-n", ns, "-4", "-o", "addr", "show", "dev", "d0"); !strings.Contains(out, "inet 10.9.0.15/24 brd 10.9.0.255") || strings.Count(out, "inet ") != 1 {
 		t.Errorf("d0 addresses: %s", out)
 	}
-	if out := ipCmd(t, "-n", ns, "-d", "route", "show", "default"); !strings.Contains(out, "default via 10.9.0.2 dev d0 proto boot") {
+	if out := netnstest.IP(t, "-n", ns, "-d", "route", "show", "default"); !strings.Contains(out, "default via 10.9.0.2 dev d0 proto boot") {
 		t.Errorf("default route: %s", out)
 	}
-	inNetns(t, ns, func() {
-		rt, err := openRTNL()
+	netnstest.Run(t, ns, func() {
+		rt, err := Open()
 		if err != nil {
 			t.Error(err)
 			return
@@ -159,19 +157,19 @@ func TestNetlinkConfigureInNetns(t *testing.T) {
 			}
 		}
 	})
-	if out := ipCmd(t, "-n", ns, "-4", "-o", "addr", "show", "dev", "d0"); strings.Contains(out, "inet ") {
+	if out := netnstest.IP(t, "-n", ns, "-4", "-o", "addr", "show", "dev", "d0"); strings.Contains(out, "inet ") {
 		t.Errorf("address still there after delete: %s", out)
 	}
 }
 
 func TestWaitLinkAppears(t *testing.T) {
-	ns := newNetns(t)
+	ns := netnstest.New(t)
 	added := make(chan error, 1)
-	inNetns(t, ns, func() {
+	netnstest.Run(t, ns, func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
 		defer cancel()
-		if _, err := waitLink(ctx, "late0"); err == nil {
-			t.Error("waitLink found a link that does not exist yet")
+		if _, err := WaitLink(ctx, "late0"); err == nil {
+			t.Error("WaitLink found a link that does not exist yet")
 		}
 		ctx, cancel = context.WithTimeout(context.Background(), 20*time.Second)
 		defer cancel()
@@ -179,60 +177,16 @@ func TestWaitLinkAppears(t *testing.T) {
 			time.Sleep(50 * time.Millisecond)
 			added <- exec.Command("ip", "-n", ns, "link", "add", "late0", "type", "veth", "peer", "name", "late0p").Run()
 		}()
-		ifi, err := waitLink(ctx, "late0")
+		ifi, err := WaitLink(ctx, "late0")
 		if err != nil {
 			t.Error(err)
 			return
 		}
 		if ifi.Name != "late0" {
-			t.Errorf("waitLink returned %s", ifi.Name)
+			t.Errorf("WaitLink returned %s", ifi.Name)
 		}
 	})
 	if err := <-added; err != nil {
 		t.Fatal(err)
-	}
-}
-
-func TestSetupNetworkStatic(t *testing.T) {
-	ns := newNetns(t)
-	ipCmd(t, "-n", ns, "link", "add", "eth9", "type", "veth", "peer", "name", "eth9p")
-	etc := t.TempDir()
-	var st NetworkState
-	inNetns(t, ns, func() {
-		ctx := context.Background()
-		cfg := NetworkConfig{Mode: NetworkStatic, Interface: "eth9", Address: "10.0.2.15/24", Gateway: "10.0.2.2", Search: []string{"corp.example"}}
-		n, err := setupNetwork(ctx, ctx, cfg, "box1", etc, &Timings{}, t.Logf)
-		if err != nil {
-			t.Error(err)
-			return
-		}
-		defer n.Close()
-		st = n.State()
-	})
-	if t.Failed() {
-		return
-	}
-	if st.Addr.String() != "10.0.2.15/24" || st.Gateway.String() != "10.0.2.2" || len(st.DNS) != 1 || st.DNS[0].String() != "10.0.2.3" || st.Interface != "eth9" {
-		t.Errorf("state = %+v", st)
-	}
-	checkFile(t, filepath.Join(etc, "resolv.conf"), "# written by vmbox\nsearch corp.example\nnameserver 10.0.2.3\n")
-	checkFile(t, filepath.Join(etc, "hosts"), "# written by vmbox\n127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n127.0.1.1\tbox1\n10.0.2.2\thost.vmbox.internal\n")
-	if out := ipCmd(t, "-n", ns, "-d", "route", "show", "default"); !strings.Contains(out, "default via 10.0.2.2 dev eth9 proto boot") {
-		t.Errorf("default route: %s", out)
-	}
-	if out := ipCmd(t, "-n", ns, "-o", "link", "show", "lo"); !strings.Contains(out, ",UP") {
-		t.Errorf("lo not up: %s", out)
-	}
-}
-
-func checkFile(t *testing.T, p, want string) {
-	t.Helper()
-	b, err := os.ReadFile(p)
-	if err != nil {
-		t.Error(err)
-		return
-	}
-	if string(b) != want {
-		t.Errorf("%s:\n got %q\nwant %q", p, b, want)
 	}
 }

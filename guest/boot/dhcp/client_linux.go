@@ -1,6 +1,4 @@
-//go:build linux
-
-package boot
+package dhcp
 
 import (
 	"context"
@@ -13,12 +11,14 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/vmbox/vmbox/guest/boot/dhcp/internal/wire"
 )
 
 // errNak is a DHCPNAK: the server refuses the address we asked for.
 var errNak = errors.New("dhcp: server answered NAK")
 
-// dhcpClient speaks DHCP on one interface through a UDP socket bound to
+// Client speaks DHCP on one interface through a UDP socket bound to
 // port 68 and to the device (SO_BINDTODEVICE), so it works before the
 // interface has an address: requests go to 255.255.255.255 with source
 // 0.0.0.0, and the broadcast flag asks the server to broadcast its answers,
@@ -26,7 +26,7 @@ var errNak = errors.New("dhcp: server answered NAK")
 // to the not-yet-assigned address would be dropped). slirp always
 // broadcasts; macOS's bootpd honours the flag. Renewals go unicast to the
 // server from the leased address.
-type dhcpClient struct {
+type Client struct {
 	conn     *net.UDPConn
 	mac      net.HardwareAddr
 	hostname string
@@ -34,9 +34,9 @@ type dhcpClient struct {
 	retry, maxRetry time.Duration
 }
 
-// newDHCPClient opens the client's socket. The socket belongs to the
+// NewClient opens the client's socket. The socket belongs to the
 // calling thread's network namespace.
-func newDHCPClient(ifi *net.Interface, hostname string) (*dhcpClient, error) {
+func NewClient(ifi *net.Interface, hostname string) (*Client, error) {
 	if len(ifi.HardwareAddr) != 6 {
 		return nil, fmt.Errorf("dhcp on %s: no Ethernet address", ifi.Name)
 	}
@@ -56,11 +56,11 @@ func newDHCPClient(ifi *net.Interface, hostname string) (*dhcpClient, error) {
 		}
 		return serr
 	}}
-	pc, err := lc.ListenPacket(context.Background(), "udp4", fmt.Sprintf("0.0.0.0:%d", dhcpClientPort))
+	pc, err := lc.ListenPacket(context.Background(), "udp4", fmt.Sprintf("0.0.0.0:%d", wire.ClientPort))
 	if err != nil {
 		return nil, fmt.Errorf("dhcp on %s: %w", ifi.Name, err)
 	}
-	return &dhcpClient{
+	return &Client{
 		conn:     pc.(*net.UDPConn),
 		mac:      ifi.HardwareAddr,
 		hostname: hostname,
@@ -69,7 +69,7 @@ func newDHCPClient(ifi *net.Interface, hostname string) (*dhcpClient, error) {
 	}, nil
 }
 
-func (c *dhcpClient) Close() error { return c.conn.Close() }
+func (c *Client) Close() error { return c.conn.Close() }
 
 func newXID() uint32 {
 	var b [4]byte
@@ -80,26 +80,26 @@ func newXID() uint32 {
 	return binary.BigEndian.Uint32(b[:])
 }
 
-func (c *dhcpClient) base(typ uint8, xid uint32) *dhcpMessage {
-	return &dhcpMessage{
-		Op:           bootRequest,
+func (c *Client) base(typ uint8, xid uint32) *wire.Message {
+	return &wire.Message{
+		Op:           wire.BootRequest,
 		XID:          xid,
 		CHAddr:       c.mac,
 		Type:         typ,
 		Hostname:     c.hostname,
-		ParamRequest: paramRequest,
+		ParamRequest: wire.ParamRequest(),
 		MaxSize:      1500,
 	}
 }
 
-var bcastAddr = &net.UDPAddr{IP: net.IPv4bcast, Port: dhcpServerPort}
+var bcastAddr = &net.UDPAddr{IP: net.IPv4bcast, Port: wire.ServerPort}
 
 // Acquire runs DISCOVER, OFFER, REQUEST, ACK until it has a lease or ctx
 // ends. A NAK starts over.
-func (c *dhcpClient) Acquire(ctx context.Context) (*DHCPLease, error) {
+func (c *Client) Acquire(ctx context.Context) (*Lease, error) {
 	for {
 		xid := newXID()
-		d := c.base(dhcpDiscover, xid)
+		d := c.base(wire.Discover, xid)
 		d.Broadcast = true
 		offer, err := c.exchange(ctx, d, bcastAddr, time.Time{})
 		if err != nil {
@@ -108,10 +108,10 @@ func (c *dhcpClient) Acquire(ctx context.Context) (*DHCPLease, error) {
 			}
 			return nil, err
 		}
-		if offer.Type != dhcpOffer || !offer.YIAddr.IsValid() {
+		if offer.Type != wire.Offer || !offer.YIAddr.IsValid() {
 			continue
 		}
-		r := c.base(dhcpRequest, xid)
+		r := c.base(wire.Request, xid)
 		r.Broadcast = true
 		r.ServerID = offer.ServerID
 		r.RequestedIP = offer.YIAddr
@@ -128,12 +128,12 @@ func (c *dhcpClient) Acquire(ctx context.Context) (*DHCPLease, error) {
 
 // Renew asks to extend l: unicast to its server (RENEWING) when
 // broadcast is false, to everyone (REBINDING) otherwise, until deadline.
-func (c *dhcpClient) Renew(ctx context.Context, l *DHCPLease, broadcast bool, deadline time.Time) (*DHCPLease, error) {
-	r := c.base(dhcpRequest, newXID())
+func (c *Client) Renew(ctx context.Context, l *Lease, broadcast bool, deadline time.Time) (*Lease, error) {
+	r := c.base(wire.Request, newXID())
 	r.CIAddr = l.Addr.Addr()
 	dst := bcastAddr
 	if !broadcast && l.Server.IsValid() {
-		dst = &net.UDPAddr{IP: l.Server.AsSlice(), Port: dhcpServerPort}
+		dst = &net.UDPAddr{IP: l.Server.AsSlice(), Port: wire.ServerPort}
 	}
 	ack, err := c.exchange(ctx, r, dst, deadline)
 	if err != nil {
@@ -148,16 +148,16 @@ var errDeadline = errors.New("dhcp: no answer")
 // exchange sends m to dst and waits for the matching OFFER or ACK (or
 // NAK), retransmitting with exponential backoff until ctx ends or deadline
 // (zero: none) passes.
-func (c *dhcpClient) exchange(ctx context.Context, m *dhcpMessage, dst *net.UDPAddr, deadline time.Time) (*dhcpMessage, error) {
-	pkt, err := m.marshal()
+func (c *Client) exchange(ctx context.Context, m *wire.Message, dst *net.UDPAddr, deadline time.Time) (*wire.Message, error) {
+	pkt, err := m.Marshal()
 	if err != nil {
 		return nil, err
 	}
 	stop := context.AfterFunc(ctx, func() { _ = c.conn.SetReadDeadline(time.Unix(1, 0)) })
 	defer stop()
-	want := uint8(dhcpAck)
-	if m.Type == dhcpDiscover {
-		want = dhcpOffer
+	want := uint8(wire.Ack)
+	if m.Type == wire.Discover {
+		want = wire.Offer
 	}
 	buf := make([]byte, 1500)
 	interval := c.retry
@@ -184,14 +184,14 @@ func (c *dhcpClient) exchange(ctx context.Context, m *dhcpMessage, dst *net.UDPA
 				}
 				return nil, fmt.Errorf("dhcp receive: %w", err)
 			}
-			r, err := parseDHCP(buf[:n])
-			if err != nil || r.Op != bootReply || r.XID != m.XID || !macEqual(r.CHAddr, c.mac) {
+			r, err := wire.Parse(buf[:n])
+			if err != nil || r.Op != wire.BootReply || r.XID != m.XID || !macEqual(r.CHAddr, c.mac) {
 				continue // someone else's, or garbage
 			}
 			switch r.Type {
 			case want:
 				return r, nil
-			case dhcpNak:
+			case wire.Nak:
 				return nil, errNak
 			}
 		}
@@ -210,7 +210,7 @@ func macEqual(a, b net.HardwareAddr) bool { return string(a) == string(b) }
 // Maintain keeps l alive until ctx ends: it renews at T1, rebinds at T2,
 // and when the lease expires or is refused, starts over. apply is called
 // with each new lease, and with nil when the address must be dropped.
-func (c *dhcpClient) Maintain(ctx context.Context, l *DHCPLease, apply func(*DHCPLease)) {
+func (c *Client) Maintain(ctx context.Context, l *Lease, apply func(*Lease)) {
 	for {
 		if !sleepUntil(ctx, l.Acquired.Add(l.T1)) {
 			return
