@@ -15,9 +15,9 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// SetClock sets the guest's wall clock, e.g. when the host pushes its time
+// setSystemClock sets the guest's wall clock, e.g. when the host pushes its time
 // after the VM was suspended. Outside the guest it refuses.
-func SetClock(t time.Time) error {
+func setSystemClock(t time.Time) error {
 	if !inGuest() {
 		return fmt.Errorf("set clock: %w", errNotGuest)
 	}
@@ -69,11 +69,11 @@ func setHostname(name string) error {
 	return nil
 }
 
-// OnlineCPUs brings CPUs online until want are (0: all present CPUs). The
+// bringCPUsOnline brings CPUs online until want are (0: all present CPUs). The
 // VM boots with maxcpus=1 because one vCPU boots fastest under emulation;
 // the rest come online after the agent is ready. Outside the guest it
 // refuses.
-func OnlineCPUs(want int) error {
+func bringCPUsOnline(want int) error {
 	if !inGuest() {
 		return fmt.Errorf("online CPUs: %w", errNotGuest)
 	}
@@ -122,7 +122,7 @@ func readCPUList(p string) ([]int, error) {
 	if err != nil {
 		return nil, fmt.Errorf("read CPU list: %w", err)
 	}
-	l, err := ParseCPUList(string(b))
+	l, err := parseCPUList(string(b))
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", p, err)
 	}
