@@ -17,7 +17,7 @@ import (
 // helper's Go start-up).
 func runTrue(b *testing.B, r *container.Runtime, layer, dir string) time.Duration {
 	cpu0 := containertest.ProcessCPU() + containertest.ChildrenCPU()
-	id := randID()
+	id := containertest.RandHex(32)
 	c, err := r.Start(context.Background(), &container.Spec{
 		ID: id, Dir: filepath.Join(dir, id), Layers: []string{layer},
 		Args: []string{"true"}, Hostname: id[:12],
@@ -59,7 +59,7 @@ func benchRunTrue(b *testing.B, opts container.Options) {
 	for i := 0; i < b.N; i++ {
 		cpu += runTrue(b, r, layer, dir)
 	}
-	b.ReportMetric(float64(cpu.Microseconds())/1000/float64(b.N), "cpu-ms/op")
+	containertest.ReportCPUPerOp(b, cpu)
 }
 
 // BenchmarkCrunRunTrue runs `crun run` on an OCI bundle of the same rootfs.
@@ -78,53 +78,18 @@ func benchOCI(b *testing.B, tool string) {
 	for i := 0; i < b.N; i++ {
 		cpu += o.Run(b, tool, bundle).CPU
 	}
-	b.ReportMetric(float64(cpu.Microseconds())/1000/float64(b.N), "cpu-ms/op")
+	containertest.ReportCPUPerOp(b, cpu)
 }
 
 // BenchmarkCompare alternates vmbox, crun and runc runs of `true` (b.N
 // rounds of one each) and reports each one's median wall and CPU time and
-// vmbox's ratios, so that one run on a noisy machine compares like with
-// like.
+// vmbox's ratios (containertest.CompareWithOCI).
 func BenchmarkCompare(b *testing.B) {
 	containertest.NeedTool(b, "crun")
 	r := newRuntime(b, container.Options{})
 	layer := containertest.BusyboxLayer(b)
 	dir := b.TempDir()
-	compare(b, layer, func() time.Duration { return runTrue(b, r, layer, dir) }, r.Settle)
-}
-
-// compare runs ours and crun and runc alternately and reports medians.
-// settle waits for our background work (the next warm helper), outside the
-// timings, so that it does not slow the others' turns down.
-func compare(b *testing.B, layer string, ours func() (cpu time.Duration), settle func()) {
-	bundle := containertest.OCIBundle(b, layer, "true")
-	o := containertest.NewOCIRunner(b)
-	ours()
-	o.Run(b, "crun", bundle)
-	o.Run(b, "runc", bundle)
-	var wall, cpu, crun, crunCPU, runc, runcCPU []time.Duration
-	b.ResetTimer()
-	for i := 0; i < b.N; i++ {
-		start := time.Now()
-		c := ours()
-		wall, cpu = append(wall, time.Since(start)), append(cpu, c)
-		settle()
-		res := o.Run(b, "crun", bundle)
-		crun, crunCPU = append(crun, res.Wall), append(crunCPU, res.CPU)
-		res = o.Run(b, "runc", bundle)
-		runc, runcCPU = append(runc, res.Wall), append(runcCPU, res.CPU)
-	}
-	b.StopTimer()
-	ms := func(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
-	mo, mc, mr := containertest.Median(wall), containertest.Median(crun), containertest.Median(runc)
-	b.ReportMetric(ms(mo), "vmbox-ms")
-	b.ReportMetric(ms(mc), "crun-ms")
-	b.ReportMetric(ms(mr), "runc-ms")
-	b.ReportMetric(ms(mo)/ms(mc), "vmbox/crun")
-	b.ReportMetric(ms(mo)/ms(mr), "vmbox/runc")
-	b.ReportMetric(ms(containertest.Median(cpu)), "vmbox-cpu-ms")
-	b.ReportMetric(ms(containertest.Median(crunCPU)), "crun-cpu-ms")
-	b.ReportMetric(ms(containertest.Median(runcCPU)), "runc-cpu-ms")
+	containertest.CompareWithOCI(b, layer, func() time.Duration { return runTrue(b, r, layer, dir) }, settled(r))
 }
 
 // BenchmarkCompareCold is BenchmarkCompare without the warm helper, to
@@ -134,5 +99,15 @@ func BenchmarkCompareCold(b *testing.B) {
 	r := newRuntime(b, container.Options{Cold: true})
 	layer := containertest.BusyboxLayer(b)
 	dir := b.TempDir()
-	compare(b, layer, func() time.Duration { return runTrue(b, r, layer, dir) }, r.Settle)
+	containertest.CompareWithOCI(b, layer, func() time.Duration { return runTrue(b, r, layer, dir) }, settled(r))
+}
+
+// settled returns the settle function of CompareWithOCI for r: it waits for
+// the next warm helper, whose CPU time is charged when a container's init
+// is reaped (runTrue), not here.
+func settled(r *container.Runtime) func() time.Duration {
+	return func() time.Duration {
+		r.Settle()
+		return 0
+	}
 }

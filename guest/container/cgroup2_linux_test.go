@@ -10,6 +10,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/vmbox/vmbox/guest/container"
+	"github.com/vmbox/vmbox/guest/container/containertest"
 )
 
 // TestCgroupV2Placement runs the cgroup v2 code path on a hybrid host's
@@ -38,7 +39,7 @@ func TestCgroupV2Placement(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	out := readAll(t, p.Stdout, "the exec's cgroup")
+	out := containertest.ReadAll(t, p.Stdout, "the exec's cgroup")
 	p.Stdout.Close()
 	p.Stderr.Close()
 	waitExit(t, p, "exec")

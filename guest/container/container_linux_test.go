@@ -3,8 +3,6 @@ package container_test
 import (
 	"bytes"
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -15,7 +13,6 @@ import (
 	"sync"
 	"syscall"
 	"testing"
-	"time"
 
 	"github.com/vmbox/vmbox/guest/api"
 	"github.com/vmbox/vmbox/guest/container"
@@ -37,7 +34,7 @@ func newRuntime(t testing.TB, opts container.Options) *container.Runtime {
 	t.Helper()
 	containertest.Requirements(t)
 	if opts.CgroupParent == "" {
-		opts.CgroupParent = "vmbox-test-" + randID()[:8]
+		opts.CgroupParent = "vmbox-test-" + containertest.RandHex(32)[:8]
 	}
 	r, err := container.New(opts)
 	if err != nil {
@@ -49,52 +46,22 @@ func newRuntime(t testing.TB, opts container.Options) *container.Runtime {
 		if len(ids) > 0 {
 			t.Errorf("container cgroups left behind: %v", ids)
 		}
-		removeCgroupParent(opts.CgroupParent)
+		containertest.RemoveCgroupParent(opts.CgroupParent)
 	})
 	return r
 }
 
-func removeCgroupParent(parent string) {
-	for _, root := range []string{"/sys/fs/cgroup", "/sys/fs/cgroup/memory", "/sys/fs/cgroup/cpu", "/sys/fs/cgroup/pids", "/sys/fs/cgroup/devices", "/sys/fs/cgroup/unified"} {
-		os.Remove(filepath.Join(root, parent))
-	}
-}
-
-func randID() string {
-	b := make([]byte, 32)
-	rand.Read(b)
-	return hex.EncodeToString(b)
-}
-
-// patience bounds each wait of these tests. It asserts no speed: it turns
-// a lost signal or a missed output, which would otherwise hang the whole
-// test binary until go test's timeout, into a failure that says what was
-// being waited for.
-const patience = 60 * time.Second
-
-// closedWithin reports whether done is closed within patience.
-func closedWithin(done <-chan struct{}) bool {
-	timer := time.NewTimer(patience)
-	defer timer.Stop()
-	select {
-	case <-done:
-		return true
-	case <-timer.C:
-		return false
-	}
-}
-
-// waitExit waits for p to exit. One still running after patience is
+// waitExit waits for p to exit. One still running after Patience is
 // killed, and the test fails with the process's signal state (a signal
 // that was never delivered shows neither pending nor acted upon).
 func waitExit(t testing.TB, p *container.Process, what string) (container.Exit, error) {
 	t.Helper()
 	go p.Wait()
-	if !closedWithin(p.Done()) {
+	if !containertest.ClosedWithin(p.Done()) {
 		state := signalState(p.Pid)
 		p.Signal(syscall.SIGKILL)
 		<-p.Done()
-		t.Fatalf("%s: pid %d still running after %v; %s", what, p.Pid, patience, state)
+		t.Fatalf("%s: pid %d still running after %v; %s", what, p.Pid, containertest.Patience, state)
 	}
 	return p.Wait()
 }
@@ -116,29 +83,9 @@ func signalState(pid int) string {
 	return strings.Join(keep, ", ")
 }
 
-// readFull reads n bytes from r, failing the test when they have not
-// arrived within patience (r is then closed, which ends the read).
-func readFull(t testing.TB, r io.ReadCloser, n int, what string) string {
-	t.Helper()
-	buf := make([]byte, n)
-	var got int
-	var err error
-	done := make(chan struct{})
-	go func() { got, err = io.ReadFull(r, buf); close(done) }()
-	if !closedWithin(done) {
-		r.Close()
-		<-done
-		t.Fatalf("%s: %q after %v, want %d bytes", what, buf[:got], patience, n)
-	}
-	if err != nil {
-		t.Fatalf("%s: %q: %v", what, buf[:got], err)
-	}
-	return string(buf)
-}
-
 // readLine reads up to a newline from r (one byte at a time, so that
 // nothing after the line is consumed), failing the test when no full line
-// has arrived within patience (r is then closed, which ends the read).
+// has arrived within Patience (r is then closed, which ends the read).
 func readLine(t testing.TB, r io.ReadCloser, what string) string {
 	t.Helper()
 	var line []byte
@@ -154,30 +101,15 @@ func readLine(t testing.TB, r io.ReadCloser, what string) string {
 			line = append(line, b[0])
 		}
 	}()
-	if !closedWithin(done) {
+	if !containertest.ClosedWithin(done) {
 		r.Close()
 		<-done
-		t.Fatalf("%s: %q after %v, no newline", what, line, patience)
+		t.Fatalf("%s: %q after %v, no newline", what, line, containertest.Patience)
 	}
 	if err != nil {
 		t.Fatalf("%s: %q: %v", what, line, err)
 	}
 	return string(line)
-}
-
-// readAll reads r to its end, failing the test when that takes longer than
-// patience (r is then closed, which ends the read).
-func readAll(t testing.TB, r io.ReadCloser, what string) string {
-	t.Helper()
-	var b []byte
-	done := make(chan struct{})
-	go func() { b, _ = io.ReadAll(r); close(done) }()
-	if !closedWithin(done) {
-		r.Close()
-		<-done
-		t.Fatalf("%s: no end after %v, read %q", what, patience, b)
-	}
-	return string(b)
 }
 
 // result is what a finished container produced.
@@ -188,7 +120,7 @@ type result struct {
 
 // spec returns a spec for a container on the busybox layer.
 func spec(t testing.TB, args ...string) *container.Spec {
-	id := randID()
+	id := containertest.RandHex(32)
 	return &container.Spec{
 		ID:       id,
 		Dir:      filepath.Join(t.TempDir(), id),
@@ -225,9 +157,9 @@ func run(t testing.TB, r *container.Runtime, s *container.Spec, stdin io.Reader)
 	res.exit, err = waitExit(t, c.Process, fmt.Sprintf("container %q", s.Args))
 	copied := make(chan struct{})
 	go func() { wg.Wait(); close(copied) }()
-	if !closedWithin(copied) {
+	if !containertest.ClosedWithin(copied) {
 		closeAll(c.Pty, c.Stdout, c.Stderr)
-		t.Fatalf("container %q exited, its output did not end within %v", s.Args, patience)
+		t.Fatalf("container %q exited, its output did not end within %v", s.Args, containertest.Patience)
 	}
 	res.stdout, res.stderr = out.String(), errb.String()
 	os.RemoveAll(s.Dir)
@@ -512,14 +444,14 @@ func TestSignals(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer os.RemoveAll(s.Dir)
-	if line := readFull(t, c.Stdout, 6, "ready line"); line != "ready\n" {
+	if line := containertest.ReadFull(t, c.Stdout, 6, "ready line"); line != "ready\n" {
 		t.Fatalf("read %q", line)
 	}
 	if err := c.Signal(syscall.SIGTERM); err != nil {
 		t.Fatal(err)
 	}
 	exit, err := waitExit(t, c.Process, "exit on SIGTERM")
-	rest := readAll(t, c.Stdout, "output after SIGTERM")
+	rest := containertest.ReadAll(t, c.Stdout, "output after SIGTERM")
 	c.Stdout.Close()
 	c.Stderr.Close()
 	if err != nil || exit.Code != 143 || rest != "got-term\n" {
@@ -568,10 +500,10 @@ func TestExec(t *testing.T) {
 		var errb []byte
 		errDone := make(chan struct{})
 		go func() { errb, _ = io.ReadAll(p.Stderr); close(errDone) }()
-		out := readAll(t, p.Stdout, "exec's stdout")
-		if !closedWithin(errDone) {
+		out := containertest.ReadAll(t, p.Stdout, "exec's stdout")
+		if !containertest.ClosedWithin(errDone) {
 			p.Stderr.Close()
-			t.Fatalf("exec %q: stderr did not end within %v", es.Args, patience)
+			t.Fatalf("exec %q: stderr did not end within %v", es.Args, containertest.Patience)
 		}
 		p.Stdout.Close()
 		p.Stderr.Close()
@@ -641,13 +573,13 @@ func TestTty(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	eout := readAll(t, p.Pty, "exec's terminal")
+	eout := containertest.ReadAll(t, p.Pty, "exec's terminal")
 	p.Pty.Close()
 	if exit, _ := waitExit(t, p, "exec on a terminal"); exit.Code != 0 || eout != "/dev/pts/1\r\n" {
 		t.Errorf("exec tty: %q %+v", eout, exit)
 	}
 	io.WriteString(c.Pty, "go\n")
-	out := readAll(t, c.Pty, "container's terminal")
+	out := containertest.ReadAll(t, c.Pty, "container's terminal")
 	c.Pty.Close()
 	waitExit(t, c.Process, "container on a terminal")
 	if !strings.HasSuffix(out, "40 120\r\n") {

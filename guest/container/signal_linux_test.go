@@ -8,6 +8,7 @@ import (
 	"testing"
 
 	"github.com/vmbox/vmbox/guest/container"
+	"github.com/vmbox/vmbox/guest/container/containertest"
 )
 
 // TestSignalAfterReady sends SIGTERM to container after container the
@@ -16,7 +17,7 @@ import (
 // container's PID 1 (exit 143 through the trap, with the trap's output),
 // never a helper or another container. Both helper kinds (private and host
 // network) take turns, and a bystander container runs throughout. A signal
-// that goes missing fails the iteration after patience, with the process's
+// that goes missing fails the iteration after Patience, with the process's
 // signal state, instead of hanging.
 func TestSignalAfterReady(t *testing.T) {
 	r := newRuntime(t, container.Options{})
@@ -47,14 +48,14 @@ func TestSignalAfterReady(t *testing.T) {
 		if err != nil {
 			t.Fatalf("start %d: %v", i, err)
 		}
-		if line := readFull(t, c.Stdout, 6, fmt.Sprintf("ready line %d", i)); line != "ready\n" {
+		if line := containertest.ReadFull(t, c.Stdout, 6, fmt.Sprintf("ready line %d", i)); line != "ready\n" {
 			t.Fatalf("iteration %d: read %q", i, line)
 		}
 		if err := c.Signal(syscall.SIGTERM); err != nil {
 			t.Fatalf("iteration %d: signal: %v", i, err)
 		}
 		exit, err := waitExit(t, c.Process, fmt.Sprintf("iteration %d (network %q): exit on SIGTERM", i, s.NetworkMode))
-		rest := readAll(t, c.Stdout, fmt.Sprintf("iteration %d: output after SIGTERM", i))
+		rest := containertest.ReadAll(t, c.Stdout, fmt.Sprintf("iteration %d: output after SIGTERM", i))
 		c.Stdout.Close()
 		c.Stderr.Close()
 		if err != nil || exit.Code != 143 || exit.Signal != 0 || rest != "got-term\n" {

@@ -35,7 +35,7 @@ func BenchmarkRunRmTrue(b *testing.B) {
 	b.StopTimer()
 	e.Idle()
 	cpu := containertest.ProcessCPU() + containertest.ChildrenCPU() - cpu0
-	b.ReportMetric(float64(cpu.Microseconds())/1000/float64(b.N), "cpu-ms/op")
+	containertest.ReportCPUPerOp(b, cpu)
 }
 
 // BenchmarkCompare alternates the engine's `run --rm busybox true` with
@@ -51,34 +51,15 @@ func BenchmarkCompare(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	bundle := containertest.OCIBundle(b, img.Layers[0], "true")
-	o := containertest.NewOCIRunner(b)
-	runRmTrue(b, e)
-	o.Run(b, "crun", bundle)
-	o.Run(b, "runc", bundle)
-	var wall, cpu, crun, crunCPU, runc, runcCPU []time.Duration
-	b.ResetTimer()
-	for i := 0; i < b.N; i++ {
+	ours := func() time.Duration {
 		cpu0 := containertest.ProcessCPU() + containertest.ChildrenCPU()
-		start := time.Now()
 		runRmTrue(b, e)
-		wall = append(wall, time.Since(start))
-		e.Idle()
-		cpu = append(cpu, containertest.ProcessCPU()+containertest.ChildrenCPU()-cpu0)
-		res := o.Run(b, "crun", bundle)
-		crun, crunCPU = append(crun, res.Wall), append(crunCPU, res.CPU)
-		res = o.Run(b, "runc", bundle)
-		runc, runcCPU = append(runc, res.Wall), append(runcCPU, res.CPU)
+		return containertest.ProcessCPU() + containertest.ChildrenCPU() - cpu0
 	}
-	b.StopTimer()
-	ms := func(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
-	mo, mc, mr := containertest.Median(wall), containertest.Median(crun), containertest.Median(runc)
-	b.ReportMetric(ms(mo), "vmbox-ms")
-	b.ReportMetric(ms(mc), "crun-ms")
-	b.ReportMetric(ms(mr), "runc-ms")
-	b.ReportMetric(ms(mo)/ms(mc), "vmbox/crun")
-	b.ReportMetric(ms(mo)/ms(mr), "vmbox/runc")
-	b.ReportMetric(ms(containertest.Median(cpu)), "vmbox-cpu-ms")
-	b.ReportMetric(ms(containertest.Median(crunCPU)), "crun-cpu-ms")
-	b.ReportMetric(ms(containertest.Median(runcCPU)), "runc-cpu-ms")
+	settle := func() time.Duration {
+		cpu0 := containertest.ProcessCPU() + containertest.ChildrenCPU()
+		e.Idle()
+		return containertest.ProcessCPU() + containertest.ChildrenCPU() - cpu0
+	}
+	containertest.CompareWithOCI(b, img.Layers[0], ours, settle)
 }

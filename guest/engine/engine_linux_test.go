@@ -4,14 +4,11 @@ import (
 	"archive/tar"
 	"bytes"
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
@@ -94,16 +91,10 @@ func images(t testing.TB) *image.Store {
 	return store
 }
 
-func randHex(n int) string {
-	b := make([]byte, n)
-	rand.Read(b)
-	return hex.EncodeToString(b)
-}
-
 func newEngine(t testing.TB, root string) *engine.Engine {
 	t.Helper()
 	imgs := images(t)
-	parent := "vmbox-etest-" + randHex(4)
+	parent := "vmbox-etest-" + containertest.RandHex(4)
 	e, err := engine.New(engine.Options{Root: root, Images: imgs, Runtime: container.Options{CgroupParent: parent}})
 	if err != nil {
 		t.Fatal(err)
@@ -112,35 +103,12 @@ func newEngine(t testing.TB, root string) *engine.Engine {
 		if err := e.Close(); err != nil {
 			t.Errorf("close: %v", err)
 		}
-		if n := cgroupCount(parent); n != 0 {
+		if n := containertest.CgroupCount(parent); n != 0 {
 			t.Errorf("%d cgroups left under %s", n, parent)
 		}
-		removeCgroupParent(parent)
+		containertest.RemoveCgroupParent(parent)
 	})
 	return e
-}
-
-var cgroupRoots = []string{"/sys/fs/cgroup", "/sys/fs/cgroup/memory", "/sys/fs/cgroup/cpu", "/sys/fs/cgroup/pids", "/sys/fs/cgroup/devices"}
-
-// cgroupCount counts the cgroups under parent (a v1 cgroup spans several
-// hierarchies: it counts once).
-func cgroupCount(parent string) int {
-	names := map[string]bool{}
-	for _, root := range cgroupRoots {
-		ents, _ := os.ReadDir(filepath.Join(root, parent))
-		for _, e := range ents {
-			if e.IsDir() {
-				names[e.Name()] = true
-			}
-		}
-	}
-	return len(names)
-}
-
-func removeCgroupParent(parent string) {
-	for _, root := range cgroupRoots {
-		os.Remove(filepath.Join(root, parent))
-	}
 }
 
 type output struct {
@@ -170,24 +138,18 @@ func mustRunIt(t testing.TB, e *engine.Engine, cfg api.ContainerConfig) output {
 	return o
 }
 
-// patience bounds each wait of these tests. It asserts no speed: it turns
-// a lost signal or a missed output, which would otherwise hang the whole
-// test binary until go test's timeout, into a failure that says what was
-// being waited for.
-const patience = 60 * time.Second
-
-// within returns a context for one wait, ended after patience.
+// within returns a context for one wait, ended after Patience.
 func within(t testing.TB) context.Context {
-	ctx, cancel := context.WithTimeout(context.Background(), patience)
+	ctx, cancel := context.WithTimeout(context.Background(), containertest.Patience)
 	t.Cleanup(cancel)
 	return ctx
 }
 
 // waitFor receives a value from ch, failing the test when none arrives
-// within patience or ch is closed without one.
+// within Patience or ch is closed without one.
 func waitFor[T any](t testing.TB, ch <-chan T, what string) T {
 	t.Helper()
-	timer := time.NewTimer(patience)
+	timer := time.NewTimer(containertest.Patience)
 	defer timer.Stop()
 	select {
 	case v, ok := <-ch:
@@ -196,57 +158,10 @@ func waitFor[T any](t testing.TB, ch <-chan T, what string) T {
 		}
 		return v
 	case <-timer.C:
-		t.Fatalf("%s: nothing after %v", what, patience)
+		t.Fatalf("%s: nothing after %v", what, containertest.Patience)
 	}
 	var zero T
 	return zero
-}
-
-// readFull reads n bytes from r, failing the test when they have not
-// arrived within patience (r is then closed, which ends the read).
-func readFull(t testing.TB, r io.ReadCloser, n int, what string) string {
-	t.Helper()
-	buf := make([]byte, n)
-	var got int
-	var err error
-	done := make(chan struct{})
-	go func() { got, err = io.ReadFull(r, buf); close(done) }()
-	if !closedWithin(done) {
-		r.Close()
-		<-done
-		t.Fatalf("%s: %q after %v, want %d bytes", what, buf[:got], patience, n)
-	}
-	if err != nil {
-		t.Fatalf("%s: %q: %v", what, buf[:got], err)
-	}
-	return string(buf)
-}
-
-// readAll reads r to its end, failing the test when that takes longer than
-// patience (r is then closed, which ends the read).
-func readAll(t testing.TB, r io.ReadCloser, what string) string {
-	t.Helper()
-	var b []byte
-	done := make(chan struct{})
-	go func() { b, _ = io.ReadAll(r); close(done) }()
-	if !closedWithin(done) {
-		r.Close()
-		<-done
-		t.Fatalf("%s: no end after %v, read %q", what, patience, b)
-	}
-	return string(b)
-}
-
-// closedWithin reports whether done is closed within patience.
-func closedWithin(done <-chan struct{}) bool {
-	timer := time.NewTimer(patience)
-	defer timer.Stop()
-	select {
-	case <-done:
-		return true
-	case <-timer.C:
-		return false
-	}
 }
 
 func TestRunCommands(t *testing.T) {
@@ -383,7 +298,7 @@ func TestLifecycle(t *testing.T) {
 	if err := e.Start(ctx, cr.ID); err != nil {
 		t.Fatal(err)
 	}
-	if line := readFull(t, pr, 3, "attached output"); line != "up\n" {
+	if line := containertest.ReadFull(t, pr, 3, "attached output"); line != "up\n" {
 		t.Fatalf("attach: %q", line)
 	}
 	go io.Copy(io.Discard, pr)
@@ -424,7 +339,7 @@ func TestLifecycle(t *testing.T) {
 	if err := e.Start(ctx, "life"); err != nil {
 		t.Fatal(err)
 	}
-	if line := readFull(t, pr, 3, "attached output after the restart"); line != "up\n" {
+	if line := containertest.ReadFull(t, pr, 3, "attached output after the restart"); line != "up\n" {
 		t.Fatalf("attach after restart: %q", line)
 	}
 	go io.Copy(io.Discard, pr)
@@ -560,12 +475,12 @@ func TestLogs(t *testing.T) {
 		done <- e.Logs(within(t), api.LogsArgs{Container: "follow", Tail: -1, Follow: true}, pw, &ferr)
 		pw.Close()
 	}()
-	if first := readFull(t, pr, 6, "followed log"); first != "first\n" {
+	if first := containertest.ReadFull(t, pr, 6, "followed log"); first != "first\n" {
 		t.Fatalf("follow: %q", first)
 	}
 	// Feed the container through an attach so it goes on.
 	go e.Attach(within(t), "follow", engine.Streams{Stdin: strings.NewReader("hello\n")})
-	rest2 := readAll(t, pr, "rest of the followed log")
+	rest2 := containertest.ReadAll(t, pr, "rest of the followed log")
 	if err := waitFor(t, done, "end of the followed log"); err != nil || rest2 != "got hello\n" || ferr.String() != "bye\n" {
 		t.Errorf("follow rest %q %q %v", rest2, ferr.String(), err)
 	}
@@ -620,7 +535,7 @@ func TestPullMissingImage(t *testing.T) {
 	}
 	e := newEngine(t, t.TempDir())
 	addr := imagetest.StartRegistry(t)
-	ref := addr + "/pulled/busybox:" + randHex(4)
+	ref := addr + "/pulled/busybox:" + containertest.RandHex(4)
 	imagetest.Push(t, imagetest.BusyboxImage(t), ref)
 	var progress []api.PullProgress
 	var mu sync.Mutex
@@ -678,8 +593,8 @@ func TestRestartShowsExited(t *testing.T) {
 	}
 	imgs.Close()
 	root := t.TempDir()
-	parent := "vmbox-etest-" + randHex(4)
-	defer removeCgroupParent(parent)
+	parent := "vmbox-etest-" + containertest.RandHex(4)
+	defer containertest.RemoveCgroupParent(parent)
 
 	// An engine in another process starts a container and is killed.
 	self, _ := os.Executable()
@@ -698,7 +613,7 @@ func TestRestartShowsExited(t *testing.T) {
 			cmd.Wait()
 		}
 	})
-	line := readFull(t, out, 65, "container ID from the engine host")
+	line := containertest.ReadFull(t, out, 65, "container ID from the engine host")
 	if strings.HasPrefix(line, "error") {
 		t.Fatalf("engine host: %q", line)
 	}
@@ -730,13 +645,13 @@ func TestRestartShowsExited(t *testing.T) {
 		t.Fatal(err)
 	}
 	e.Idle()
-	if n := cgroupCount(parent); n != 1 { // the warm helper's
+	if n := containertest.CgroupCount(parent); n != 1 { // the warm helper's
 		t.Errorf("%d cgroups, want only the warm helper's", n)
 	}
 	if err := e.Close(); err != nil {
 		t.Fatal(err)
 	}
-	if n := cgroupCount(parent); n != 0 {
+	if n := containertest.CgroupCount(parent); n != 0 {
 		t.Errorf("%d cgroups left after close", n)
 	}
 	// A second engine on the same directory is refused while one is open.
@@ -767,7 +682,7 @@ func TestLayeredImage(t *testing.T) {
 			{Name: "data/changed", Body: []byte("new\n")},
 		}))
 	var buf bytes.Buffer
-	ref := "layered:" + randHex(4)
+	ref := "layered:" + containertest.RandHex(4)
 	imagetest.WriteDockerArchive(t, &buf, map[string]v1.Image{ref: img})
 	if _, err := images(t).Load(&buf); err != nil {
 		t.Fatal(err)

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/vmbox/vmbox/guest/api"
+	"github.com/vmbox/vmbox/guest/container/containertest"
 	"github.com/vmbox/vmbox/guest/engine"
 )
 
@@ -31,7 +32,7 @@ func count(parent string) resources {
 		b, _ := os.ReadFile("/proc/self/task/" + t.Name() + "/children")
 		r.children += len(strings.Fields(string(b)))
 	}
-	r.cgroups = cgroupCount(parent)
+	r.cgroups = containertest.CgroupCount(parent)
 	r.goroutines = runtime.NumGoroutine()
 	return r
 }
@@ -66,8 +67,8 @@ func TestRunRemoveLeaks(t *testing.T) {
 		n = 20
 	}
 	images(t)
-	parent := "vmbox-etest-" + randHex(4)
-	defer removeCgroupParent(parent)
+	parent := "vmbox-etest-" + containertest.RandHex(4)
+	defer containertest.RemoveCgroupParent(parent)
 	root := t.TempDir()
 	before := count(parent)
 	e, err := engine.New(engine.Options{Root: root, Images: store, Runtime: runtimeOptions(parent)})
@@ -75,7 +76,7 @@ func TestRunRemoveLeaks(t *testing.T) {
 		t.Fatal(err)
 	}
 	run := func() {
-		ctx, cancel := context.WithTimeout(context.Background(), patience)
+		ctx, cancel := context.WithTimeout(context.Background(), containertest.Patience)
 		defer cancel()
 		res, err := e.Run(ctx, api.RunArgs{Config: api.ContainerConfig{Image: "busybox", AutoRemove: true, Cmd: []string{"sh", "-c", "echo hi; echo ho >&2"}}}, engine.Streams{}, nil)
 		if err != nil || res.ExitCode != 0 {

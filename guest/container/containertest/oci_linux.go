@@ -155,3 +155,48 @@ func ChildrenCPU() time.Duration {
 	unix.Getrusage(unix.RUSAGE_CHILDREN, &ru)
 	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
+
+// CompareWithOCI runs ours, `crun run` and `runc run` of `true` on an OCI
+// bundle of layer alternately, b.N rounds of one each, and reports each
+// one's median wall and CPU time and vmbox's ratios, so that one run on a
+// noisy machine compares like with like. ours returns the CPU time it
+// cost; settle waits for ours' background work outside the wall-clock
+// timings, so that it does not slow the others' turns down, and returns
+// the CPU time of that work that ours should be charged.
+func CompareWithOCI(b *testing.B, layer string, ours func() (cpu time.Duration), settle func() (cpu time.Duration)) {
+	bundle := OCIBundle(b, layer, "true")
+	o := NewOCIRunner(b)
+	ours()
+	o.Run(b, "crun", bundle)
+	o.Run(b, "runc", bundle)
+	var wall, cpu, crun, crunCPU, runc, runcCPU []time.Duration
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		start := time.Now()
+		c := ours()
+		wall = append(wall, time.Since(start))
+		c += settle()
+		cpu = append(cpu, c)
+		res := o.Run(b, "crun", bundle)
+		crun, crunCPU = append(crun, res.Wall), append(crunCPU, res.CPU)
+		res = o.Run(b, "runc", bundle)
+		runc, runcCPU = append(runc, res.Wall), append(runcCPU, res.CPU)
+	}
+	b.StopTimer()
+	ms := func(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
+	mo, mc, mr := Median(wall), Median(crun), Median(runc)
+	b.ReportMetric(ms(mo), "vmbox-ms")
+	b.ReportMetric(ms(mc), "crun-ms")
+	b.ReportMetric(ms(mr), "runc-ms")
+	b.ReportMetric(ms(mo)/ms(mc), "vmbox/crun")
+	b.ReportMetric(ms(mo)/ms(mr), "vmbox/runc")
+	b.ReportMetric(ms(Median(cpu)), "vmbox-cpu-ms")
+	b.ReportMetric(ms(Median(crunCPU)), "crun-cpu-ms")
+	b.ReportMetric(ms(Median(runcCPU)), "runc-cpu-ms")
+}
+
+// ReportCPUPerOp reports cpu, the CPU time of b.N operations, per
+// operation.
+func ReportCPUPerOp(b *testing.B, cpu time.Duration) {
+	b.ReportMetric(float64(cpu.Microseconds())/1000/float64(b.N), "cpu-ms/op")
+}
