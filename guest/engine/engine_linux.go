@@ -45,8 +45,10 @@ type Options struct {
 	Root string
 	// Images is the image store.
 	Images Images
-	// Pull is the base of the options of pulls that Create makes (its
-	// Platform is replaced by the container's).
+	// Pull is the base of the options of the engine's pulls: settings of
+	// the engine as a whole (transport, credentials file). Each call's
+	// PullOptions add their credentials and insecure registries, and its
+	// Platform is replaced by the container's.
 	Pull image.PullOptions
 	// Runtime configures the container runtime. Its CgroupParent defaults
 	// to "vmbox"; one engine owns its cgroup parent.
