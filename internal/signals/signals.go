@@ -11,8 +11,8 @@ import (
 	"strings"
 )
 
-// Max is the highest Linux signal number (the last real-time signal).
-const Max = 64
+// maxSignal is the highest Linux signal number (the last real-time signal).
+const maxSignal = 64
 
 // linux lists the named Linux signals. SSH signal names (RFC 4254 6.10)
 // are these names without the "SIG" prefix.
@@ -30,10 +30,10 @@ var linux = [...]struct {
 
 // Parse returns the Linux number of a signal given by name, with or
 // without the "SIG" prefix and in any case ("TERM", "SIGTERM", "sigterm"),
-// or by number ("15", 1 to Max).
+// or by number ("15", 1 to 64).
 func Parse(s string) (int, error) {
 	if n, err := strconv.Atoi(s); err == nil {
-		if n <= 0 || n > Max {
+		if n <= 0 || n > maxSignal {
 			return 0, fmt.Errorf("invalid signal %q", s)
 		}
 		return n, nil
