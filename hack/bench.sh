@@ -18,7 +18,7 @@ bench() { # package, pattern, benchtime
 }
 bench ./vmimage/ 'BenchmarkBareBoot' 5x
 bench ./hack/e2e/ 'BenchmarkColdStart|BenchmarkVersion|BenchmarkIdleFootprint|BenchmarkIdleCPU|BenchmarkMemoryReturn|BenchmarkChannelThroughput'
-bench ./guest/runtime/ 'BenchmarkCompare$' 1x
+bench ./guest/container/ 'BenchmarkCompare$' 1x
 bench ./guest/engine/ 'BenchmarkCompare' 1x
 bench ./guest/image/ 'BenchmarkPullUnpack|BenchmarkSkopeoUmoci' 10x
 bench ./hack/e2e/ 'BenchmarkRunHostHop|BenchmarkFirstRun'

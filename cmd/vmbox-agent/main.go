@@ -6,14 +6,14 @@ import (
 	"os"
 
 	"github.com/vmbox/vmbox/guest/agent"
-	"github.com/vmbox/vmbox/guest/runtime"
+	"github.com/vmbox/vmbox/guest/container"
 )
 
 func main() {
 	// The container runtime re-executes this binary as each container's
 	// init; that process must do nothing else first.
-	if runtime.IsInit() {
-		runtime.Init()
+	if container.IsInit() {
+		container.Init()
 	}
 	os.Exit(agent.Main(os.Args[1:], os.Stderr))
 }

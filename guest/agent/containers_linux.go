@@ -3,7 +3,6 @@ package agent
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"strings"
@@ -13,6 +12,7 @@ import (
 	"github.com/vmbox/vmbox/guest/api"
 	"github.com/vmbox/vmbox/guest/engine"
 	"github.com/vmbox/vmbox/guest/image"
+	"github.com/vmbox/vmbox/internal/signals"
 )
 
 // containerOps serves the container and image operations with the engine.
@@ -41,7 +41,7 @@ func (o *containerOps) Serve(ctx context.Context, s *Session) int {
 	case api.OpCreate:
 		var args api.CreateArgs
 		return o.answer(s, &args, func() (any, error) {
-			return o.eng.Create(ctx, args.Config, textProgress(s.Stderr, args.Config.Image))
+			return o.eng.Create(ctx, args.Config, engine.PullOptions{Progress: textProgress(s.Stderr, args.Config.Image)})
 		})
 	case api.OpStart:
 		var args api.ContainerArgs
@@ -101,32 +101,13 @@ func (o *containerOps) Serve(ctx context.Context, s *Session) int {
 		return o.answer(s, &args, func() (any, error) { return nil, o.eng.Remove(ctx, args.Container, args.Force) })
 	case api.OpResize:
 		var args api.ResizeArgs
-		return o.answer(s, &args, func() (any, error) { return nil, o.eng.Resize(args.Container, args.Rows, args.Cols) })
+		return o.answer(s, &args, func() (any, error) {
+			return nil, o.eng.Resize(args.Container, api.TermSize{Rows: uint16(args.Rows), Cols: uint16(args.Cols)})
+		})
 	case api.OpInspect:
 		return o.inspect(s)
-	case api.OpPull:
-		return o.pull(ctx, s)
-	case api.OpImages:
-		var args api.ImagesArgs
-		return o.answer(s, &args, func() (any, error) { return o.images.List() })
-	case api.OpRmi:
-		var args api.RmiArgs
-		return o.answer(s, &args, func() (any, error) { return o.images.Remove(args.Names, args.Force, o.eng.InUse) })
-	case api.OpLoad:
-		loaded, err := o.images.Load(s.Stdin)
-		if err != nil {
-			return failCode(s, 1, err)
-		}
-		return reply(s, api.LoadReply{Loaded: loaded})
-	case api.OpSave:
-		var args api.SaveArgs
-		if err := s.Request.Decode(&args); err != nil {
-			return fail(s, err)
-		}
-		if err := o.images.Save(s.Stdout, args.Names); err != nil {
-			return failCode(s, 1, err)
-		}
-		return 0
+	case api.OpPull, api.OpImages, api.OpRmi, api.OpLoad, api.OpSave:
+		return o.serveImageOp(ctx, s)
 	}
 	return fail(s, fmt.Errorf("unknown operation %q", s.Request.Op))
 }
@@ -153,19 +134,7 @@ func (o *containerOps) run(ctx context.Context, s *Session) int {
 	if err := s.Request.Decode(&args); err != nil {
 		return fail(s, err)
 	}
-	progress := textProgress(s.Stderr, args.Config.Image)
-	// The engine pulls a missing image itself, anonymously; with
-	// credentials or insecure registries the agent pulls first, so that
-	// they apply.
-	if (args.Auth != nil || len(args.InsecureRegistries) > 0) && args.Config.Pull != "never" {
-		if _, err := o.images.Get(args.Config.Image); errors.Is(err, image.ErrNotFound) || args.Config.Pull == "always" {
-			opts := image.PullOptions{Platform: args.Config.Platform, Auth: args.Auth, InsecureRegistries: args.InsecureRegistries}
-			if _, err := o.images.Pull(ctx, args.Config.Image, opts, progress); err != nil {
-				return fail(s, err)
-			}
-		}
-	}
-	res, err := o.eng.Run(ctx, args, o.streams(ctx, s), progress)
+	res, err := o.eng.Run(ctx, args, o.streams(ctx, s), textProgress(s.Stderr, args.Config.Image))
 	if err != nil {
 		fmt.Fprintln(s.Stderr, "vmbox: "+oneLine(err))
 		if res.ExitCode == 0 {
@@ -177,19 +146,6 @@ func (o *containerOps) run(ctx context.Context, s *Session) int {
 		fmt.Fprintln(s.Stdout, res.ID)
 	}
 	return res.ExitCode
-}
-
-func (o *containerOps) pull(ctx context.Context, s *Session) int {
-	var args api.PullArgs
-	if err := s.Request.Decode(&args); err != nil {
-		return fail(s, err)
-	}
-	enc := json.NewEncoder(s.Stdout)
-	if _, err := o.images.Pull(ctx, args.Ref, image.PullOptionsFromArgs(args), func(p api.PullProgress) { enc.Encode(p) }); err != nil {
-		enc.Encode(api.PullProgress{Error: oneLine(err)})
-		return failCode(s, 1, err)
-	}
-	return 0
 }
 
 func (o *containerOps) inspect(s *Session) int {
@@ -230,8 +186,8 @@ func (o *containerOps) inspect(s *Session) int {
 
 // streams adapts a session's streams to the engine's.
 func (o *containerOps) streams(ctx context.Context, s *Session) engine.Streams {
-	resize := make(chan engine.Size, 1)
-	signals := make(chan syscall.Signal, 4)
+	resize := make(chan api.TermSize, 1)
+	sigs := make(chan syscall.Signal, 4)
 	go func() {
 		for {
 			select {
@@ -239,20 +195,20 @@ func (o *containerOps) streams(ctx context.Context, s *Session) engine.Streams {
 				return
 			case sz := <-s.Resize:
 				select {
-				case resize <- engine.Size{Rows: uint(sz.Rows), Cols: uint(sz.Cols)}:
+				case resize <- termSize(sz):
 				default:
 				}
 			case name := <-s.Signals:
-				if sig, ok := SignalByName(name); ok {
+				if n, err := signals.Parse(name); err == nil {
 					select {
-					case signals <- sig:
+					case sigs <- syscall.Signal(n):
 					default:
 					}
 				}
 			}
 		}
 	}()
-	st := engine.Streams{Stdin: s.Stdin, Stdout: s.Stdout, Stderr: s.Stderr, Resize: resize, Signals: signals}
+	st := engine.Streams{Stdin: s.Stdin, Stdout: s.Stdout, Stderr: s.Stderr, Resize: resize, Signals: sigs}
 	return st
 }
 

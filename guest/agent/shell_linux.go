@@ -12,6 +12,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/vmbox/vmbox/guest/api"
+	"github.com/vmbox/vmbox/internal/signals"
 )
 
 // shell runs a command in the guest itself (not in a container): argv, or
@@ -83,8 +84,8 @@ func (a *Agent) waitShell(ctx context.Context, s *Session, cmd *exec.Cmd, tty *o
 				setWinsize(tty, sz)
 			}
 		case name := <-s.Signals:
-			if sig, ok := SignalByName(name); ok {
-				cmd.Process.Signal(sig)
+			if n, err := signals.Parse(name); err == nil {
+				cmd.Process.Signal(syscall.Signal(n))
 			}
 		}
 	}
@@ -134,45 +135,16 @@ func openPTY() (master, slave *os.File, err error) {
 	return m, sl, nil
 }
 
-func setWinsize(f *os.File, sz WindowSize) {
+func setWinsize(f *os.File, ws WindowSize) {
+	sz := termSize(ws)
 	if sz.Rows == 0 || sz.Cols == 0 {
 		return
 	}
-	unix.IoctlSetWinsize(int(f.Fd()), unix.TIOCSWINSZ, &unix.Winsize{Row: uint16(sz.Rows), Col: uint16(sz.Cols)})
+	unix.IoctlSetWinsize(int(f.Fd()), unix.TIOCSWINSZ, &unix.Winsize{Row: sz.Rows, Col: sz.Cols})
 }
 
-// SignalByName maps SSH and Docker signal names ("INT", "SIGINT", "9") to signals.
-func SignalByName(name string) (syscall.Signal, bool) {
-	if n, err := parseUint(name); err == nil && n > 0 && n < 65 {
-		return syscall.Signal(n), true
-	}
-	s := unix.SignalNum("SIG" + trimSIG(name))
-	return s, s != 0
-}
-
-func trimSIG(name string) string {
-	if len(name) > 3 && (name[:3] == "SIG" || name[:3] == "sig") {
-		name = name[3:]
-	}
-	b := []byte(name)
-	for i, c := range b {
-		if c >= 'a' && c <= 'z' {
-			b[i] = c - 32
-		}
-	}
-	return string(b)
-}
-
-func parseUint(s string) (int, error) {
-	if s == "" {
-		return 0, errors.New("empty")
-	}
-	n := 0
-	for _, c := range s {
-		if c < '0' || c > '9' {
-			return 0, errors.New("not a number")
-		}
-		n = n*10 + int(c-'0')
-	}
-	return n, nil
+// termSize converts the SSH session's window size (uint32 on the wire)
+// into the guest's terminal size.
+func termSize(ws WindowSize) api.TermSize {
+	return api.TermSize{Rows: uint16(ws.Rows), Cols: uint16(ws.Cols)}
 }

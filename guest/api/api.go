@@ -231,6 +231,15 @@ type InspectArgs struct {
 	Type  string   `json:"type,omitempty"`
 }
 
+// TermSize is a terminal's size in character cells: the one type for it
+// in the guest. uint16 is what the kernel's winsize holds.
+type TermSize struct{ Rows, Cols uint16 }
+
+// ConsoleTermSize converts Docker's ConsoleSize ([rows, cols]).
+func ConsoleTermSize(consoleSize [2]uint) TermSize {
+	return TermSize{Rows: uint16(consoleSize[0]), Cols: uint16(consoleSize[1])}
+}
+
 // ResizeArgs is OpResize (also sent as SSH window-change on attached streams).
 type ResizeArgs struct {
 	Container string `json:"container"`

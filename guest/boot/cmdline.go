@@ -8,36 +8,36 @@ import (
 
 // Kernel command line parameters the guest understands.
 const (
-	// CmdlineDebug ("vmbox.debug") makes boot verbose on the console and, if
+	// cmdlineDebug ("vmbox.debug") makes boot verbose on the console and, if
 	// the agent exits, gives a shell on the console before powering off.
-	CmdlineDebug = "vmbox.debug"
-	// CmdlineShutdown ("vmbox.shutdown=reboot|poweroff") picks the reboot(2)
+	cmdlineDebug = "vmbox.debug"
+	// cmdlineShutdown ("vmbox.shutdown=reboot|poweroff") picks the reboot(2)
 	// command that ends the VM. QEMU with -no-reboot exits on "reboot" on
 	// every machine type, while "poweroff" needs an ACPI power-off device
 	// (without one the kernel halts and the VM hangs). Default: poweroff.
-	CmdlineShutdown = "vmbox.shutdown"
+	cmdlineShutdown = "vmbox.shutdown"
 )
 
-// Cmdline is a parsed kernel command line: parameter name to value. A bare
+// kernelCmdline is a parsed kernel command line: parameter name to value. A bare
 // word maps to "".
-type Cmdline map[string]string
+type kernelCmdline map[string]string
 
-// ReadCmdline parses /proc/cmdline.
-func ReadCmdline() (Cmdline, error) {
+// readKernelCmdline parses /proc/cmdline.
+func readKernelCmdline() (kernelCmdline, error) {
 	b, err := os.ReadFile("/proc/cmdline")
 	if err != nil {
 		return nil, fmt.Errorf("read kernel command line: %w", err)
 	}
-	return ParseCmdline(string(b)), nil
+	return parseKernelCmdline(string(b)), nil
 }
 
-// ParseCmdline splits a kernel command line the way the kernel does: words
+// parseKernelCmdline splits a kernel command line the way the kernel does: words
 // separated by white space, double quotes group (and are removed), and the
 // first '=' outside quotes separates name from value. Everything after a
 // lone "--" belongs to init, not the kernel, and is ignored. A repeated
 // name keeps its last value, as the kernel does for most parameters.
-func ParseCmdline(s string) Cmdline {
-	c := Cmdline{}
+func parseKernelCmdline(s string) kernelCmdline {
+	c := kernelCmdline{}
 	for _, w := range splitCmdline(s) {
 		if w == "--" {
 			break
@@ -79,7 +79,7 @@ func splitCmdline(s string) []string {
 
 // Flag reports whether a boolean parameter is set: present bare, or with a
 // value other than 0, n, no, off or false.
-func (c Cmdline) Flag(name string) bool {
+func (c kernelCmdline) Flag(name string) bool {
 	v, ok := c[name]
 	if !ok {
 		return false
@@ -92,4 +92,4 @@ func (c Cmdline) Flag(name string) bool {
 }
 
 // Debug reports whether vmbox.debug is set.
-func (c Cmdline) Debug() bool { return c.Flag(CmdlineDebug) }
+func (c kernelCmdline) Debug() bool { return c.Flag(cmdlineDebug) }

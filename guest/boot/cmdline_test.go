@@ -8,19 +8,19 @@ import (
 func TestParseCmdline(t *testing.T) {
 	tests := []struct {
 		in   string
-		want Cmdline
+		want kernelCmdline
 	}{
-		{"", Cmdline{}},
-		{"console=ttyS0 quiet panic=-1\n", Cmdline{"console": "ttyS0", "quiet": "", "panic": "-1"}},
-		{`vmbox.debug foo="a b c" bar="x=y"`, Cmdline{"vmbox.debug": "", "foo": "a b c", "bar": "x=y"}},
-		{"a=1 a=2", Cmdline{"a": "2"}},
-		{"root=/dev/vda -- init-arg=1", Cmdline{"root": "/dev/vda"}},
-		{"  spaced\t\tout  ", Cmdline{"spaced": "", "out": ""}},
-		{`"quoted word"=v`, Cmdline{"quoted word": "v"}},
-		{"=novalue x", Cmdline{"x": ""}},
+		{"", kernelCmdline{}},
+		{"console=ttyS0 quiet panic=-1\n", kernelCmdline{"console": "ttyS0", "quiet": "", "panic": "-1"}},
+		{`vmbox.debug foo="a b c" bar="x=y"`, kernelCmdline{"vmbox.debug": "", "foo": "a b c", "bar": "x=y"}},
+		{"a=1 a=2", kernelCmdline{"a": "2"}},
+		{"root=/dev/vda -- init-arg=1", kernelCmdline{"root": "/dev/vda"}},
+		{"  spaced\t\tout  ", kernelCmdline{"spaced": "", "out": ""}},
+		{`"quoted word"=v`, kernelCmdline{"quoted word": "v"}},
+		{"=novalue x", kernelCmdline{"x": ""}},
 	}
 	for _, tt := range tests {
-		if got := ParseCmdline(tt.in); !reflect.DeepEqual(got, tt.want) {
+		if got := parseKernelCmdline(tt.in); !reflect.DeepEqual(got, tt.want) {
 			t.Errorf("ParseCmdline(%q) = %v, want %v", tt.in, got, tt.want)
 		}
 	}
@@ -40,7 +40,7 @@ func TestCmdlineFlag(t *testing.T) {
 		{"quiet", false},
 	}
 	for _, tt := range tests {
-		if got := ParseCmdline(tt.in).Debug(); got != tt.want {
+		if got := parseKernelCmdline(tt.in).Debug(); got != tt.want {
 			t.Errorf("Debug() of %q = %v, want %v", tt.in, got, tt.want)
 		}
 	}

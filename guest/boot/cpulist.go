@@ -6,9 +6,9 @@ import (
 	"strings"
 )
 
-// ParseCPUList parses the kernel's CPU list format ("0-3,5,7-8"), as in
+// parseCPUList parses the kernel's CPU list format ("0-3,5,7-8"), as in
 // /sys/devices/system/cpu/online. An empty list is valid.
-func ParseCPUList(s string) ([]int, error) {
+func parseCPUList(s string) ([]int, error) {
 	s = strings.TrimSpace(s)
 	if s == "" {
 		return nil, nil

@@ -10,9 +10,9 @@ import (
 	"github.com/vmbox/vmbox/guest/api/vmconfig"
 )
 
-// DiskProbe says what a disk holds, as far as its first and last megabyte
+// diskProbe says what a disk holds, as far as its first and last megabyte
 // tell.
-type DiskProbe struct {
+type diskProbe struct {
 	// Blank is true when the probed ranges are all zero: no file system,
 	// partition table or volume signature can be there.
 	Blank bool
@@ -24,8 +24,8 @@ type DiskProbe struct {
 	Label string
 }
 
-// IsVmboxData reports whether the disk holds the file system vmbox made.
-func (p DiskProbe) IsVmboxData() bool {
+// isVmboxData reports whether the disk holds the file system vmbox made.
+func (p diskProbe) isVmboxData() bool {
 	return (p.Type == "ext4" || p.Type == "ext3" || p.Type == "ext2") && p.Label == vmconfig.DataLabel
 }
 
@@ -35,7 +35,7 @@ func (p DiskProbe) IsVmboxData() bool {
 // discard of a fresh sparse image.
 var mke2fsArgs = []string{"-q", "-t", "ext4", "-L", vmconfig.DataLabel, "-E", "lazy_itable_init=1,lazy_journal_init=1,nodiscard", "-F"}
 
-// probeSpan is how much of each end of the disk ProbeDisk reads: every
+// probeSpan is how much of each end of the disk probeDisk reads: every
 // signature it knows lies in the first 64 KiB (btrfs) or the last sectors
 // (GPT backup, md 0.90/1.0, ZFS labels in the last 512 KiB).
 const probeSpan = 1 << 20
@@ -87,16 +87,16 @@ const (
 	extROCompatExt4 = 0x8 | 0x20 | 0x40 | 0x400 // huge_file, dir_nlink, extra_isize, metadata_csum
 )
 
-// ProbeDisk reads the first and last megabyte of a disk of the given size
+// probeDisk reads the first and last megabyte of a disk of the given size
 // and says what it holds. Nothing is written.
-func ProbeDisk(r io.ReaderAt, size int64) (DiskProbe, error) {
+func probeDisk(r io.ReaderAt, size int64) (diskProbe, error) {
 	if size <= 0 {
-		return DiskProbe{}, errors.New("probe disk: size is zero")
+		return diskProbe{}, errors.New("probe disk: size is zero")
 	}
 	headLen := min(size, probeSpan)
 	head := make([]byte, headLen)
 	if _, err := r.ReadAt(head, 0); err != nil && !errors.Is(err, io.EOF) {
-		return DiskProbe{}, fmt.Errorf("probe disk: read start: %w", err)
+		return diskProbe{}, fmt.Errorf("probe disk: read start: %w", err)
 	}
 	if p, ok := probeHead(head); ok {
 		return p, nil
@@ -106,19 +106,19 @@ func ProbeDisk(r io.ReaderAt, size int64) (DiskProbe, error) {
 		tailOff := max(headLen, size-probeSpan)
 		tail := make([]byte, size-tailOff)
 		if _, err := r.ReadAt(tail, tailOff); err != nil && !errors.Is(err, io.EOF) {
-			return DiskProbe{}, fmt.Errorf("probe disk: read end: %w", err)
+			return diskProbe{}, fmt.Errorf("probe disk: read end: %w", err)
 		}
 		blank = allZero(tail)
 	}
 	if blank {
-		return DiskProbe{Blank: true}, nil
+		return diskProbe{Blank: true}, nil
 	}
-	return DiskProbe{Type: "unknown"}, nil
+	return diskProbe{Type: "unknown"}, nil
 }
 
-func probeHead(b []byte) (DiskProbe, bool) {
+func probeHead(b []byte) (diskProbe, bool) {
 	if len(b) >= extSuperOff+1024 && binary.LittleEndian.Uint16(b[extMagicOff:]) == extMagic {
-		p := DiskProbe{Type: "ext2"}
+		p := diskProbe{Type: "ext2"}
 		compat := binary.LittleEndian.Uint32(b[extCompatOff:])
 		incompat := binary.LittleEndian.Uint32(b[extIncompatOff:])
 		rocompat := binary.LittleEndian.Uint32(b[extROCompatOff:])
@@ -141,9 +141,9 @@ func probeHead(b []byte) (DiskProbe, bool) {
 		return p, true
 	}
 	if t := matchSignature(b); t != "" {
-		return DiskProbe{Type: t}, true
+		return diskProbe{Type: t}, true
 	}
-	return DiskProbe{}, false
+	return diskProbe{}, false
 }
 
 func matchSignature(b []byte) string {

@@ -69,7 +69,7 @@ func prepareDataDisk(ctx context.Context, cfg vmconfig.DataDisk, env diskEnv, t 
 	}
 	t.Add("data disk probe "+dev, start)
 	switch {
-	case p.IsVmboxData():
+	case p.isVmboxData():
 	case p.Blank, cfg.Fresh && p.Type == "unknown":
 		start = time.Now()
 		if err := formatDataDisk(ctx, env.mke2fs, dev, cfg.Fresh); err != nil {
@@ -153,19 +153,19 @@ func scanDisks(sysBlock, serial string) (string, error) {
 }
 
 // probeDevice probes a block device (or an image file).
-func probeDevice(dev string) (DiskProbe, error) {
+func probeDevice(dev string) (diskProbe, error) {
 	f, err := os.Open(dev)
 	if err != nil {
-		return DiskProbe{}, fmt.Errorf("data disk: %w", err)
+		return diskProbe{}, fmt.Errorf("data disk: %w", err)
 	}
 	defer f.Close()
 	size, err := f.Seek(0, io.SeekEnd)
 	if err != nil {
-		return DiskProbe{}, fmt.Errorf("data disk %s: size: %w", dev, err)
+		return diskProbe{}, fmt.Errorf("data disk %s: size: %w", dev, err)
 	}
-	p, err := ProbeDisk(f, size)
+	p, err := probeDisk(f, size)
 	if err != nil {
-		return DiskProbe{}, fmt.Errorf("data disk %s: %w", dev, err)
+		return diskProbe{}, fmt.Errorf("data disk %s: %w", dev, err)
 	}
 	return p, nil
 }

@@ -139,7 +139,7 @@ func TestFormatDataDiskRefusesData(t *testing.T) {
 	if err := formatDataDisk(context.Background(), mke2fs, blank, false); err != nil {
 		t.Fatal(err)
 	}
-	if p := probeFile(t, blank); !p.IsVmboxData() || p.Type != "ext4" {
+	if p := probeFile(t, blank); !p.isVmboxData() || p.Type != "ext4" {
 		t.Fatalf("formatted disk probes as %+v", p)
 	}
 	if err := formatDataDisk(context.Background(), mke2fs, blank, false); err == nil {
@@ -197,7 +197,7 @@ func TestPrepareDataDisk(t *testing.T) {
 			t.Error(err)
 		}
 	})
-	if p := probeFile(t, img); !p.IsVmboxData() {
+	if p := probeFile(t, img); !p.isVmboxData() {
 		t.Errorf("image probes as %+v", p)
 	}
 
@@ -257,7 +257,7 @@ func assertMounted(t *testing.T, target, fstype string) {
 		t.Error(err)
 		return
 	}
-	m, ok := Mounted(infos, target)
+	m, ok := isMounted(infos, target)
 	if !ok || m.FSType != fstype {
 		t.Errorf("%s: mounted %v as %q, want %s", target, ok, m.FSType, fstype)
 	}

@@ -46,7 +46,7 @@ func runTool(t *testing.T, name string, args ...string) {
 	}
 }
 
-func probeFile(t *testing.T, p string) DiskProbe {
+func probeFile(t *testing.T, p string) diskProbe {
 	t.Helper()
 	f, err := os.Open(p)
 	if err != nil {
@@ -57,7 +57,7 @@ func probeFile(t *testing.T, p string) DiskProbe {
 	if err != nil {
 		t.Fatal(err)
 	}
-	pr, err := ProbeDisk(f, st.Size())
+	pr, err := probeDisk(f, st.Size())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -71,58 +71,58 @@ func TestProbeDisk(t *testing.T) {
 		size     int64
 		make     func(t *testing.T, p string)
 		fill     func(t *testing.T, f *os.File)
-		want     DiskProbe
+		want     diskProbe
 		isVmbox  bool
 		needTool string
 	}{
-		{name: "all zero", size: 64 * mib, want: DiskProbe{Blank: true}},
-		{name: "all zero, tiny", size: 4096, want: DiskProbe{Blank: true}},
+		{name: "all zero", size: 64 * mib, want: diskProbe{Blank: true}},
+		{name: "all zero, tiny", size: 4096, want: diskProbe{Blank: true}},
 		{name: "ext4 with our label", size: 16 * mib, make: func(t *testing.T, p string) {
 			runTool(t, "mke2fs", append(append([]string(nil), mke2fsArgs...), p)...)
-		}, want: DiskProbe{Type: "ext4", Label: vmconfig.DataLabel}, isVmbox: true},
+		}, want: diskProbe{Type: "ext4", Label: vmconfig.DataLabel}, isVmbox: true},
 		{name: "ext4 with another label", size: 16 * mib, make: func(t *testing.T, p string) {
 			runTool(t, "mke2fs", "-q", "-t", "ext4", "-L", "home", "-F", p)
-		}, want: DiskProbe{Type: "ext4", Label: "home"}},
+		}, want: diskProbe{Type: "ext4", Label: "home"}},
 		{name: "ext4 without a label", size: 16 * mib, make: func(t *testing.T, p string) {
 			runTool(t, "mke2fs", "-q", "-t", "ext4", "-F", p)
-		}, want: DiskProbe{Type: "ext4"}},
+		}, want: diskProbe{Type: "ext4"}},
 		{name: "ext2 with our label", size: 16 * mib, make: func(t *testing.T, p string) {
 			runTool(t, "mke2fs", "-q", "-t", "ext2", "-L", vmconfig.DataLabel, "-F", p)
-		}, want: DiskProbe{Type: "ext2", Label: vmconfig.DataLabel}, isVmbox: true},
+		}, want: diskProbe{Type: "ext2", Label: vmconfig.DataLabel}, isVmbox: true},
 		{name: "ext3", size: 16 * mib, make: func(t *testing.T, p string) {
 			runTool(t, "mke2fs", "-q", "-t", "ext3", "-F", p)
-		}, want: DiskProbe{Type: "ext3"}},
+		}, want: diskProbe{Type: "ext3"}},
 		{name: "swap", size: 16 * mib, make: func(t *testing.T, p string) {
 			runTool(t, "mkswap", p)
-		}, want: DiskProbe{Type: "swap"}},
+		}, want: diskProbe{Type: "swap"}},
 		{name: "xfs signature", size: 16 * mib, fill: func(t *testing.T, f *os.File) {
 			writeAt(t, f, 0, []byte("XFSB\x00\x00\x10\x00"))
-		}, want: DiskProbe{Type: "xfs"}},
+		}, want: diskProbe{Type: "xfs"}},
 		{name: "btrfs signature", size: 16 * mib, fill: func(t *testing.T, f *os.File) {
 			writeAt(t, f, 0x10040, []byte("_BHRfS_M"))
-		}, want: DiskProbe{Type: "btrfs"}},
+		}, want: diskProbe{Type: "btrfs"}},
 		{name: "gpt", size: 16 * mib, fill: func(t *testing.T, f *os.File) {
 			writeAt(t, f, 0x1fe, []byte{0x55, 0xaa})
 			writeAt(t, f, 0x200, []byte("EFI PART"))
-		}, want: DiskProbe{Type: "gpt"}},
+		}, want: diskProbe{Type: "gpt"}},
 		{name: "mbr", size: 16 * mib, fill: func(t *testing.T, f *os.File) {
 			writeAt(t, f, 0x1be, []byte{0x80, 0, 0, 0, 0x83})
 			writeAt(t, f, 0x1fe, []byte{0x55, 0xaa})
-		}, want: DiskProbe{Type: "dos"}},
+		}, want: diskProbe{Type: "dos"}},
 		{name: "ext4 over xfs remains", size: 16 * mib, make: func(t *testing.T, p string) {
 			runTool(t, "mke2fs", append(append([]string(nil), mke2fsArgs...), p)...)
 		}, fill: func(t *testing.T, f *os.File) {
 			writeAt(t, f, 0, []byte("XFSB"))
-		}, want: DiskProbe{Type: "ext4+xfs", Label: vmconfig.DataLabel}},
+		}, want: diskProbe{Type: "ext4+xfs", Label: vmconfig.DataLabel}},
 		{name: "unknown data at the start", size: 16 * mib, fill: func(t *testing.T, f *os.File) {
 			writeAt(t, f, 5000, []byte("some user data"))
-		}, want: DiskProbe{Type: "unknown"}},
+		}, want: diskProbe{Type: "unknown"}},
 		{name: "data only at the end", size: 16 * mib, fill: func(t *testing.T, f *os.File) {
 			writeAt(t, f, 16*mib-512, []byte("md 0.90 superblock or GPT backup"))
-		}, want: DiskProbe{Type: "unknown"}},
+		}, want: diskProbe{Type: "unknown"}},
 		{name: "data in the last byte of a small disk", size: 1536 * 1024, fill: func(t *testing.T, f *os.File) {
 			writeAt(t, f, 1536*1024-1, []byte{1})
-		}, want: DiskProbe{Type: "unknown"}},
+		}, want: diskProbe{Type: "unknown"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -142,12 +142,12 @@ func TestProbeDisk(t *testing.T) {
 			if got != tt.want {
 				t.Fatalf("ProbeDisk = %+v, want %+v", got, tt.want)
 			}
-			if got.IsVmboxData() != tt.isVmbox {
-				t.Fatalf("IsVmboxData = %v", got.IsVmboxData())
+			if got.isVmboxData() != tt.isVmbox {
+				t.Fatalf("IsVmboxData = %v", got.isVmboxData())
 			}
 		})
 	}
-	if _, err := ProbeDisk(bytes.NewReader(nil), 0); err == nil {
+	if _, err := probeDisk(bytes.NewReader(nil), 0); err == nil {
 		t.Error("empty disk: no error")
 	}
 }

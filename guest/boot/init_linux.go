@@ -74,7 +74,7 @@ func Init() (guest bool) {
 
 // inGuest reports whether this process is PID 1 or the agent that PID 1
 // (this same executable) started. Destructive operations (PowerOff,
-// SetClock, OnlineCPUs) check it so that local mode can never reach them.
+// setSystemClock, bringCPUsOnline) check it so that local mode can never reach them.
 func inGuest() bool {
 	if os.Getpid() == 1 {
 		return true
@@ -114,7 +114,7 @@ func runInit() {
 	if err := unix.Reboot(unix.LINUX_REBOOT_CMD_CAD_OFF); err != nil {
 		consolef("disable ctrl-alt-del: %v", err)
 	}
-	cmdline, err := ReadCmdline()
+	cmdline, err := readKernelCmdline()
 	if err != nil {
 		consolef("%v", err)
 	}
@@ -280,7 +280,7 @@ func describeStatus(ws unix.WaitStatus) string {
 }
 
 // initShutdown is PID 1's way out: stop everything and end the VM.
-func initShutdown(cmdline Cmdline) {
+func initShutdown(cmdline kernelCmdline) {
 	if err := shutdownSequence(10*time.Second, cmdline); err != nil {
 		consolef("%v", err)
 	}

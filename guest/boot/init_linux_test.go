@@ -245,10 +245,10 @@ func TestNotGuest(t *testing.T) {
 		t.Fatal("PowerOff did not refuse outside the guest")
 	}
 	if err := SetClock(time.Now()); err == nil {
-		t.Error("SetClock did not refuse outside the guest")
+		t.Error("setSystemClock did not refuse outside the guest")
 	}
-	if err := OnlineCPUs(0); err == nil {
-		t.Error("OnlineCPUs did not refuse outside the guest")
+	if err := bringCPUsOnline(0); err == nil {
+		t.Error("bringCPUsOnline did not refuse outside the guest")
 	}
 }
 

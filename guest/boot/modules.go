@@ -11,43 +11,43 @@ import (
 	"github.com/vmbox/vmbox/guest/api/vmconfig"
 )
 
-// Module is one kernel module listed in modules.txt.
-type Module struct {
+// kernelModule is one kernel module listed in modules.txt.
+type kernelModule struct {
 	Name string   // canonical name: dashes become underscores, as in /sys/module
 	Path string   // absolute path of the .ko file
 	Deps []string // canonical names of the modules it needs, all listed before it
 }
 
-// ModuleList is the parsed modules.txt: modules in a valid load order.
-type ModuleList struct {
-	Modules []Module
+// moduleList is the parsed modules.txt: modules in a valid load order.
+type moduleList struct {
+	Modules []kernelModule
 	index   map[string]int
 }
 
-// CanonicalModuleName spells a module name the way the kernel does.
-func CanonicalModuleName(name string) string {
+// canonicalModuleName spells a module name the way the kernel does.
+func canonicalModuleName(name string) string {
 	return strings.ReplaceAll(name, "-", "_")
 }
 
-// ReadModuleList parses the modules.txt file at p.
-func ReadModuleList(p string) (*ModuleList, error) {
+// readModuleList parses the modules.txt file at p.
+func readModuleList(p string) (*moduleList, error) {
 	f, err := os.Open(p)
 	if err != nil {
 		return nil, fmt.Errorf("read module list: %w", err)
 	}
 	defer f.Close()
-	l, err := ParseModuleList(f)
+	l, err := parseModuleList(f)
 	if err != nil {
 		return nil, fmt.Errorf("module list %s: %w", p, err)
 	}
 	return l, nil
 }
 
-// ParseModuleList parses modules.txt: one module per line,
+// parseModuleList parses modules.txt: one module per line,
 // "<name> <absolute path> <comma-separated deps or ->", dependencies before
 // their users. Blank lines and lines starting with '#' are ignored.
-func ParseModuleList(r io.Reader) (*ModuleList, error) {
-	l := &ModuleList{index: map[string]int{}}
+func parseModuleList(r io.Reader) (*moduleList, error) {
+	l := &moduleList{index: map[string]int{}}
 	sc := bufio.NewScanner(r)
 	for n := 1; sc.Scan(); n++ {
 		line := strings.TrimSpace(sc.Text())
@@ -58,7 +58,7 @@ func ParseModuleList(r io.Reader) (*ModuleList, error) {
 		if len(f) != 3 {
 			return nil, fmt.Errorf("line %d: want \"<name> <path> <deps|->\", got %q", n, line)
 		}
-		name := CanonicalModuleName(f[0])
+		name := canonicalModuleName(f[0])
 		if !vmconfig.ValidModuleName(name) {
 			return nil, fmt.Errorf("line %d: module name %q is not valid", n, f[0])
 		}
@@ -68,10 +68,10 @@ func ParseModuleList(r io.Reader) (*ModuleList, error) {
 		if !path.IsAbs(f[1]) || path.Clean(f[1]) != f[1] {
 			return nil, fmt.Errorf("line %d: module path %q is not a clean absolute path", n, f[1])
 		}
-		m := Module{Name: name, Path: f[1]}
+		m := kernelModule{Name: name, Path: f[1]}
 		if f[2] != "-" {
 			for _, d := range strings.Split(f[2], ",") {
-				d = CanonicalModuleName(d)
+				d = canonicalModuleName(d)
 				if d == "" {
 					return nil, fmt.Errorf("line %d: empty dependency name", n)
 				}
@@ -94,21 +94,21 @@ func ParseModuleList(r io.Reader) (*ModuleList, error) {
 }
 
 // Lookup returns the module called name (either spelling).
-func (l *ModuleList) Lookup(name string) (Module, bool) {
-	i, ok := l.index[CanonicalModuleName(name)]
+func (l *moduleList) Lookup(name string) (kernelModule, bool) {
+	i, ok := l.index[canonicalModuleName(name)]
 	if !ok {
-		return Module{}, false
+		return kernelModule{}, false
 	}
 	return l.Modules[i], true
 }
 
 // Closure returns the named modules and everything they need, each once,
 // in load order (the file's order, which puts dependencies first).
-func (l *ModuleList) Closure(names ...string) ([]Module, error) {
+func (l *moduleList) Closure(names ...string) ([]kernelModule, error) {
 	want := make([]bool, len(l.Modules))
 	var visit func(name string) error
 	visit = func(name string) error {
-		i, ok := l.index[CanonicalModuleName(name)]
+		i, ok := l.index[canonicalModuleName(name)]
 		if !ok {
 			return fmt.Errorf("module %s is not in the module list", name)
 		}
@@ -128,7 +128,7 @@ func (l *ModuleList) Closure(names ...string) ([]Module, error) {
 			return nil, err
 		}
 	}
-	var out []Module
+	var out []kernelModule
 	for i, w := range want {
 		if w {
 			out = append(out, l.Modules[i])

@@ -16,15 +16,15 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// ModuleLoader loads kernel modules from a ModuleList, each at most once,
+// ModuleLoader loads kernel modules from a moduleList, each at most once,
 // dependencies first. Independent modules load concurrently, at most one per
 // online CPU: finit_module is CPU-bound, so on a one-CPU guest (the boot
 // runs with maxcpus=1) this degenerates to a serial load, and parallelism
 // only appears where it can help. Safe for concurrent use.
 type ModuleLoader struct {
-	list      *ModuleList
-	sysModule string             // /sys/module, for what is already in the kernel
-	load      func(Module) error // finit_module; replaced in tests
+	list      *moduleList
+	sysModule string                   // /sys/module, for what is already in the kernel
+	load      func(kernelModule) error // finit_module; replaced in tests
 	timings   *Timings
 
 	mu    sync.Mutex
@@ -37,9 +37,9 @@ type moduleState struct {
 	err  error
 }
 
-// NewModuleLoader returns a loader for the modules in list that records
+// newModuleLoader returns a loader for the modules in list that records
 // each load in t (which may be nil).
-func NewModuleLoader(list *ModuleList, t *Timings) *ModuleLoader {
+func newModuleLoader(list *moduleList, t *Timings) *ModuleLoader {
 	n := runtime.NumCPU()
 	if n < 1 {
 		n = 1
@@ -54,10 +54,10 @@ func NewModuleLoader(list *ModuleList, t *Timings) *ModuleLoader {
 	}
 }
 
-// LoadModules loads the named modules and their dependencies and returns
+// loadModules loads the named modules and their dependencies and returns
 // once all of them are in the kernel (or one failed). A module the kernel
 // already has (loaded earlier or built in) counts as loaded.
-func (l *ModuleLoader) LoadModules(ctx context.Context, names ...string) error {
+func (l *ModuleLoader) loadModules(ctx context.Context, names ...string) error {
 	mods, err := l.list.Closure(names...)
 	if err != nil {
 		return err
@@ -98,20 +98,20 @@ func (l *ModuleLoader) LoadModules(ctx context.Context, names ...string) error {
 // A name missing from modules.txt is fine when the kernel already has the
 // module (built in), and an error otherwise.
 func (l *ModuleLoader) EnsureModule(ctx context.Context, name string) error {
-	name = CanonicalModuleName(name)
+	name = canonicalModuleName(name)
 	if _, ok := l.list.Lookup(name); !ok {
 		if l.inKernel(name) {
 			return nil
 		}
 		return fmt.Errorf("module %s is neither built into the kernel nor in the module list", name)
 	}
-	return l.LoadModules(ctx, name)
+	return l.loadModules(ctx, name)
 }
 
 // run loads m once its dependencies are loaded. It does not take ctx: a
 // module load that has begun is shared by every caller and must finish
 // (or fail) for all of them.
-func (l *ModuleLoader) run(m Module, deps []*moduleState, st *moduleState) {
+func (l *ModuleLoader) run(m kernelModule, deps []*moduleState, st *moduleState) {
 	defer close(st.done)
 	for _, d := range deps {
 		<-d.done
@@ -149,7 +149,7 @@ func (l *ModuleLoader) inKernel(name string) bool {
 	return false
 }
 
-func finitModule(m Module) error {
+func finitModule(m kernelModule) error {
 	fd, err := unix.Open(m.Path, unix.O_RDONLY|unix.O_CLOEXEC, 0)
 	if err != nil {
 		return fmt.Errorf("open %s: %w", m.Path, err)

@@ -16,7 +16,7 @@ import (
 // dependencies were in the kernel first.
 type fakeKernel struct {
 	t      *testing.T
-	list   *ModuleList
+	list   *moduleList
 	sysMod string
 	fail   map[string]bool
 	block  chan struct{} // if set, loads wait for it
@@ -26,7 +26,7 @@ type fakeKernel struct {
 	order  []string
 }
 
-func (k *fakeKernel) load(m Module) error {
+func (k *fakeKernel) load(m kernelModule) error {
 	if k.block != nil {
 		<-k.block
 	}
@@ -52,7 +52,7 @@ func (k *fakeKernel) preloaded(name string) bool {
 
 func newFakeLoader(t *testing.T, parallel int) (*ModuleLoader, *fakeKernel) {
 	t.Helper()
-	list, err := ParseModuleList(strings.NewReader(testModules))
+	list, err := parseModuleList(strings.NewReader(testModules))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -68,7 +68,7 @@ func newFakeLoader(t *testing.T, parallel int) (*ModuleLoader, *fakeKernel) {
 		t.Fatal(err)
 	}
 	k := &fakeKernel{t: t, list: list, sysMod: sysMod, fail: map[string]bool{}, loaded: map[string]int{}}
-	l := NewModuleLoader(list, &Timings{})
+	l := newModuleLoader(list, &Timings{})
 	l.sysModule = sysMod
 	l.load = k.load
 	l.sem = make(chan struct{}, parallel)
@@ -90,7 +90,7 @@ func TestModuleLoaderLoadsOnceInOrder(t *testing.T) {
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
-				if err := l.LoadModules(ctx, s...); err != nil {
+				if err := l.loadModules(ctx, s...); err != nil {
 					t.Errorf("LoadModules(%v): %v", s, err)
 				}
 			}()
@@ -117,7 +117,7 @@ func TestModuleLoaderFailure(t *testing.T) {
 	l, k := newFakeLoader(t, 2)
 	k.fail["failover"] = true
 	ctx := context.Background()
-	err := l.LoadModules(ctx, "virtio_net", "virtio_console")
+	err := l.loadModules(ctx, "virtio_net", "virtio_console")
 	if err == nil || !strings.Contains(err.Error(), "load module failover: Invalid module format") ||
 		!strings.Contains(err.Error(), "load module virtio_net: dependency failed") {
 		t.Fatalf("error = %v", err)
@@ -159,12 +159,12 @@ func TestModuleLoaderContext(t *testing.T) {
 	k.block = make(chan struct{})
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
-	if err := l.LoadModules(ctx, "virtio_console"); !errors.Is(err, context.Canceled) {
+	if err := l.loadModules(ctx, "virtio_console"); !errors.Is(err, context.Canceled) {
 		t.Errorf("cancelled wait: %v", err)
 	}
 	close(k.block)
 	// The load that had begun finishes for later callers.
-	if err := l.LoadModules(context.Background(), "virtio_console"); err != nil {
+	if err := l.loadModules(context.Background(), "virtio_console"); err != nil {
 		t.Error(err)
 	}
 	if k.loaded["virtio_console"] != 1 {
@@ -173,7 +173,7 @@ func TestModuleLoaderContext(t *testing.T) {
 }
 
 func TestFinitModuleMissingFile(t *testing.T) {
-	err := finitModule(Module{Name: "nope", Path: filepath.Join(t.TempDir(), "nope.ko")})
+	err := finitModule(kernelModule{Name: "nope", Path: filepath.Join(t.TempDir(), "nope.ko")})
 	if err == nil || !strings.Contains(err.Error(), "nope.ko") {
 		t.Errorf("missing .ko: %v", err)
 	}

@@ -21,7 +21,7 @@ vmw-vsock-virtio-transport /lib/modules/6.1/vmw_vsock_virtio_transport.ko vmw_vs
 `
 
 func TestParseModuleList(t *testing.T) {
-	l, err := ParseModuleList(strings.NewReader(testModules))
+	l, err := parseModuleList(strings.NewReader(testModules))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -52,7 +52,7 @@ func TestParseModuleListErrors(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			_, err := ParseModuleList(strings.NewReader(tt.in))
+			_, err := parseModuleList(strings.NewReader(tt.in))
 			if err == nil || !strings.Contains(err.Error(), tt.errHas) {
 				t.Fatalf("error = %v, want one containing %q", err, tt.errHas)
 			}
@@ -61,7 +61,7 @@ func TestParseModuleListErrors(t *testing.T) {
 }
 
 func TestModuleClosure(t *testing.T) {
-	l, err := ParseModuleList(strings.NewReader(testModules))
+	l, err := parseModuleList(strings.NewReader(testModules))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -69,7 +69,7 @@ func mountAll(root string, specs []mountSpec) (mounted []string, err error) {
 	}
 	for _, s := range specs {
 		target := filepath.Join(root, s.target)
-		if _, ok := Mounted(infos, target); ok {
+		if _, ok := isMounted(infos, target); ok {
 			continue
 		}
 		if err := os.MkdirAll(target, 0o755); err != nil {
@@ -85,7 +85,7 @@ func mountAll(root string, specs []mountSpec) (mounted []string, err error) {
 
 // readMountInfo reads the calling thread's mount table. Before /proc is
 // mounted there is none to read, and nothing but the root is mounted.
-func readMountInfo() ([]MountInfo, error) {
+func readMountInfo() ([]mountInfo, error) {
 	f, err := os.Open("/proc/thread-self/mountinfo")
 	if errors.Is(err, os.ErrNotExist) {
 		if !isProcMounted() {
@@ -97,7 +97,7 @@ func readMountInfo() ([]MountInfo, error) {
 		return nil, fmt.Errorf("read mount table: %w", err)
 	}
 	defer f.Close()
-	return ParseMountInfo(f)
+	return parseMountInfo(f)
 }
 
 func isProcMounted() bool {

@@ -8,8 +8,8 @@ import (
 	"strings"
 )
 
-// MountInfo is one line of /proc/self/mountinfo.
-type MountInfo struct {
+// mountInfo is one line of /proc/self/mountinfo.
+type mountInfo struct {
 	ID, Parent   int
 	Root         string // root of the mount within its file system
 	MountPoint   string
@@ -19,11 +19,11 @@ type MountInfo struct {
 	SuperOptions string
 }
 
-// ParseMountInfo parses the format of /proc/<pid>/mountinfo (see proc(5)):
+// parseMountInfo parses the format of /proc/<pid>/mountinfo (see proc(5)):
 // "36 35 98:0 /mnt1 /mnt2 rw,noatime master:1 - ext3 /dev/root rw,errors=continue".
 // Octal escapes (\040 for a space) in paths are decoded.
-func ParseMountInfo(r io.Reader) ([]MountInfo, error) {
-	var out []MountInfo
+func parseMountInfo(r io.Reader) ([]mountInfo, error) {
+	var out []mountInfo
 	sc := bufio.NewScanner(r)
 	sc.Buffer(make([]byte, 0, 64*1024), 1024*1024)
 	for n := 1; sc.Scan(); n++ {
@@ -47,7 +47,7 @@ func ParseMountInfo(r io.Reader) ([]MountInfo, error) {
 		if err1 != nil || err2 != nil {
 			return nil, fmt.Errorf("mountinfo line %d: bad mount IDs: %q", n, line)
 		}
-		m := MountInfo{
+		m := mountInfo{
 			ID:         id,
 			Parent:     parent,
 			Root:       unescapeMount(f[3]),
@@ -86,10 +86,10 @@ func unescapeMount(s string) string {
 	return b.String()
 }
 
-// Mounted reports whether path is a mount point in infos, and the top-most
+// isMounted reports whether path is a mount point in infos, and the top-most
 // mount there (the last one listed wins, as later mounts stack on top).
-func Mounted(infos []MountInfo, path string) (MountInfo, bool) {
-	var found MountInfo
+func isMounted(infos []mountInfo, path string) (mountInfo, bool) {
+	var found mountInfo
 	ok := false
 	for _, m := range infos {
 		if m.MountPoint == path {

@@ -16,7 +16,7 @@ const testMountinfo = `22 1 0:21 / /proc rw,nosuid,nodev,noexec,relatime shared:
 `
 
 func TestParseMountInfo(t *testing.T) {
-	infos, err := ParseMountInfo(strings.NewReader(testMountinfo))
+	infos, err := parseMountInfo(strings.NewReader(testMountinfo))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -44,7 +44,7 @@ func TestParseMountInfo(t *testing.T) {
 		{"/sys/fs", false, "", 0},
 	}
 	for _, tt := range tests {
-		got, ok := Mounted(infos, tt.path)
+		got, ok := isMounted(infos, tt.path)
 		if ok != tt.ok || got.FSType != tt.fstype || got.ID != tt.id {
 			t.Errorf("Mounted(%q) = %+v, %v", tt.path, got, ok)
 		}
@@ -57,7 +57,7 @@ func TestParseMountInfoMalformed(t *testing.T) {
 		"x 1 0:21 / /proc rw - proc proc rw\n",         // bad ID
 		"22 1 0:21 / /proc rw -\n",                     // nothing after separator
 	} {
-		if _, err := ParseMountInfo(strings.NewReader(in)); err == nil {
+		if _, err := parseMountInfo(strings.NewReader(in)); err == nil {
 			t.Errorf("ParseMountInfo(%q): no error", in)
 		}
 	}
@@ -93,7 +93,7 @@ func TestParseCPUList(t *testing.T) {
 		{"1-", "", true},
 	}
 	for _, tt := range tests {
-		got, err := ParseCPUList(tt.in)
+		got, err := parseCPUList(tt.in)
 		if tt.bad {
 			if err == nil {
 				t.Errorf("ParseCPUList(%q): no error", tt.in)

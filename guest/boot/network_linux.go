@@ -13,9 +13,9 @@ import (
 	"sync"
 	"time"
 
-	"golang.org/x/sys/unix"
-
 	"github.com/vmbox/vmbox/guest/api/vmconfig"
+	"github.com/vmbox/vmbox/guest/boot/dhcp"
+	"github.com/vmbox/vmbox/guest/boot/netlink"
 )
 
 // NetworkState is the guest's network configuration at one moment.
@@ -24,7 +24,7 @@ type NetworkState struct {
 	Addr      netip.Prefix // invalid while a DHCP lease is being (re)acquired
 	Gateway   netip.Addr
 	DNS       []netip.Addr
-	Lease     *DHCPLease // the current lease, with vmconfig.NetworkDHCP
+	Lease     *dhcp.Lease // the current lease, with vmconfig.NetworkDHCP
 }
 
 // network configures and then maintains the guest's interface.
@@ -34,9 +34,9 @@ type network struct {
 	etcDir   string // "/etc"; files resolv.conf and hosts are written there
 	logf     func(format string, args ...any)
 
-	rt   *rtnl
+	rt   *netlink.Conn
 	ifi  *net.Interface
-	dhcp *dhcpClient
+	dhcp *dhcp.Client
 
 	mu    sync.Mutex
 	state NetworkState
@@ -49,7 +49,7 @@ type network struct {
 // applied and renews it until bg ends.
 func setupNetwork(ctx, bg context.Context, cfg vmconfig.Network, hostname, etcDir string, t *Timings, logf func(string, ...any)) (*network, error) {
 	n := &network{cfg: cfg, hostname: hostname, etcDir: etcDir, logf: logf}
-	rt, err := openRTNL()
+	rt, err := netlink.Open()
 	if err != nil {
 		return nil, err
 	}
@@ -70,7 +70,7 @@ func setupNetwork(ctx, bg context.Context, cfg vmconfig.Network, hostname, etcDi
 
 	name := cfg.InterfaceName()
 	start = time.Now()
-	ifi, err := waitLink(ctx, name)
+	ifi, err := netlink.WaitLink(ctx, name)
 	if err != nil {
 		rt.Close()
 		return nil, err
@@ -89,7 +89,7 @@ func setupNetwork(ctx, bg context.Context, cfg vmconfig.Network, hostname, etcDi
 		start = time.Now()
 		addr, gw, dns, err := cfg.StaticSettings()
 		if err == nil {
-			err = n.apply(addr, gw, dns, nil, unix.RTPROT_BOOT)
+			err = n.apply(addr, gw, dns, nil, netlink.ProtoBoot)
 		}
 		if err != nil {
 			rt.Close()
@@ -98,7 +98,7 @@ func setupNetwork(ctx, bg context.Context, cfg vmconfig.Network, hostname, etcDi
 		t.Add("network static "+addr.String(), start)
 	case vmconfig.NetworkDHCP:
 		start = time.Now()
-		c, err := newDHCPClient(ifi, hostname)
+		c, err := dhcp.NewClient(ifi, hostname)
 		if err != nil {
 			rt.Close()
 			return nil, err
@@ -115,7 +115,7 @@ func setupNetwork(ctx, bg context.Context, cfg vmconfig.Network, hostname, etcDi
 		}
 		t.Add("network dhcp "+l.Addr.String(), start)
 		go func() {
-			c.Maintain(bg, l, func(l *DHCPLease) {
+			c.Maintain(bg, l, func(l *dhcp.Lease) {
 				if err := n.applyLease(l); err != nil {
 					n.logf("dhcp: %v", err)
 				}
@@ -136,7 +136,7 @@ func (n *network) State() NetworkState {
 }
 
 // applyLease configures a lease, or drops the address for nil.
-func (n *network) applyLease(l *DHCPLease) error {
+func (n *network) applyLease(l *dhcp.Lease) error {
 	if l == nil {
 		n.mu.Lock()
 		old := n.state.Addr
@@ -156,12 +156,12 @@ func (n *network) applyLease(l *DHCPLease) error {
 			}
 		}
 	}
-	return n.apply(l.Addr, l.Router, dns, l, rtprotDHCP)
+	return n.apply(l.Addr, l.Router, dns, l, netlink.ProtoDHCP)
 }
 
 // apply sets addr (replacing a different previous one), the default route
 // and the resolver files.
-func (n *network) apply(addr netip.Prefix, gw netip.Addr, dns []netip.Addr, l *DHCPLease, proto uint8) error {
+func (n *network) apply(addr netip.Prefix, gw netip.Addr, dns []netip.Addr, l *dhcp.Lease, proto uint8) error {
 	n.mu.Lock()
 	old := n.state.Addr
 	n.mu.Unlock()

@@ -28,18 +28,18 @@ func PowerOff(ctx context.Context) error {
 	if d, ok := ctx.Deadline(); ok {
 		grace = min(grace, time.Until(d))
 	}
-	cmdline, _ := ReadCmdline()
+	cmdline, _ := readKernelCmdline()
 	return shutdownSequence(grace, cmdline)
 }
 
 // shutdownSequence is PowerOff's body, shared with PID 1.
-func shutdownSequence(grace time.Duration, cmdline Cmdline) error {
+func shutdownSequence(grace time.Duration, cmdline kernelCmdline) error {
 	killAll(grace)
 	unix.Sync()
 	unmountAll()
 	unix.Sync()
 	cmd := unix.LINUX_REBOOT_CMD_POWER_OFF
-	if cmdline[CmdlineShutdown] == "reboot" {
+	if cmdline[cmdlineShutdown] == "reboot" {
 		cmd = unix.LINUX_REBOOT_CMD_RESTART
 	}
 	if err := unix.Reboot(cmd); err != nil {

@@ -17,7 +17,7 @@ import (
 // (wait for them with WaitNetwork and WaitDataDisk).
 type System struct {
 	Config  *vmconfig.Config
-	Cmdline Cmdline
+	cmdline kernelCmdline
 	// Modules loads further kernel modules on demand (overlay, veth,
 	// bridge, nf_tables, ...) for later features.
 	Modules *ModuleLoader
@@ -61,11 +61,11 @@ func Run(ctx context.Context, cfg *vmconfig.Config) (*System, error) {
 	}
 	t.Add("mount /proc /sys /dev", step)
 
-	cmdline, err := ReadCmdline()
+	cmdline, err := readKernelCmdline()
 	if err != nil {
 		return nil, err
 	}
-	s.Cmdline = cmdline
+	s.cmdline = cmdline
 
 	lateErr := make(chan error, 1)
 	go func() {
@@ -79,11 +79,11 @@ func Run(ctx context.Context, cfg *vmconfig.Config) (*System, error) {
 	if err != nil {
 		return nil, err
 	}
-	s.Modules = NewModuleLoader(list, t)
+	s.Modules = newModuleLoader(list, t)
 	modErr := make(chan error, 1)
 	go func() {
 		step := time.Now()
-		err := s.Modules.LoadModules(ctx, cfg.Modules...)
+		err := s.Modules.loadModules(ctx, cfg.Modules...)
 		t.Add("modules (boot set)", step)
 		modErr <- err
 	}()
@@ -111,10 +111,10 @@ func Run(ctx context.Context, cfg *vmconfig.Config) (*System, error) {
 	return s, nil
 }
 
-func readModuleListOrEmpty(p string) (*ModuleList, error) {
-	l, err := ReadModuleList(p)
+func readModuleListOrEmpty(p string) (*moduleList, error) {
+	l, err := readModuleList(p)
 	if errors.Is(err, os.ErrNotExist) {
-		return &ModuleList{index: map[string]int{}}, nil
+		return &moduleList{index: map[string]int{}}, nil
 	}
 	return l, err
 }
@@ -196,7 +196,7 @@ func (s *System) WaitDataDisk(ctx context.Context) (*DataDisk, error) {
 // all when 0). Call it once the agent is ready.
 func (s *System) OnlineCPUs() error {
 	step := time.Now()
-	err := OnlineCPUs(s.Config.CPUs)
+	err := bringCPUsOnline(s.Config.CPUs)
 	s.timings.Add("online CPUs", step)
 	return err
 }

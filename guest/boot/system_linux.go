@@ -69,11 +69,11 @@ func setHostname(name string) error {
 	return nil
 }
 
-// OnlineCPUs brings CPUs online until want are (0: all present CPUs). The
+// bringCPUsOnline brings CPUs online until want are (0: all present CPUs). The
 // VM boots with maxcpus=1 because one vCPU boots fastest under emulation;
 // the rest come online after the agent is ready. Outside the guest it
 // refuses.
-func OnlineCPUs(want int) error {
+func bringCPUsOnline(want int) error {
 	if !inGuest() {
 		return fmt.Errorf("online CPUs: %w", errNotGuest)
 	}
@@ -122,7 +122,7 @@ func readCPUList(p string) ([]int, error) {
 	if err != nil {
 		return nil, fmt.Errorf("read CPU list: %w", err)
 	}
-	l, err := ParseCPUList(string(b))
+	l, err := parseCPUList(string(b))
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", p, err)
 	}

@@ -14,7 +14,7 @@ import (
 func fakeCPUs(t *testing.T, present string, online map[int]bool) string {
 	t.Helper()
 	dir := t.TempDir()
-	ids, err := ParseCPUList(present)
+	ids, err := parseCPUList(present)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -53,7 +53,7 @@ func cpuOnline(t *testing.T, dir string, c int) bool {
 	return strings.TrimSpace(string(b)) == "1"
 }
 
-func TestOnlineCPUs(t *testing.T) {
+func TestBringCPUsOnline(t *testing.T) {
 	tests := []struct {
 		name    string
 		present string

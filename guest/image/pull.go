@@ -47,11 +47,6 @@ type PullOptions struct {
 	Transport http.RoundTripper
 }
 
-// PullOptionsFromArgs converts the protocol's pull arguments.
-func PullOptionsFromArgs(a api.PullArgs) PullOptions {
-	return PullOptions{Platform: a.Platform, Auth: a.Auth, InsecureRegistries: a.InsecureRegistries}
-}
-
 // maxManifestSize bounds the manifests and configs read into memory.
 const maxManifestSize = 8 << 20
 

@@ -7,27 +7,20 @@ import (
 	"os/signal"
 	"syscall"
 
+	"golang.org/x/sys/unix"
 	"golang.org/x/term"
 
 	"github.com/vmbox/vmbox/host/sshclient"
+	"github.com/vmbox/vmbox/internal/signals"
 )
 
 var forwardedSignals = []os.Signal{syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP, syscall.SIGQUIT, syscall.SIGUSR1, syscall.SIGUSR2}
 
+// sshSignalName names s by its name, not its number: the guest's numbers
+// are Linux's, the host's may differ (darwin's SIGUSR1 is 30).
 func sshSignalName(s os.Signal) string {
-	switch s {
-	case syscall.SIGINT:
-		return "INT"
-	case syscall.SIGTERM:
-		return "TERM"
-	case syscall.SIGHUP:
-		return "HUP"
-	case syscall.SIGQUIT:
-		return "QUIT"
-	case syscall.SIGUSR1:
-		return "USR1"
-	case syscall.SIGUSR2:
-		return "USR2"
+	if sig, ok := s.(syscall.Signal); ok {
+		return signals.SSHName(unix.SignalName(sig))
 	}
 	return ""
 }

@@ -22,6 +22,7 @@ import (
 	"github.com/vmbox/vmbox/guest/api"
 	"github.com/vmbox/vmbox/guest/api/sshproto"
 	"github.com/vmbox/vmbox/host/instance"
+	"github.com/vmbox/vmbox/internal/signals"
 )
 
 // Client is one SSH connection to an agent (directly, or through the
@@ -318,7 +319,8 @@ func (c *Client) Stream(ctx context.Context, op string, args any, st IO) (int, e
 		case sshproto.ReqExitSignal:
 			var m sshproto.ExitSignal
 			if ssh.Unmarshal(r.Payload, &m) == nil {
-				code = api.ExitSignalBase + signalNumber(m.Signal)
+				n, _ := signals.Parse(m.Signal) // an unknown signal adds nothing
+				code = api.ExitSignalBase + n
 			}
 		}
 		if r.WantReply {

@@ -1,0 +1,166 @@
+package engine
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"github.com/vmbox/vmbox/guest/api"
+	"github.com/vmbox/vmbox/guest/container"
+)
+
+// record is a container's persisted configuration and state.
+type record struct {
+	ID      string              `json:"id"`
+	Name    string              `json:"name"`
+	Created time.Time           `json:"created"`
+	Config  api.ContainerConfig `json:"config"` // as the user asked
+	ImageID string              `json:"imageId"`
+	Layers  []string            `json:"layers"`
+	// The effective process, from the image and the user's overrides.
+	Path       string    `json:"path"`
+	Args       []string  `json:"args"`
+	Entrypoint []string  `json:"entrypoint,omitempty"`
+	Cmd        []string  `json:"cmd,omitempty"`
+	Env        []string  `json:"env"`
+	WorkingDir string    `json:"workingDir,omitempty"`
+	User       string    `json:"user,omitempty"`
+	Hostname   string    `json:"hostname"`
+	State      api.State `json:"state"`
+}
+
+const (
+	stateFile     = "state.json"
+	fsDir         = "fs" // the runtime's directory: overlay upper, work, mount point
+	statusCreated = "created"
+	statusRunning = "running"
+	statusExited  = "exited"
+)
+
+// managedContainer is one container the engine keeps. mu guards rec and the run fields; outMu
+// orders its output: log file writes, attached clients and log followers.
+type managedContainer struct {
+	e   *Engine
+	dir string
+
+	mu  sync.Mutex
+	rec record
+	rc  *container.Container // set while running
+	cur *run                 // set while running
+	log *logWriter           // set while running
+	// next is the run the next Start makes: Wait("next-exit") and Attach
+	// before a start wait on it.
+	next *run
+	// monitorDone is closed when the current run's exit is recorded.
+	monitorDone chan struct{}
+	removed     chan struct{}
+	removing    bool
+
+	outMu     sync.Mutex
+	attached  map[*attachment]struct{}
+	followers map[*follower]struct{}
+}
+
+func newContainer(e *Engine, rec record) *managedContainer {
+	return &managedContainer{
+		e:         e,
+		dir:       filepath.Join(e.dirs, rec.ID),
+		rec:       rec,
+		next:      newRun(),
+		removed:   make(chan struct{}),
+		attached:  map[*attachment]struct{}{},
+		followers: map[*follower]struct{}{},
+	}
+}
+
+func (c *managedContainer) logPath() string { return filepath.Join(c.dir, c.rec.ID+"-json.log") }
+
+// persist writes the record atomically (write, fsync, rename, fsync the
+// directory). Containers with AutoRemove are not persisted: after a
+// restart they would be removed anyway, so their start does not pay for
+// the disk flushes. Call with c.mu held.
+func (c *managedContainer) persist() error {
+	if c.rec.Config.AutoRemove {
+		return nil
+	}
+	b, err := json.Marshal(&c.rec)
+	if err != nil {
+		return err
+	}
+	tmp := filepath.Join(c.dir, stateFile+".tmp")
+	f, err := os.OpenFile(tmp, os.O_CREATE|os.O_TRUNC|os.O_WRONLY, 0o600)
+	if err != nil {
+		return fmt.Errorf("save container state: %w", err)
+	}
+	if _, err := f.Write(b); err == nil {
+		err = f.Sync()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = os.Rename(tmp, filepath.Join(c.dir, stateFile))
+	}
+	if err == nil {
+		err = syncDir(c.dir)
+	}
+	if err != nil {
+		os.Remove(tmp)
+		return fmt.Errorf("save container state: %w", err)
+	}
+	return nil
+}
+
+func syncDir(dir string) error {
+	d, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	return d.Sync()
+}
+
+// load reads the containers of an earlier run.
+func (e *Engine) load() error {
+	ents, err := os.ReadDir(e.dirs)
+	if err != nil {
+		return err
+	}
+	for _, ent := range ents {
+		dir := filepath.Join(e.dirs, ent.Name())
+		b, err := os.ReadFile(filepath.Join(dir, stateFile))
+		var rec record
+		if err == nil {
+			err = json.Unmarshal(b, &rec)
+		}
+		if err != nil || rec.ID != ent.Name() || rec.Config.AutoRemove {
+			// A create that did not finish, or an AutoRemove container
+			// (never persisted): nothing a user keeps.
+			if err := os.RemoveAll(dir); err != nil && !errors.Is(err, os.ErrNotExist) {
+				return fmt.Errorf("remove leftover container %s: %w", ent.Name(), err)
+			}
+			continue
+		}
+		c := newContainer(e, rec)
+		if rec.State.Status == statusRunning || rec.State.Running {
+			// Its processes died with the engine (or were killed by the
+			// runtime just now), without an exit status.
+			c.rec.State.Status = statusExited
+			c.rec.State.Running = false
+			c.rec.State.Pid = 0
+			c.rec.State.ExitCode = 255
+			c.rec.State.Error = "the engine stopped while the container was running"
+			c.rec.State.FinishedAt = time.Now().UTC()
+			if err := c.persist(); err != nil {
+				return err
+			}
+		}
+		e.byID[rec.ID] = c
+		e.byName[rec.Name] = c
+	}
+	return nil
+}

@@ -1,0 +1,98 @@
+package engine
+
+import (
+	"fmt"
+	"sort"
+	"strings"
+	"time"
+
+	units "github.com/docker/go-units"
+
+	"github.com/vmbox/vmbox/guest/api"
+)
+
+// List returns the containers, newest first; only running ones unless all.
+func (e *Engine) List(all bool) []api.ContainerSummary {
+	e.mu.Lock()
+	cs := make([]*managedContainer, 0, len(e.byID))
+	for _, c := range e.byID {
+		cs = append(cs, c)
+	}
+	e.mu.Unlock()
+	now := time.Now()
+	out := make([]api.ContainerSummary, 0, len(cs))
+	for _, c := range cs {
+		c.mu.Lock()
+		rec := c.rec
+		c.mu.Unlock()
+		if !all && rec.State.Status != statusRunning {
+			continue
+		}
+		out = append(out, api.ContainerSummary{
+			ID:      rec.ID,
+			Names:   []string{"/" + rec.Name},
+			Image:   rec.Config.Image,
+			ImageID: rec.ImageID,
+			Command: command(rec.Path, rec.Args),
+			Created: rec.Created.Unix(),
+			State:   rec.State.Status,
+			Status:  statusText(rec.State, now),
+		})
+	}
+	sort.Slice(out, func(i, j int) bool {
+		if out[i].Created != out[j].Created {
+			return out[i].Created > out[j].Created
+		}
+		return out[i].ID < out[j].ID
+	})
+	return out
+}
+
+// command formats the command as Docker's list does.
+func command(path string, args []string) string {
+	parts := []string{path}
+	for _, a := range args {
+		if strings.Contains(a, " ") {
+			a = "'" + a + "'"
+		}
+		parts = append(parts, a)
+	}
+	return strings.Join(parts, " ")
+}
+
+// statusText is Docker's human status: "Up 3 seconds", "Exited (3) 2
+// minutes ago", "Created".
+func statusText(st api.State, now time.Time) string {
+	switch st.Status {
+	case statusRunning:
+		return "Up " + units.HumanDuration(now.Sub(st.StartedAt))
+	case statusExited:
+		return fmt.Sprintf("Exited (%d) %s ago", st.ExitCode, units.HumanDuration(now.Sub(st.FinishedAt)))
+	}
+	return "Created"
+}
+
+// Inspect describes a container as Docker's GET /containers/{id}/json does.
+func (e *Engine) Inspect(ref string) (api.ContainerInspect, error) {
+	c, err := e.lookup(ref)
+	if err != nil {
+		return api.ContainerInspect{}, err
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	rec := c.rec
+	cfg := rec.Config
+	cfg.Entrypoint, cfg.Cmd = rec.Entrypoint, rec.Cmd
+	cfg.Env, cfg.WorkingDir, cfg.User, cfg.Hostname = rec.Env, rec.WorkingDir, rec.User, rec.Hostname
+	return api.ContainerInspect{
+		ID:      rec.ID,
+		Name:    "/" + rec.Name,
+		Created: rec.Created,
+		Path:    rec.Path,
+		Args:    append([]string{}, rec.Args...),
+		State:   rec.State,
+		Image:   rec.ImageID,
+		Config:  cfg,
+		LogPath: c.logPath(),
+	}, nil
+}

@@ -1,0 +1,81 @@
+package engine
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"syscall"
+	"time"
+
+	"github.com/vmbox/vmbox/guest/container"
+	"github.com/vmbox/vmbox/internal/signals"
+)
+
+// Stop sends SIGTERM and, if the container has not exited after timeout
+// (negative: 10 s), SIGKILL. A container that is not running gives
+// ErrNotRunning.
+func (e *Engine) Stop(ctx context.Context, ref string, timeout time.Duration) error {
+	c, err := e.lookup(ref)
+	if err != nil {
+		return err
+	}
+	c.mu.Lock()
+	r := c.current()
+	c.mu.Unlock()
+	if r == nil {
+		return fmt.Errorf("%w: %s", ErrNotRunning, ref)
+	}
+	if timeout < 0 {
+		timeout = 10 * time.Second
+	}
+	if timeout > 0 {
+		if err := r.rc.Signal(syscall.SIGTERM); err == nil {
+			t := time.NewTimer(timeout)
+			defer t.Stop()
+			select {
+			case <-r.exited:
+				return nil
+			case <-t.C:
+			case <-ctx.Done():
+				return ctx.Err()
+			}
+		}
+	}
+	_ = r.rc.Signal(syscall.SIGKILL)
+	select {
+	case <-r.exited:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// Kill sends a signal (a name such as "KILL" or "SIGTERM", or a number;
+// empty means KILL) to the container's main process.
+func (e *Engine) Kill(ctx context.Context, ref, signal string) error {
+	sig := syscall.SIGKILL
+	if signal != "" {
+		n, err := signals.Parse(signal)
+		if err != nil {
+			return fmt.Errorf("%w: %w", ErrInvalid, err)
+		}
+		sig = syscall.Signal(n)
+	}
+	c, err := e.lookup(ref)
+	if err != nil {
+		return err
+	}
+	c.mu.Lock()
+	r := c.current()
+	c.mu.Unlock()
+	if r == nil {
+		return fmt.Errorf("%w: %s", ErrNotRunning, ref)
+	}
+	if err := r.rc.Signal(sig); err != nil {
+		if errors.Is(err, container.ErrNotRunning) {
+			return fmt.Errorf("%w: %s", ErrNotRunning, ref)
+		}
+		return err
+	}
+	return nil
+}
