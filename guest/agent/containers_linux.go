@@ -195,7 +195,7 @@ func (o *containerOps) streams(ctx context.Context, s *Session) engine.Streams {
 				return
 			case sz := <-s.Resize:
 				select {
-				case resize <- termSize(sz):
+				case resize <- sz:
 				default:
 				}
 			case name := <-s.Signals:

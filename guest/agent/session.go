@@ -15,15 +15,10 @@ import (
 	"github.com/vmbox/vmbox/guest/api/sshproto"
 )
 
-// WindowSize is a terminal size in character cells.
-type WindowSize struct {
-	Rows, Cols uint32
-}
-
 // PTYRequest is what a client asked for with "pty-req".
 type PTYRequest struct {
 	Term string
-	Size WindowSize
+	Size api.TermSize
 }
 
 // Session is one operation: the request and its streams. Handlers read
@@ -36,7 +31,7 @@ type Session struct {
 	Stderr  io.Writer // the same stream as Stdout when PTY is set
 	PTY     *PTYRequest
 	Env     []string
-	Resize  <-chan WindowSize
+	Resize  <-chan api.TermSize
 	Signals <-chan string // SSH signal names without "SIG": "INT", "TERM", ...
 }
 
@@ -140,7 +135,7 @@ func (s *Server) ServeConn(ctx context.Context, c net.Conn) {
 func (s *Server) serveSession(ctx context.Context, ch ssh.Channel, reqs <-chan *ssh.Request) {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	resize := make(chan WindowSize, 4)
+	resize := make(chan api.TermSize, 4)
 	signals := make(chan string, 8)
 	sess := &Session{Stdin: ch, Stdout: ch, Stderr: ch.Stderr(), Resize: resize, Signals: signals}
 	started := make(chan struct{})
@@ -173,7 +168,7 @@ func (s *Server) serveSession(ctx context.Context, ch ssh.Channel, reqs <-chan *
 					ok = false
 					break
 				}
-				sess.PTY = &PTYRequest{Term: m.Term, Size: WindowSize{Rows: m.Rows, Cols: m.Cols}}
+				sess.PTY = &PTYRequest{Term: m.Term, Size: m.Size()}
 			case "env":
 				var m sshproto.Env
 				if !begun && ssh.Unmarshal(req.Payload, &m) == nil {
@@ -183,7 +178,7 @@ func (s *Server) serveSession(ctx context.Context, ch ssh.Channel, reqs <-chan *
 				var m sshproto.WindowChange
 				if ssh.Unmarshal(req.Payload, &m) == nil {
 					select {
-					case resize <- WindowSize{Rows: m.Rows, Cols: m.Cols}:
+					case resize <- m.Size():
 					default: // a newer size will follow; never block the request loop
 					}
 				}

@@ -135,16 +135,9 @@ func openPTY() (master, slave *os.File, err error) {
 	return m, sl, nil
 }
 
-func setWinsize(f *os.File, ws WindowSize) {
-	sz := termSize(ws)
+func setWinsize(f *os.File, sz api.TermSize) {
 	if sz.Rows == 0 || sz.Cols == 0 {
 		return
 	}
 	unix.IoctlSetWinsize(int(f.Fd()), unix.TIOCSWINSZ, &unix.Winsize{Row: sz.Rows, Col: sz.Cols})
-}
-
-// termSize converts the SSH session's window size (uint32 on the wire)
-// into the guest's terminal size.
-func termSize(ws WindowSize) api.TermSize {
-	return api.TermSize{Rows: uint16(ws.Rows), Cols: uint16(ws.Cols)}
 }

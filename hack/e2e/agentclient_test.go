@@ -199,7 +199,7 @@ func TestTerminal(t *testing.T) {
 			}
 			defer c.Close()
 			var out bytes.Buffer
-			tty := &sshclient.TTY{Term: "xterm", Size: sshclient.WindowSize{Rows: 33, Cols: 111}}
+			tty := &sshclient.TTY{Term: "xterm", Size: api.TermSize{Rows: 33, Cols: 111}}
 			code, err := c.Stream(context.Background(), api.OpShell,
 				api.ShellArgs{Argv: []string{"sh", "-c", "stty size; test -t 0 && echo isatty; exit 5"}},
 				sshclient.IO{Stdout: &out, TTY: tty})

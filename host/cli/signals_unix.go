@@ -10,7 +10,7 @@ import (
 	"golang.org/x/sys/unix"
 	"golang.org/x/term"
 
-	"github.com/vmbox/vmbox/host/sshclient"
+	"github.com/vmbox/vmbox/guest/api"
 	"github.com/vmbox/vmbox/internal/signals"
 )
 
@@ -26,7 +26,7 @@ func sshSignalName(s os.Signal) string {
 }
 
 // watchResize sends the terminal's size on every SIGWINCH until stop is called.
-func watchResize(fd int, out chan<- sshclient.WindowSize) (stop func()) {
+func watchResize(fd int, out chan<- api.TermSize) (stop func()) {
 	sigs := make(chan os.Signal, 1)
 	signal.Notify(sigs, syscall.SIGWINCH)
 	done := make(chan struct{})
@@ -38,7 +38,7 @@ func watchResize(fd int, out chan<- sshclient.WindowSize) (stop func()) {
 			case <-sigs:
 				if w, h, err := term.GetSize(fd); err == nil {
 					select {
-					case out <- sshclient.WindowSize{Rows: uint32(h), Cols: uint32(w)}:
+					case out <- api.TermSize{Rows: uint16(h), Cols: uint16(w)}:
 					default:
 					}
 				}

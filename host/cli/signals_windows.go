@@ -8,7 +8,7 @@ import (
 
 	"golang.org/x/term"
 
-	"github.com/vmbox/vmbox/host/sshclient"
+	"github.com/vmbox/vmbox/guest/api"
 )
 
 var forwardedSignals = []os.Signal{os.Interrupt}
@@ -21,7 +21,7 @@ func sshSignalName(s os.Signal) string {
 }
 
 // watchResize polls the console size, since Windows has no SIGWINCH.
-func watchResize(fd int, out chan<- sshclient.WindowSize) (stop func()) {
+func watchResize(fd int, out chan<- api.TermSize) (stop func()) {
 	done := make(chan struct{})
 	go func() {
 		t := time.NewTicker(250 * time.Millisecond)
@@ -35,7 +35,7 @@ func watchResize(fd int, out chan<- sshclient.WindowSize) (stop func()) {
 				if w, h, err := term.GetSize(fd); err == nil && (w != lw || h != lh) {
 					lw, lh = w, h
 					select {
-					case out <- sshclient.WindowSize{Rows: uint32(h), Cols: uint32(w)}:
+					case out <- api.TermSize{Rows: uint16(h), Cols: uint16(w)}:
 					default:
 					}
 				}

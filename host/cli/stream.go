@@ -36,9 +36,9 @@ func (a *app) stream(ctx context.Context, c *sshclient.Client, op string, args a
 		tty := &sshclient.TTY{Term: envOr("TERM", "xterm")}
 		if out != nil {
 			if w, h, err := term.GetSize(int(out.Fd())); err == nil {
-				tty.Size = sshclient.WindowSize{Rows: uint32(h), Cols: uint32(w)}
+				tty.Size = api.TermSize{Rows: uint16(h), Cols: uint16(w)}
 			}
-			resize := make(chan sshclient.WindowSize, 1)
+			resize := make(chan api.TermSize, 1)
 			stop := watchResize(int(out.Fd()), resize)
 			defer stop()
 			tty.Resize = resize

@@ -140,14 +140,11 @@ func (c *Client) Call(ctx context.Context, op string, args, reply any) error {
 	return nil
 }
 
-// WindowSize is a terminal size in character cells.
-type WindowSize struct{ Rows, Cols uint32 }
-
 // TTY asks for a terminal on the remote side.
 type TTY struct {
 	Term   string
-	Size   WindowSize
-	Resize <-chan WindowSize
+	Size   api.TermSize
+	Resize <-chan api.TermSize
 }
 
 // IO are an operation's streams. Nil streams are empty (stdin) or discarded.
@@ -232,7 +229,7 @@ func (c *Client) Stream(ctx context.Context, op string, args any, st IO) (int, e
 	}
 	defer ch.Close()
 	if st.TTY != nil {
-		m := sshproto.PTYRequest{Term: st.TTY.Term, Cols: st.TTY.Size.Cols, Rows: st.TTY.Size.Rows, Modelist: "\x00"}
+		m := sshproto.PTYRequest{Term: st.TTY.Term, Cols: uint32(st.TTY.Size.Cols), Rows: uint32(st.TTY.Size.Rows), Modelist: "\x00"}
 		if ok, err := ch.SendRequest(sshproto.ReqPTY, true, ssh.Marshal(m)); err != nil || !ok {
 			deadline.Stop()
 			return 0, noAnswer(fmt.Errorf("agent refused a terminal: %v", err))
@@ -273,7 +270,7 @@ func (c *Client) Stream(ctx context.Context, op string, args any, st IO) (int, e
 	// A forwarded signal the agent does not acknowledge in time ends the
 	// wait: the client must not hang on a guest that stopped listening.
 	var signalLost atomic.Bool
-	var resize <-chan WindowSize
+	var resize <-chan api.TermSize
 	if st.TTY != nil {
 		resize = st.TTY.Resize
 	}
@@ -290,7 +287,7 @@ func (c *Client) Stream(ctx context.Context, op string, args any, st IO) (int, e
 					resize = nil
 					continue
 				}
-				ch.SendRequest(sshproto.ReqWindowChange, false, ssh.Marshal(sshproto.WindowChange{Cols: sz.Cols, Rows: sz.Rows}))
+				ch.SendRequest(sshproto.ReqWindowChange, false, ssh.Marshal(sshproto.WindowChange{Cols: uint32(sz.Cols), Rows: uint32(sz.Rows)}))
 			case sig, ok := <-st.Signals:
 				if !ok {
 					st.Signals = nil

@@ -172,3 +172,13 @@ func Ping(ctx context.Context, conn ssh.Conn) (time.Time, error) {
 		return time.Time{}, fmt.Errorf("ping: %w", ctx.Err())
 	}
 }
+
+// Size is the requested terminal size (clamped to what a terminal can be).
+func (m PTYRequest) Size() api.TermSize { return termSize(m.Rows, m.Cols) }
+
+// Size is the new terminal size (clamped to what a terminal can be).
+func (m WindowChange) Size() api.TermSize { return termSize(m.Rows, m.Cols) }
+
+func termSize(rows, cols uint32) api.TermSize {
+	return api.TermSize{Rows: uint16(min(rows, 0xffff)), Cols: uint16(min(cols, 0xffff))}
+}
