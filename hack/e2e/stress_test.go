@@ -39,6 +39,8 @@ func TestStressBulkTransfer(t *testing.T) {
 		cycles = v
 	}
 	const name = "stress"
+	// Full console log level: a lockup's backtraces are the evidence.
+	e.extra = append(e.extra, "VMBOX_KERNEL_ARGS=loglevel=7")
 	e.must("create", "--name", name, "--memory", "1GiB", "--disk", "4GiB")
 
 	// Contend the host: one busy loop per host CPU, for the whole test.

@@ -14,6 +14,7 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/vmbox/vmbox/guest/api"
@@ -85,6 +86,9 @@ func Run(ctx context.Context, o Options) (err error) {
 		Initrds:   []string{filepath.Join(o.ImageDir, "initrd.img"), instanceInitrd},
 		DataDisk:  inst.Path(instance.DataDiskFile),
 		Console:   inst.Path(instance.ConsoleLogFile),
+		// For debugging a guest: e.g. loglevel=7 shows the backtraces of
+		// soft lockups and RCU stalls that "quiet" hides.
+		Cmdline: strings.Fields(os.Getenv("VMBOX_KERNEL_ARGS")),
 	}
 	log.Info("starting VM", "driver", o.Driver.Name(), "cpus", spec.CPUs, "memoryMiB", spec.MemoryMiB)
 	vm, err := o.Driver.Start(ctx, spec)
