@@ -17,7 +17,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/vmbox/vmbox/guest/api"
+	"github.com/vmbox/vmbox/guest/api/sshproto"
 	"github.com/vmbox/vmbox/host/driver"
 	"github.com/vmbox/vmbox/host/instance"
 	"github.com/vmbox/vmbox/host/sshclient"
@@ -200,7 +200,9 @@ func connectAgent(ctx context.Context, vm driver.VM, keys *instance.Keys, exited
 			return
 		}
 		c.KeepThroughSilence()
-		if err := c.Call(ctx, api.OpPing, nil, nil); err != nil {
+		// One global-request round trip proves the agent serves; an
+		// operation's channel would cost several.
+		if _, err := sshproto.Ping(ctx, c.SSH()); err != nil {
 			c.Close()
 			res <- result{err: err}
 			return
