@@ -94,6 +94,9 @@ func (m *Manager) Reconfigure(inst *instance.Instance, s Settings) error {
 // Ensure returns the named instance, creating it with s when it does not
 // exist and otherwise applying s to it; created says which.
 func (m *Manager) Ensure(name string, s Settings) (inst *instance.Instance, created bool, err error) {
+	if err := instance.ValidateName(name); err != nil {
+		return nil, false, invalidf("%s", err.Error())
+	}
 	inst, err = m.Store.Get(name)
 	if errors.Is(err, instance.ErrNotExist) {
 		inst, err = m.Create(name, s)

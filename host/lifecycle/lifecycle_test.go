@@ -82,6 +82,9 @@ func TestEnsure(t *testing.T) {
 	if _, err := m.Create("bad name!", Settings{}); !errors.Is(err, ErrInvalid) {
 		t.Fatalf("bad name: err = %v, want ErrInvalid", err)
 	}
+	if _, _, err := m.Ensure("Bad Name", Settings{}); !errors.Is(err, ErrInvalid) {
+		t.Fatalf("ensure with a bad name: err = %v, want ErrInvalid", err)
+	}
 	if _, err := m.Create("x", Settings{Driver: ptr("bhyve")}); !errors.Is(err, ErrInvalid) {
 		t.Fatalf("unknown driver: err = %v, want ErrInvalid", err)
 	}
