@@ -37,6 +37,14 @@ type Driver interface {
 	// the guest's instance configuration (vmconfig.Config.Modules),
 	// which it writes before Start.
 	GuestModules(arch string) []string
+	// GuestLateModules lists the kernel modules a guest of arch loads once
+	// the host has first reached the agent (vmconfig.Config.LateModules):
+	// devices that the first request does not need, such as the power
+	// button and the memory balloon.
+	GuestLateModules(arch string) []string
+	// GuestAgent is where the guest agent must serve for DialAgent to
+	// reach it (vmconfig.Config.Agent).
+	GuestAgent() vmconfig.Agent
 	// GuestNetwork is how the guest configures its interface on this
 	// driver's network: a static slirp address under QEMU, DHCP under vz NAT.
 	GuestNetwork() vmconfig.Network
@@ -48,9 +56,9 @@ type Driver interface {
 
 // VM is one running virtual machine.
 type VM interface {
-	// DialAgent opens a byte stream to the guest agent's SSH service. On a
-	// single-stream transport (virtio-serial) only one stream may be open at
-	// a time; callers hold one SSH connection and multiplex channels on it.
+	// DialAgent opens a byte stream to the guest agent's SSH service,
+	// retrying until the agent answers, ctx ends, or the VM exits (the
+	// error then says why). Any number of streams may be open.
 	DialAgent(ctx context.Context) (net.Conn, error)
 	// Wait blocks until the VM has exited and returns why.
 	Wait() error

@@ -15,6 +15,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/vmbox/vmbox/guest/api"
 	"github.com/vmbox/vmbox/guest/api/vmconfig"
 	"github.com/vmbox/vmbox/host/driver"
 	"github.com/vmbox/vmbox/host/driver/initrd"
@@ -61,6 +62,15 @@ func GuestNetwork() vmconfig.Network {
 func guestModules() []string {
 	return []string{"virtio_pci", "virtio_console", "virtio_blk", "virtio_net", "virtio_rng", "vmw_vsock_virtio_transport"}
 }
+
+// GuestAgent is vsock on api.AgentPort, where DialAgent connects.
+func GuestAgent() vmconfig.Agent {
+	return vmconfig.Agent{Transport: vmconfig.AgentVsock, Port: api.AgentPort}
+}
+
+// guestLateModules are loaded once the host has reached the agent: none
+// yet.
+func guestLateModules() []string { return nil }
 
 // KernelCmdline returns the kernel command line words for a guest: the
 // console on the virtio console (hvc0), then what the qemu driver found to
