@@ -6,9 +6,12 @@ import (
 	"log/slog"
 	"net"
 	"os"
+	"os/signal"
 	"path/filepath"
 	"sync"
 	"time"
+
+	"golang.org/x/sys/unix"
 
 	"github.com/vmbox/vmbox/guest/api/vmconfig"
 	"github.com/vmbox/vmbox/guest/boot"
@@ -37,6 +40,15 @@ func runGuest(log *slog.Logger) error {
 	shutdown := make(chan struct{})
 	var once sync.Once
 	a := &Agent{Log: log, Shutdown: func() { once.Do(func() { close(shutdown) }) }}
+	// PID 1 forwards shutdown requests (its own signals, the power
+	// button) as SIGTERM: shut down as for the host's request.
+	sigterm := make(chan os.Signal, 1)
+	signal.Notify(sigterm, unix.SIGTERM)
+	go func() {
+		<-sigterm
+		log.Info("SIGTERM")
+		a.Shutdown()
+	}()
 	// The data disk may still be formatting; operations that need the
 	// engine wait for it, the others (version, shell) do not.
 	closeEngine, err := a.openGuestEngine(ctx, sys)
@@ -54,12 +66,12 @@ func runGuest(log *slog.Logger) error {
 	}
 
 	// Devices the first request does not need load once the host is in.
+	// One at a time, so that one the image lacks holds back no other.
 	loadLate := func() {
-		if len(cfg.LateModules) == 0 {
-			return
-		}
-		if err := sys.Modules.LoadModules(ctx, cfg.LateModules...); err != nil {
-			log.Warn("late modules", "err", err)
+		for _, m := range cfg.LateModules {
+			if err := sys.Modules.LoadModules(ctx, m); err != nil {
+				log.Warn("late module", "module", m, "err", err)
+			}
 		}
 	}
 	go func() {

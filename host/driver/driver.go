@@ -60,6 +60,17 @@ type VM interface {
 	// retrying until the agent answers, ctx ends, or the VM exits (the
 	// error then says why). Any number of streams may be open.
 	DialAgent(ctx context.Context) (net.Conn, error)
+	// RequestStop asks the guest OS, through the hypervisor, to power off
+	// (a power-button press: ACPI or GPIO, as the machine has) and returns
+	// without waiting for it; Wait tells when it has. It needs no agent,
+	// so it works while the agent is stuck or unreachable. Asking a VM
+	// that has already exited is not an error.
+	RequestStop(ctx context.Context) error
+	// ForceStop ends the VM through the hypervisor, without the guest
+	// (like pulling the power cord: what the guest has not flushed is
+	// lost), and returns once the hypervisor has taken the request.
+	// Stopping a VM that has already exited is not an error.
+	ForceStop(ctx context.Context) error
 	// Wait blocks until the VM has exited and returns why.
 	Wait() error
 	// Kill stops the VM at once, without asking the guest.

@@ -152,6 +152,21 @@ func TestArgsOptionalParts(t *testing.T) {
 	}
 }
 
+func TestGuestLateModules(t *testing.T) {
+	d := New(Options{})
+	for _, tt := range []struct {
+		arch string
+		want []string
+	}{
+		{"amd64", []string{"button", "evdev"}},
+		{"arm64", []string{"gpio_pl061", "gpio_keys", "evdev"}},
+	} {
+		if got := d.GuestLateModules(tt.arch); !slices.Equal(got, tt.want) {
+			t.Errorf("GuestLateModules(%s) = %v, want %v", tt.arch, got, tt.want)
+		}
+	}
+}
+
 func TestGuestModules(t *testing.T) {
 	d := New(Options{})
 	tests := []struct {

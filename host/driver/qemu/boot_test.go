@@ -325,3 +325,60 @@ func TestBootRealImage(t *testing.T) {
 		s.conn.Close()
 	}
 }
+
+// TestBootRealImageRequestStop boots the real image and asks it to power
+// off through QEMU (QMP system_powerdown, the ACPI power button): the
+// guest's init must shut down and QEMU exit cleanly.
+func TestBootRealImageRequestStop(t *testing.T) {
+	g := realImage(t, 1)
+	vm := startVM(t, New(Options{}), testSpec(t, g, t.TempDir()))
+	s := dial(t, vm)
+	if l := s.line(); !strings.HasPrefix(l, "SSH-2.0-") {
+		t.Fatalf("agent's first line = %q, want an SSH banner", l)
+	}
+	s.conn.Close()
+	// The power button's drivers load once the host has connected.
+	time.Sleep(3 * time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	start := time.Now()
+	if err := vm.RequestStop(ctx); err != nil {
+		t.Fatalf("RequestStop: %v", err)
+	}
+	exited := make(chan error, 1)
+	go func() { exited <- vm.Wait() }()
+	select {
+	case err := <-exited:
+		if err != nil {
+			t.Fatalf("Wait after RequestStop = %v, want a clean exit\n%s", err, tail(vm.console))
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatalf("the guest did not power off within 30 s of the power button\n%s", tail(vm.console))
+	}
+	t.Logf("powered off %v after the power button", time.Since(start).Round(time.Millisecond))
+	if c := tail(vm.console); !strings.Contains(c, "power button pressed") {
+		t.Errorf("the console does not show the guest's init seeing the power button:\n%s", c)
+	}
+	if err := vm.RequestStop(ctx); err != nil {
+		t.Errorf("RequestStop after exit = %v, want nil", err)
+	}
+}
+
+// TestBootForceStop ends a running guest with QMP quit.
+func TestBootForceStop(t *testing.T) {
+	g := echoGuest(t, "amd64")
+	vm := startVM(t, New(Options{}), testSpec(t, g, t.TempDir()))
+	s := dial(t, vm)
+	s.line()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	if err := vm.ForceStop(ctx); err != nil {
+		t.Fatalf("ForceStop: %v", err)
+	}
+	if err := vm.Wait(); err != nil {
+		t.Fatalf("Wait after ForceStop = %v, want nil", err)
+	}
+	if err := vm.ForceStop(ctx); err != nil {
+		t.Errorf("ForceStop after exit = %v, want nil", err)
+	}
+}

@@ -136,8 +136,16 @@ func (d *Driver) GuestModules(arch string) []string {
 	return []string{transport, "virtio_rng", "virtio_net", "virtio_blk"}
 }
 
-// GuestLateModules is empty: every device of the guest's is needed at boot.
-func (d *Driver) GuestLateModules(arch string) []string { return nil }
+// GuestLateModules are the power button's drivers, which RequestStop
+// needs: ACPI's button on x86 microvm, gpio-keys on the PL061 GPIO on arm64
+// virt (which QEMU gives no ACPI without firmware), and evdev, through
+// which the guest's init reads the key.
+func (d *Driver) GuestLateModules(arch string) []string {
+	if arch == "arm64" {
+		return []string{"gpio_pl061", "gpio_keys", "evdev"}
+	}
+	return []string{"button", "evdev"}
+}
 
 // GuestAgent is TCP on api.AgentPort: Args forwards a host loopback port
 // there through user networking.

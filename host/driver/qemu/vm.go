@@ -55,6 +55,43 @@ func (v *VM) Wait() error {
 	return v.waitErr
 }
 
+// RequestStop asks the guest to power off with QMP system_powerdown: an
+// ACPI power-button event on x86 microvm, a GPIO power key on arm64 virt.
+// The guest's init reacts to it as to SIGTERM (a clean shutdown), and
+// QEMU then exits.
+func (v *VM) RequestStop(ctx context.Context) error {
+	return v.qmpUnlessExited(ctx, "system_powerdown")
+}
+
+// ForceStop ends QEMU with QMP quit, without the guest. QEMU flushes its
+// own caches (the data disk's writeback cache) before it exits, unlike
+// after Kill; Wait then returns nil.
+func (v *VM) ForceStop(ctx context.Context) error {
+	return v.qmpUnlessExited(ctx, "quit")
+}
+
+func (v *VM) qmpUnlessExited(ctx context.Context, command string) error {
+	if v.hasExited() {
+		return nil
+	}
+	if _, err := QMP(ctx, v.qmpSocket, command, nil); err != nil {
+		if v.hasExited() {
+			return nil
+		}
+		return fmt.Errorf("VM %s: %w", v.name, err)
+	}
+	return nil
+}
+
+func (v *VM) hasExited() bool {
+	select {
+	case <-v.done:
+		return true
+	default:
+		return false
+	}
+}
+
 // Kill sends QEMU SIGKILL (TerminateProcess on Windows) without asking the
 // guest. Killing a VM that has already exited is not an error.
 func (v *VM) Kill() error {

@@ -68,9 +68,18 @@ func GuestAgent() vmconfig.Agent {
 	return vmconfig.Agent{Transport: vmconfig.AgentVsock, Port: api.AgentPort}
 }
 
-// guestLateModules are loaded once the host has reached the agent: none
-// yet.
-func guestLateModules() []string { return nil }
+// guestLateModules are loaded once the host has reached the agent: the
+// power button RequestStop presses, as Linux finds it on the
+// architecture's platform (ACPI on x86, gpio-keys on the PL061 GPIO on
+// arm64), and evdev, through which the guest's init reads it. Which of
+// them the framework's platform offers has not been checked on a Mac;
+// the guest skips any it lacks.
+func guestLateModules(arch string) []string {
+	if arch == "arm64" {
+		return []string{"gpio_pl061", "gpio_keys", "evdev"}
+	}
+	return []string{"button", "evdev"}
+}
 
 // KernelCmdline returns the kernel command line words for a guest: the
 // console on the virtio console (hvc0), then what the qemu driver found to

@@ -48,7 +48,7 @@ func (*Driver) GuestModules(string) []string { return guestModules() }
 
 // GuestLateModules are loaded by the guest once the host has reached
 // the agent.
-func (*Driver) GuestLateModules(string) []string { return guestLateModules() }
+func (*Driver) GuestLateModules(arch string) []string { return guestLateModules(arch) }
 
 // GuestAgent is vsock on api.AgentPort.
 func (*Driver) GuestAgent() vmconfig.Agent { return GuestAgent() }
@@ -394,6 +394,38 @@ func (v *VM) Kill() error {
 		}
 	case !v.stopped():
 		return fmt.Errorf("VM %s cannot be stopped in state %s", v.name, v.vm.State())
+	}
+	return nil
+}
+
+// RequestStop asks the guest to power off (the framework's RequestStop:
+// a power-button event) and returns without waiting for it.
+func (v *VM) RequestStop(ctx context.Context) error {
+	if v.stopped() {
+		return nil
+	}
+	if !v.vm.CanRequestStop() {
+		return fmt.Errorf("VM %s cannot be asked to stop in state %s", v.name, v.vm.State())
+	}
+	v.logf("request stop")
+	if _, err := v.vm.RequestStop(); err != nil && !v.stopped() {
+		return fmt.Errorf("request stop of VM %s: %w", v.name, err)
+	}
+	return nil
+}
+
+// ForceStop ends the VM without the guest (the framework's Stop). Unlike
+// Kill, Wait then returns nil.
+func (v *VM) ForceStop(ctx context.Context) error {
+	if v.stopped() {
+		return nil
+	}
+	if !v.vm.CanStop() {
+		return fmt.Errorf("VM %s cannot be stopped in state %s", v.name, v.vm.State())
+	}
+	v.logf("force stop")
+	if err := v.vm.Stop(); err != nil && !v.stopped() {
+		return fmt.Errorf("stop VM %s: %w", v.name, err)
 	}
 	return nil
 }
