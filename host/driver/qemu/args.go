@@ -234,6 +234,11 @@ func Args(c Config) []string {
 		// The builtin backend reads the host's getrandom/BCryptGenRandom
 		// on every host OS.
 		"-device", dev("rng"),
+		// Free page reporting: the guest tells QEMU which pages it has
+		// freed, and QEMU discards them, so memory the guest used once and
+		// freed goes back to the host without the host having to inflate
+		// the balloon.
+		"-device", dev("balloon")+",free-page-reporting=on",
 	)
 	if c.DataDisk != "" {
 		cache := c.DiskCache

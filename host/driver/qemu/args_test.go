@@ -96,6 +96,7 @@ func TestArgs(t *testing.T) {
 			"-netdev", "user,id=net0,net=10.0.2.0/24,host=10.0.2.2,dns=10.0.2.3,hostfwd=tcp:127.0.0.1:40022-10.0.2.15:2222",
 			"-device", "virtio-net-"+dev+",netdev=net0",
 			"-device", "virtio-rng-"+dev,
+			"-device", "virtio-balloon-"+dev+",free-page-reporting=on",
 			"-drive", "file=/inst/data.raw,format=raw,if=none,id=data,cache=writeback,discard=unmap,detect-zeroes=unmap",
 			"-device", "virtio-blk-"+dev+",drive=data,serial=vmbox-data",
 		)
@@ -158,8 +159,8 @@ func TestGuestLateModules(t *testing.T) {
 		arch string
 		want []string
 	}{
-		{"amd64", []string{"button", "evdev"}},
-		{"arm64", []string{"gpio_pl061", "gpio_keys", "evdev"}},
+		{"amd64", []string{"button", "evdev", "virtio_balloon"}},
+		{"arm64", []string{"gpio_pl061", "gpio_keys", "evdev", "virtio_balloon"}},
 	} {
 		if got := d.GuestLateModules(tt.arch); !slices.Equal(got, tt.want) {
 			t.Errorf("GuestLateModules(%s) = %v, want %v", tt.arch, got, tt.want)

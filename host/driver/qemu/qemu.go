@@ -139,12 +139,13 @@ func (d *Driver) GuestModules(arch string) []string {
 // GuestLateModules are the power button's drivers, which RequestStop
 // needs: ACPI's button on x86 microvm, gpio-keys on the PL061 GPIO on arm64
 // virt (which QEMU gives no ACPI without firmware), and evdev, through
-// which the guest's init reads the key.
+// which the guest's init reads the key; then the memory balloon, whose
+// free page reporting returns freed guest memory to the host.
 func (d *Driver) GuestLateModules(arch string) []string {
 	if arch == "arm64" {
-		return []string{"gpio_pl061", "gpio_keys", "evdev"}
+		return []string{"gpio_pl061", "gpio_keys", "evdev", "virtio_balloon"}
 	}
-	return []string{"button", "evdev"}
+	return []string{"button", "evdev", "virtio_balloon"}
 }
 
 // GuestAgent is TCP on api.AgentPort: Args forwards a host loopback port

@@ -73,12 +73,12 @@ func GuestAgent() vmconfig.Agent {
 // architecture's platform (ACPI on x86, gpio-keys on the PL061 GPIO on
 // arm64), and evdev, through which the guest's init reads it. Which of
 // them the framework's platform offers has not been checked on a Mac;
-// the guest skips any it lacks.
+// the guest skips any it lacks. Then the memory balloon's driver.
 func guestLateModules(arch string) []string {
 	if arch == "arm64" {
-		return []string{"gpio_pl061", "gpio_keys", "evdev"}
+		return []string{"gpio_pl061", "gpio_keys", "evdev", "virtio_balloon"}
 	}
-	return []string{"button", "evdev"}
+	return []string{"button", "evdev", "virtio_balloon"}
 }
 
 // KernelCmdline returns the kernel command line words for a guest: the

@@ -6,7 +6,8 @@
 // The guest gets virtio-pci devices on either architecture (the guest's
 // must be the Mac's): a virtio console (hvc0) appended to Spec.Console,
 // vsock, a NAT network whose addresses come by DHCP (GuestNetwork says so
-// to the guest), the data disk, an entropy source and a memory balloon.
+// to the guest), the data disk, an entropy source and a traditional memory
+// balloon (the framework has no free page reporting).
 // The kernel is booted directly (the uncompressed Image on arm64) with the
 // initrds concatenated into one file.
 //

@@ -257,8 +257,11 @@ func machineConfig(c config) (*vzf.VirtualMachineConfiguration, error) {
 	}
 	cfg.SetEntropyDevicesVirtualMachineConfiguration([]*vzf.VirtioEntropyDeviceConfiguration{rng})
 
-	// A balloon lets the host reclaim memory the guest frees, once the
-	// guest drives it (virtio_balloon).
+	// A traditional balloon: the host can reclaim guest memory only by
+	// setting a target the guest inflates the balloon to (virtio_balloon,
+	// a late module). Virtualization.framework has no free page reporting,
+	// so memory the guest frees is not returned by itself, unlike under
+	// QEMU (virtio-balloon with free-page-reporting=on).
 	balloon, err := vzf.NewVirtioTraditionalMemoryBalloonDeviceConfiguration()
 	if err != nil {
 		return nil, fmt.Errorf("memory balloon: %w", err)
