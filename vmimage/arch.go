@@ -59,6 +59,12 @@ var wantedModules = []string{
 	"overlay", "ext4", "fuse", "virtiofs", "9p", "9pnet", "9pnet_virtio",
 	// vsock (the agent transport under vz).
 	"vsock", "vmw_vsock_virtio_transport", "vmw_vsock_virtio_transport_common",
+	// The power button, so that the hypervisor can ask the guest to power
+	// off: ACPI's on x86 (microvm), gpio-keys on the PL061 GPIO on arm64
+	// (virt without ACPI); evdev exposes it to PID 1 as KEY_POWER.
+	"button", "gpio_pl061", "gpio_keys", "evdev",
+	// Free page reporting hands memory the guest frees back to the host.
+	"virtio_balloon",
 	// Container networking: veth pairs on a bridge, NAT to the VM's uplink
 	// through nftables or iptables (legacy and nft-backed xt matches).
 	"veth", "bridge", "br_netfilter",

@@ -1,21 +1,18 @@
 package agent
 
 import (
-	"bufio"
 	"context"
-	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"net"
 	"os"
+	"os/signal"
 	"path/filepath"
 	"sync"
 	"time"
 
 	"golang.org/x/sys/unix"
 
-	"github.com/vmbox/vmbox/guest/api"
 	"github.com/vmbox/vmbox/guest/api/vmconfig"
 	"github.com/vmbox/vmbox/guest/boot"
 )
@@ -43,6 +40,15 @@ func runGuest(log *slog.Logger) error {
 	shutdown := make(chan struct{})
 	var once sync.Once
 	a := &Agent{Log: log, Shutdown: func() { once.Do(func() { close(shutdown) }) }}
+	// PID 1 forwards shutdown requests (its own signals, the power
+	// button) as SIGTERM: shut down as for the host's request.
+	sigterm := make(chan os.Signal, 1)
+	signal.Notify(sigterm, unix.SIGTERM)
+	go func() {
+		<-sigterm
+		log.Info("SIGTERM")
+		a.Shutdown()
+	}()
 	// The data disk may still be formatting; operations that need the
 	// engine wait for it, the others (version, shell) do not.
 	closeEngine, err := a.openGuestEngine(ctx, sys)
@@ -61,26 +67,11 @@ func runGuest(log *slog.Logger) error {
 		}
 	}
 
-	// The host reaches the agent over vsock when the VM has it (vz), else
-	// over the virtio-serial port (QEMU); never both, so boot waits for
-	// neither device in vain.
-	_, vsock, err := sys.Vsock(ctx)
-	if err != nil {
-		log.Warn("vsock unavailable", "err", err)
-	}
-	if vsock {
-		go func() {
-			if err := serveVsock(ctx, srv); err != nil {
-				log.Error("vsock listener", "err", err)
-			}
-		}()
-	} else {
-		go func() {
-			if err := serveSerial(ctx, srv, log); err != nil {
-				log.Error("virtio-serial", "err", err)
-			}
-		}()
-	}
+	go func() {
+		if err := serveHost(ctx, sys, cfg.Agent, srv); err != nil {
+			log.Error("serve the host", "transport", cfg.Agent.Transport, "err", err)
+		}
+	}()
 	// Inside the guest, the same protocol on a Unix socket, with the same
 	// keys: for debugging and for measuring the host hop.
 	if l, err := listenUnix(GuestSocket); err != nil {
@@ -89,8 +80,10 @@ func runGuest(log *slog.Logger) error {
 		go srv.Serve(ctx, l)
 	}
 	go func() {
-		// Under TCG, onlining a CPU stops the machine for a rendezvous;
-		// do it once the host is served, not while it connects.
+		// What the first answer does not need waits until the host is
+		// served: under TCG, onlining a CPU stops the machine for a
+		// rendezvous, and the late modules (balloon, power button) would
+		// compete with the host's first operations.
 		select {
 		case <-srv.FirstClient():
 		case <-ctx.Done():
@@ -98,6 +91,12 @@ func runGuest(log *slog.Logger) error {
 		}
 		if err := sys.OnlineCPUs(); err != nil {
 			log.Warn("online CPUs", "err", err)
+		}
+		// One at a time, so that one the image lacks holds back no other.
+		for _, m := range cfg.LateModules {
+			if err := sys.Modules.EnsureModule(ctx, m); err != nil {
+				log.Warn("late module", "module", m, "err", err)
+			}
 		}
 	}()
 	<-shutdown
@@ -128,109 +127,3 @@ func listenUnix(path string) (net.Listener, error) {
 	os.Chmod(path, 0o600)
 	return l, nil
 }
-
-// serveSerial serves SSH on the virtio-serial port, one connection at a
-// time, for as long as the VM runs. Each connection starts with the
-// hello/ready handshake (see api.SerialHello).
-func serveSerial(ctx context.Context, srv *Server, log *slog.Logger) error {
-	path, err := boot.FindSerialPort(ctx, api.SerialPortName)
-	if err != nil {
-		return err
-	}
-	for ctx.Err() == nil {
-		f, err := os.OpenFile(path, os.O_RDWR, 0)
-		if err != nil {
-			return fmt.Errorf("open %s: %w", path, err)
-		}
-		conn, err := serialHandshake(f)
-		if err != nil {
-			f.Close()
-			if errors.Is(err, io.EOF) {
-				// No host connected: virtio-serial reads return EOF until
-				// one does. Poll gently.
-				time.Sleep(50 * time.Millisecond)
-				continue
-			}
-			log.Warn("virtio-serial handshake", "err", err)
-			continue
-		}
-		srv.ServeConn(ctx, conn)
-		f.Close()
-	}
-	return nil
-}
-
-// serialHandshake waits for the host's hello and answers ready.
-func serialHandshake(f *os.File) (net.Conn, error) {
-	r := bufio.NewReaderSize(f, 64)
-	for {
-		line, err := r.ReadString('\n')
-		if err != nil {
-			return nil, err
-		}
-		if line == api.SerialHello {
-			break
-		}
-	}
-	if _, err := io.WriteString(f, api.SerialReady); err != nil {
-		return nil, err
-	}
-	return &fileConn{File: f, r: r}, nil
-}
-
-// serveVsock accepts SSH connections on AF_VSOCK port api.VsockPort.
-func serveVsock(ctx context.Context, srv *Server) error {
-	fd, err := unix.Socket(unix.AF_VSOCK, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
-	if err != nil {
-		return fmt.Errorf("vsock socket: %w", err)
-	}
-	if err := unix.Bind(fd, &unix.SockaddrVM{CID: unix.VMADDR_CID_ANY, Port: api.VsockPort}); err != nil {
-		unix.Close(fd)
-		return fmt.Errorf("vsock bind: %w", err)
-	}
-	if err := unix.Listen(fd, 16); err != nil {
-		unix.Close(fd)
-		return fmt.Errorf("vsock listen: %w", err)
-	}
-	context.AfterFunc(ctx, func() { unix.Shutdown(fd, unix.SHUT_RDWR) })
-	defer unix.Close(fd)
-	for {
-		nfd, _, err := unix.Accept4(fd, unix.SOCK_CLOEXEC)
-		if err != nil {
-			if errors.Is(err, unix.EINTR) || errors.Is(err, unix.ECONNABORTED) {
-				continue
-			}
-			if ctx.Err() != nil {
-				return nil
-			}
-			return fmt.Errorf("vsock accept: %w", err)
-		}
-		f := os.NewFile(uintptr(nfd), "vsock")
-		go func() {
-			defer f.Close()
-			srv.ServeConn(ctx, &fileConn{File: f})
-		}()
-	}
-}
-
-// fileConn adapts a character device or socket file to net.Conn for the
-// SSH server. Reads go through r when the handshake buffered some bytes.
-type fileConn struct {
-	*os.File
-	r io.Reader
-}
-
-func (c *fileConn) Read(p []byte) (int, error) {
-	if c.r != nil {
-		return c.r.Read(p)
-	}
-	return c.File.Read(p)
-}
-
-type fileAddr string
-
-func (a fileAddr) Network() string { return "file" }
-func (a fileAddr) String() string  { return string(a) }
-
-func (c *fileConn) LocalAddr() net.Addr  { return fileAddr(c.Name()) }
-func (c *fileConn) RemoteAddr() net.Addr { return fileAddr("host") }

@@ -18,9 +18,9 @@ import (
 )
 
 // Main is the agent's entry point. In the VM (started by boot.Init, PID 1)
-// it boots the guest and serves the host over virtio-serial and vsock;
-// otherwise it runs in local mode, serving on a Unix socket, which is how
-// the engine runs directly on a Linux host.
+// it boots the guest and serves the host over TCP or vsock (as the host's
+// instance document says); otherwise it runs in local mode, serving on a
+// Unix socket, which is how the engine runs directly on a Linux host.
 func Main(args []string, stderr io.Writer) int {
 	log := slog.New(slog.NewTextHandler(stderr, nil))
 	if boot.Init() {

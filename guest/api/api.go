@@ -368,15 +368,8 @@ type ImageConfig struct {
 	User       string   `json:"User,omitempty"`
 }
 
-// The virtio-serial transport carries one SSH connection at a time. QEMU
-// drops what the guest writes while no host client is connected, so the
-// guest speaks only after the host has: the host writes SerialHello, the
-// agent answers SerialReady, and SSH starts right after.
-const (
-	SerialHello = "vmbox-hello\n"
-	SerialReady = "vmbox-ready\n"
-	// SerialPortName is the virtio-serial port name the agent listens on.
-	SerialPortName = "vmbox.agent"
-	// VsockPort is the AF_VSOCK port the agent listens on when the VM has vsock.
-	VsockPort = 2222
-)
+// AgentPort is the port the guest agent serves SSH on: a TCP port on the
+// guest's network address under QEMU (reached through user networking's
+// host forwarding), an AF_VSOCK port under vz. Every connection is a plain
+// SSH connection, and any number may be open at once.
+const AgentPort = 2222

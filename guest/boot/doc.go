@@ -2,7 +2,7 @@
 // process that reaps orphans and starts the agent (Init), and the agent's
 // boot sequence (Run): kernel file systems, cgroup2, kernel modules, clock,
 // hostname, networking (static or DHCP), the data disk, CPU onlining,
-// transport discovery (virtio-serial port, vsock) and power-off.
+// vsock discovery, the power button and power-off.
 //
 // It reads the per-instance document the host writes (guest/api/vmconfig).
 // The package is Linux-only and only meant to run inside the vmbox VM.

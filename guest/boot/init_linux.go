@@ -53,7 +53,8 @@ const agentStopGrace = 30 * time.Second
 //
 // As PID 1 it never returns: it mounts /proc, /sys and /dev, makes sure
 // stdio is the console, starts this executable again as its child (the
-// agent), forwards SIGTERM, SIGINT (Ctrl-Alt-Del) and SIGPWR to it as SIGTERM, reaps
+// agent), forwards SIGTERM, SIGINT (Ctrl-Alt-Del), SIGPWR and power-button
+// presses (KEY_POWER on /dev/input/event*) to it as SIGTERM, reaps
 // every process reparented to it, and when the agent exits powers the VM
 // off (after a console shell first when vmbox.debug is set).
 //
@@ -109,6 +110,19 @@ func runInit() {
 		consolef("%v", err)
 	}
 	fixStdio()
+	// The hypervisor's power button (QMP system_powerdown, vz RequestStop)
+	// shuts down as SIGPWR does. The watcher only reads input devices, so
+	// it shares nothing with the reaper below.
+	go func() {
+		err := watchPowerButton("/dev/input", func() {
+			consolef("power button pressed")
+			select {
+			case sigs <- unix.SIGPWR:
+			default: // a full queue already holds a shutdown signal or reaping
+			}
+		}, consolef)
+		consolef("%v", err)
+	}()
 	// Ctrl-Alt-Del (e.g. QEMU's sendkey) then arrives as SIGINT, which is
 	// forwarded to the agent for a clean shutdown instead of an instant reboot.
 	if err := unix.Reboot(unix.LINUX_REBOOT_CMD_CAD_OFF); err != nil {

@@ -37,7 +37,7 @@ type System struct {
 
 // Run boots the guest as far as serving needs and returns: kernel file
 // systems and cgroup2 are mounted, the hostname and clock are set, and the
-// configured modules are loaded (so the virtio-serial port or vsock can be
+// configured modules are loaded (so the network interface or vsock can be
 // found). Independent steps run concurrently. Networking and the data disk
 // continue in the background, as does DHCP renewal until Close; a failure
 // there is reported by WaitNetwork or WaitDataDisk, not by Run. ctx bounds

@@ -172,8 +172,8 @@ func vsockLocalCID(dev string) (uint32, error) {
 
 // Vsock reports whether the VM has a virtio-vsock device and, if so, loads
 // its transport and returns the guest's context ID; the agent then listens
-// with AF_VSOCK on api.VsockPort. ok is false (with a nil error) when the
-// VM has no such device: the agent uses the virtio-serial port instead.
+// with AF_VSOCK on api.AgentPort. ok is false (with a nil error) when the
+// VM has no such device.
 func (s *System) Vsock(ctx context.Context) (cid uint32, ok bool, err error) {
 	if !hasVirtioDevice("/sys/bus/virtio/devices", virtioIDVsock) {
 		return 0, false, nil

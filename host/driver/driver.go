@@ -37,6 +37,14 @@ type Driver interface {
 	// the guest's instance configuration (vmconfig.Config.Modules),
 	// which it writes before Start.
 	GuestModules(arch string) []string
+	// GuestLateModules lists the kernel modules a guest of arch loads once
+	// the host has first reached the agent (vmconfig.Config.LateModules):
+	// devices that the first request does not need, such as the power
+	// button and the memory balloon.
+	GuestLateModules(arch string) []string
+	// GuestAgent is where the guest agent must serve for DialAgent to
+	// reach it (vmconfig.Config.Agent).
+	GuestAgent() vmconfig.Agent
 	// GuestNetwork is how the guest configures its interface on this
 	// driver's network: a static slirp address under QEMU, DHCP under vz NAT.
 	GuestNetwork() vmconfig.Network
@@ -48,19 +56,23 @@ type Driver interface {
 
 // VM is one running virtual machine.
 type VM interface {
-	// DialAgent opens a byte stream to the guest agent's SSH service. On a
-	// single-stream transport (virtio-serial) only one stream may be open at
-	// a time; callers hold one SSH connection and multiplex channels on it.
+	// DialAgent opens a byte stream to the guest agent's SSH service,
+	// retrying until the agent answers, ctx ends, or the VM exits (the
+	// error then says why). Any number of streams may be open.
 	DialAgent(ctx context.Context) (net.Conn, error)
+	// RequestStop asks the guest OS, through the hypervisor, to power off
+	// (a power-button press: ACPI or GPIO, as the machine has) and returns
+	// without waiting for it; Wait tells when it has. It needs no agent,
+	// so it works while the agent is stuck or unreachable. Asking a VM
+	// that has already exited is not an error.
+	RequestStop(ctx context.Context) error
+	// ForceStop ends the VM through the hypervisor, without the guest
+	// (like pulling the power cord: what the guest has not flushed is
+	// lost), and returns once the hypervisor has taken the request.
+	// Stopping a VM that has already exited is not an error.
+	ForceStop(ctx context.Context) error
 	// Wait blocks until the VM has exited and returns why.
 	Wait() error
-	// RequestStop asks the guest OS to power off through the hypervisor
-	// (the power button: QMP system_powerdown, vz RequestStop). It returns
-	// once the request is delivered, not when the VM has stopped.
-	RequestStop(ctx context.Context) error
-	// ForceStop ends the VM through the hypervisor, without the guest's
-	// help (QMP quit, vz Stop).
-	ForceStop(ctx context.Context) error
 	// Kill stops the VM at once, without asking the guest.
 	Kill() error
 	// Pid is the hypervisor's process ID, or 0 when the VM runs in this process.

@@ -25,7 +25,9 @@ func WriteInstanceInitrd(path string, inst *instance.Instance, keys *instance.Ke
 		BootTimeUnixNano: now.UnixNano(),
 		Network:          drv.GuestNetwork(),
 		DataDisk:         vmconfig.DataDisk{Required: true, Fresh: !inst.Config.DiskInUse},
+		Agent:            drv.GuestAgent(),
 		Modules:          drv.GuestModules(inst.Config.Arch),
+		LateModules:      drv.GuestLateModules(inst.Config.Arch),
 		CPUs:             inst.Config.CPUs,
 	}
 	b, err := InstanceInitrd(cfg)

@@ -74,12 +74,51 @@ type Config struct {
 	Network Network `json:"network"`
 	// DataDisk says what the guest expects of its data disk.
 	DataDisk DataDisk `json:"dataDisk"`
+	// Agent says where the agent serves the host.
+	Agent Agent `json:"agent"`
 	// Modules are kernel modules (by name, dependencies implied) loaded
 	// before the agent serves. Others load on demand.
 	Modules []string `json:"modules,omitempty"`
+	// LateModules are kernel modules loaded once the host has first
+	// connected to the agent: devices the first request does not need
+	// (power button, memory balloon), kept off the boot's critical path.
+	LateModules []string `json:"lateModules,omitempty"`
 	// CPUs is the number of CPUs the guest should have online once ready
 	// (it boots with maxcpus=1); 0 means all present CPUs.
 	CPUs int `json:"cpus,omitempty"`
+}
+
+// Agent transports of Agent.Transport.
+const (
+	// AgentTCP serves on the guest's network address (Network's
+	// interface, once configured), which QEMU's user networking forwards
+	// a host loopback port to.
+	AgentTCP = "tcp"
+	// AgentVsock serves on AF_VSOCK (vz).
+	AgentVsock = "vsock"
+)
+
+// Agent is where the agent serves SSH for the host. The agent also serves
+// on a Unix socket inside the guest, whatever this says.
+type Agent struct {
+	// Transport is AgentTCP or AgentVsock.
+	Transport string `json:"transport"`
+	// Port is the TCP or vsock port.
+	Port uint32 `json:"port"`
+}
+
+func (a *Agent) validate() error {
+	switch a.Transport {
+	case AgentTCP, AgentVsock:
+	case "":
+		return errors.New("transport is empty (want tcp or vsock)")
+	default:
+		return fmt.Errorf("transport %q is not one of tcp, vsock", a.Transport)
+	}
+	if a.Port < 1 || a.Port > 65535 {
+		return fmt.Errorf("port %d is not in 1..65535", a.Port)
+	}
+	return nil
 }
 
 // Network configures the guest's one network interface.
@@ -206,10 +245,13 @@ func (c *Config) Validate() error {
 	if c.CPUs < 0 {
 		return fmt.Errorf("cpus %d is negative", c.CPUs)
 	}
-	for _, m := range c.Modules {
+	for _, m := range append(c.Modules[:len(c.Modules):len(c.Modules)], c.LateModules...) {
 		if !ValidModuleName(m) {
 			return fmt.Errorf("module name %q is not valid", m)
 		}
+	}
+	if err := c.Agent.validate(); err != nil {
+		return fmt.Errorf("agent: %w", err)
 	}
 	if err := c.Network.validate(); err != nil {
 		return fmt.Errorf("network: %w", err)

@@ -42,7 +42,9 @@ func validConfig(t *testing.T) Config {
 		BootTimeUnixNano: time.Date(2025, 1, 2, 3, 4, 5, 0, time.UTC).UnixNano(),
 		Network:          Network{Mode: NetworkStatic, Address: "10.0.2.15/24", Gateway: "10.0.2.2", DNS: []string{"10.0.2.3"}},
 		DataDisk:         DataDisk{Required: true, Serial: "vmbox-data"},
+		Agent:            Agent{Transport: AgentTCP, Port: 2222},
 		Modules:          []string{"virtio_pci", "virtio-console"},
+		LateModules:      []string{"button", "evdev"},
 		CPUs:             2,
 	}
 }
@@ -63,7 +65,8 @@ func TestInstanceConfigRoundTrip(t *testing.T) {
 	}
 	if got.Hostname != c.Hostname || got.AuthorizedKey != c.AuthorizedKey || got.HostKey != c.HostKey ||
 		!got.BootTime().Equal(c.BootTime()) || got.DataDisk != c.DataDisk || got.CPUs != 2 ||
-		strings.Join(got.Modules, ",") != "virtio_pci,virtio-console" {
+		strings.Join(got.Modules, ",") != "virtio_pci,virtio-console" || got.Agent != c.Agent ||
+		strings.Join(got.LateModules, ",") != "button,evdev" {
 		t.Fatalf("round trip changed the config:\n got %+v\nwant %+v", got, c)
 	}
 }
@@ -95,6 +98,12 @@ func TestInstanceConfigValidate(t *testing.T) {
 		{"negative boot time", func(c *Config) { c.BootTimeUnixNano = -1 }, "negative"},
 		{"negative cpus", func(c *Config) { c.CPUs = -2 }, "cpus"},
 		{"bad module", func(c *Config) { c.Modules = []string{"../evil"} }, "module name"},
+		{"bad late module", func(c *Config) { c.LateModules = []string{"a b"} }, "module name"},
+		{"vsock agent", func(c *Config) { c.Agent = Agent{Transport: AgentVsock, Port: 2222} }, ""},
+		{"no agent transport", func(c *Config) { c.Agent.Transport = "" }, "transport is empty"},
+		{"unknown agent transport", func(c *Config) { c.Agent.Transport = "serial" }, "not one of tcp, vsock"},
+		{"agent port 0", func(c *Config) { c.Agent.Port = 0 }, "port 0"},
+		{"agent port too big", func(c *Config) { c.Agent.Port = 65536 }, "port 65536"},
 		{"empty mode", func(c *Config) { c.Network.Mode = "" }, "mode is empty"},
 		{"unknown mode", func(c *Config) { c.Network.Mode = "bridge" }, "not one of"},
 		{"bad interface", func(c *Config) { c.Network.Interface = "eth0/../x" }, "interface"},

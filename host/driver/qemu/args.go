@@ -16,15 +16,15 @@ const (
 	AccelTCG  = "tcg"
 )
 
-// Files the driver keeps in the instance directory. The agent socket is
+// Files the driver keeps in the instance directory. The QMP socket is
 // given to QEMU relative to the instance directory (QEMU runs there) so that
 // a long instance path never exceeds the unix socket path limit.
 const (
-	AgentSocketName = "qemu-agent.sock"
-	PidfileName     = "qemu.pid"
-	LogName         = "qemu.log"
-	InitrdName      = "initrd.combined"
-	ConsoleName     = "console.log" // used when Spec.Console is empty
+	QMPSocketName = "qmp.sock"
+	PidfileName   = "qemu.pid"
+	LogName       = "qemu.log"
+	InitrdName    = "initrd.combined"
+	ConsoleName   = "console.log" // used when Spec.Console is empty
 )
 
 // DataDiskSerial is the virtio-blk serial of the data disk, so that the
@@ -41,6 +41,12 @@ const (
 	SlirpGateway      = "10.0.2.2" // also the host, as seen from the guest
 	SlirpDNS          = "10.0.2.3"
 )
+
+// slirpGuestIP is SlirpGuestAddress without its prefix length.
+func slirpGuestIP() string {
+	ip, _, _ := strings.Cut(SlirpGuestAddress, "/")
+	return ip
+}
 
 // tcgX86CPU is the CPU model for x86 guests under TCG. qemu64 plus the SSE4
 // family was faster to boot than -cpu max; RDRAND is essential because
@@ -123,10 +129,14 @@ type Config struct {
 	DataDisk  string // "" for none
 	// DiskCache is the -drive cache mode of the data disk; "" means
 	// writeback (see DefaultDiskCache).
-	DiskCache   string
-	Console     string
-	AgentSocket string
-	Pidfile     string
+	DiskCache string
+	Console   string
+	// AgentPort is the host loopback port that user networking forwards
+	// to the agent's port (api.AgentPort) on the guest's address.
+	AgentPort int
+	// QMPSocket is the QMP control socket QEMU listens on.
+	QMPSocket string
+	Pidfile   string
 	// Machine overrides the machine type and its properties ("" = default).
 	Machine string
 }
@@ -200,6 +210,9 @@ func Args(c Config) []string {
 		"-nodefaults", "-no-reboot",
 		"-display", "none",
 		"-monitor", "none",
+		// QMP: the driver's way to ask the guest to power off, to end
+		// QEMU, and to see that QEMU has finished setting up.
+		"-qmp", "unix:"+Escape(c.QMPSocket)+",server=on,wait=off",
 		"-pidfile", c.Pidfile,
 		// append=on: the console of an earlier boot (a crash, a panic) is
 		// still there to read after the next start.
@@ -212,14 +225,20 @@ func Args(c Config) []string {
 	}
 	a = append(a, "-append", strings.Join(c.Cmdline, " "))
 	a = append(a,
-		"-device", dev("serial")+",id=vser0",
-		"-chardev", "socket,id=agent,path="+Escape(c.AgentSocket)+",server=on,wait=off",
-		"-device", "virtserialport,bus=vser0.0,chardev=agent,name="+api.SerialPortName,
-		"-netdev", fmt.Sprintf("user,id=net0,net=%s,host=%s,dns=%s", SlirpNet, SlirpGateway, SlirpDNS),
+		// The agent is reached through user networking: the host's
+		// loopback port is forwarded to the agent's port on the guest's
+		// static address, and only loopback can reach it.
+		"-netdev", fmt.Sprintf("user,id=net0,net=%s,host=%s,dns=%s,hostfwd=tcp:127.0.0.1:%d-%s:%d",
+			SlirpNet, SlirpGateway, SlirpDNS, c.AgentPort, slirpGuestIP(), api.AgentPort),
 		"-device", dev("net")+",netdev=net0",
 		// The builtin backend reads the host's getrandom/BCryptGenRandom
 		// on every host OS.
 		"-device", dev("rng"),
+		// Free page reporting: the guest tells QEMU which pages it has
+		// freed, and QEMU discards them, so memory the guest used once and
+		// freed goes back to the host without the host having to inflate
+		// the balloon.
+		"-device", dev("balloon")+",free-page-reporting=on",
 	)
 	if c.DataDisk != "" {
 		cache := c.DiskCache

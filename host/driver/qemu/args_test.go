@@ -80,7 +80,7 @@ func TestArgs(t *testing.T) {
 			Name: "dev", Arch: arch, Accel: accel, CPUs: cpus, MemoryMiB: 2048,
 			Kernel: "/img/kernel", Initrd: "/inst/initrd.combined",
 			Cmdline: []string{"console=ttyS0", "quiet"}, DataDisk: "/inst/data.raw",
-			Console: "/inst/console.log", AgentSocket: "qemu-agent.sock", Pidfile: "/inst/qemu.pid",
+			Console: "/inst/console.log", AgentPort: 40022, QMPSocket: "qmp.sock", Pidfile: "/inst/qemu.pid",
 		}
 	}
 	common := func(machine, accel, cpu string, cpus string, dev string) []string {
@@ -88,16 +88,15 @@ func TestArgs(t *testing.T) {
 		a = append(a, strings.Fields(accel)...)
 		a = append(a, "-cpu", cpu, "-m", "2048", "-smp", cpus,
 			"-nodefaults", "-no-reboot", "-display", "none", "-monitor", "none",
+			"-qmp", "unix:qmp.sock,server=on,wait=off",
 			"-pidfile", "/inst/qemu.pid",
 			"-chardev", "file,id=console,path=/inst/console.log,append=on", "-serial", "chardev:console",
 			"-kernel", "/img/kernel", "-initrd", "/inst/initrd.combined",
 			"-append", "console=ttyS0 quiet",
-			"-device", "virtio-serial-"+dev+",id=vser0",
-			"-chardev", "socket,id=agent,path=qemu-agent.sock,server=on,wait=off",
-			"-device", "virtserialport,bus=vser0.0,chardev=agent,name=vmbox.agent",
-			"-netdev", "user,id=net0,net=10.0.2.0/24,host=10.0.2.2,dns=10.0.2.3",
+			"-netdev", "user,id=net0,net=10.0.2.0/24,host=10.0.2.2,dns=10.0.2.3,hostfwd=tcp:127.0.0.1:40022-10.0.2.15:2222",
 			"-device", "virtio-net-"+dev+",netdev=net0",
 			"-device", "virtio-rng-"+dev,
+			"-device", "virtio-balloon-"+dev+",free-page-reporting=on",
 			"-drive", "file=/inst/data.raw,format=raw,if=none,id=data,cache=writeback,discard=unmap,detect-zeroes=unmap",
 			"-device", "virtio-blk-"+dev+",drive=data,serial=vmbox-data",
 		)
@@ -131,14 +130,14 @@ func TestArgs(t *testing.T) {
 func TestArgsOptionalParts(t *testing.T) {
 	c := Config{
 		Name: "x", Arch: "amd64", Accel: "tcg", CPUs: 1, MemoryMiB: 512, Kernel: "k",
-		Console: "/a,b/console", AgentSocket: "s,ock", Pidfile: "p", DiskCache: "unsafe",
+		Console: "/a,b/console", QMPSocket: "q,mp", Pidfile: "p", DiskCache: "unsafe",
 		DataDisk: "/d,isk", Machine: "q35",
 	}
 	got := strings.Join(Args(c), " ")
 	for _, want := range []string{
 		"-machine q35 ",
 		"path=/a,,b/console,append=on",
-		"path=s,,ock,server=on",
+		"-qmp unix:q,,mp,server=on",
 		"file=/d,,isk,format=raw,if=none,id=data,cache=unsafe,",
 	} {
 		if !strings.Contains(got, want) {
@@ -154,6 +153,21 @@ func TestArgsOptionalParts(t *testing.T) {
 	}
 }
 
+func TestGuestLateModules(t *testing.T) {
+	d := New(Options{})
+	for _, tt := range []struct {
+		arch string
+		want []string
+	}{
+		{"amd64", []string{"button", "evdev", "virtio_balloon"}},
+		{"arm64", []string{"gpio_pl061", "gpio_keys", "evdev", "virtio_balloon"}},
+	} {
+		if got := d.GuestLateModules(tt.arch); !slices.Equal(got, tt.want) {
+			t.Errorf("GuestLateModules(%s) = %v, want %v", tt.arch, got, tt.want)
+		}
+	}
+}
+
 func TestGuestModules(t *testing.T) {
 	d := New(Options{})
 	tests := []struct {
@@ -164,7 +178,7 @@ func TestGuestModules(t *testing.T) {
 	}
 	for _, tt := range tests {
 		got := d.GuestModules(tt.arch)
-		want := []string{tt.transport, "virtio_console", "virtio_rng", "virtio_net", "virtio_blk"}
+		want := []string{tt.transport, "virtio_rng", "virtio_net", "virtio_blk"}
 		if !slices.Equal(got, want) {
 			t.Errorf("GuestModules(%s) = %v, want %v", tt.arch, got, want)
 		}

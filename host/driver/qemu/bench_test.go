@@ -20,8 +20,8 @@ func benchGuest(b *testing.B, cpus int) testGuest {
 	return echoGuest(b, "amd64")
 }
 
-// BenchmarkBootToReady measures QEMU's launch until the agent handshake
-// completes, reported as the median ("ms-median") besides Go's mean.
+// BenchmarkBootToReady measures QEMU's launch until the agent's banner
+// arrives, reported as the median ("ms-median") besides Go's mean.
 // Run with -benchtime=5x or more: one iteration is a whole boot.
 func BenchmarkBootToReady(b *testing.B) {
 	for _, cpus := range []int{1, 2} {

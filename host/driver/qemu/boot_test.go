@@ -48,6 +48,9 @@ func startVM(t testing.TB, d *Driver, spec driver.Spec) *VM {
 	return vm
 }
 
+// guestinitBanner is guestinit's first line on every connection.
+const guestinitBanner = "SSH-2.0-guestinit"
+
 // session is an open agent stream to guestinit.
 type session struct {
 	t    testing.TB
@@ -92,9 +95,9 @@ func tail(path string) string {
 }
 
 // TestBootEcho boots guestinit under the host's accelerator and checks the
-// handshake end to end, the kernel command line the driver built, the
-// guest's clock and RNG, the one-stream rule, reconnection, the console,
-// and Kill/Wait, for each guest architecture.
+// agent connection end to end, the kernel command line the driver built,
+// the guest's clock and RNG, concurrent streams, reconnection, the
+// console, and Kill/Wait, for each guest architecture.
 func TestBootEcho(t *testing.T) {
 	for _, arch := range []string{"amd64", "arm64"} {
 		t.Run(arch, func(t *testing.T) { testBootEcho(t, arch) })
@@ -113,10 +116,10 @@ func testBootEcho(t *testing.T, arch string) {
 	}
 
 	s := dial(t, vm)
-	// guestinit writes its banner in the same write as the ready line: the
-	// handshake must not swallow it.
-	if got := s.line(); got != "guestinit-banner" {
-		t.Fatalf("first line after ready = %q, want the banner", got)
+	// DialAgent reads the start of the banner to know the guest listens:
+	// the conn must replay it.
+	if got := s.line(); got != guestinitBanner {
+		t.Fatalf("first line = %q, want the banner", got)
 	}
 	if got := s.do("hello, guest"); got != "hello, guest" {
 		t.Fatalf("echo = %q", got)
@@ -146,22 +149,25 @@ func testBootEcho(t *testing.T, arch string) {
 		t.Errorf("guest RNG not ready after boot (RDRAND or virtio-rng missing?): %s", got)
 	}
 
-	// One stream at a time.
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
-	if c, err := vm.DialAgent(ctx); err == nil {
-		c.Close()
-		t.Fatal("a second DialAgent succeeded while a stream was open")
+	// Streams are independent: a second one works while the first is
+	// open, and after the first is closed.
+	s2 := dial(t, vm)
+	if got := s2.line(); got != guestinitBanner {
+		t.Fatalf("second stream: first line %q", got)
 	}
-
-	// The guest waits for the next hello after the host hangs up.
+	if got := s2.do("second"); got != "second" {
+		t.Fatalf("echo on the second stream = %q", got)
+	}
 	s.conn.Close()
 	s = dial(t, vm)
-	if got := s.line(); got != "guestinit-banner" {
+	if got := s.line(); got != guestinitBanner {
 		t.Fatalf("after reconnecting: first line %q", got)
 	}
 	if got := s.do("again"); got != "again" {
 		t.Fatalf("echo after reconnecting = %q", got)
+	}
+	if got := s2.do("still open"); got != "still open" {
+		t.Fatalf("echo on the second stream after reconnecting = %q", got)
 	}
 
 	// A second QEMU for the same instance is refused, and the first one
@@ -184,7 +190,7 @@ func testBootEcho(t *testing.T, arch string) {
 		t.Fatalf("second Kill: %v", err)
 	}
 	console, _ := os.ReadFile(filepath.Join(dir, ConsoleName))
-	if !strings.Contains(string(console), "guestinit: serving on /dev/vport") {
+	if !strings.Contains(string(console), "guestinit: serving on 10.0.2.15:2222") {
 		t.Errorf("console lacks guestinit's output:\n%s", console)
 	}
 	for _, name := range []string{PidfileName, LogName} {
@@ -194,7 +200,7 @@ func testBootEcho(t *testing.T, arch string) {
 	}
 }
 
-// TestBootDataDiskLongPath boots from an instance directory whose agent
+// TestBootDataDiskLongPath boots from an instance directory whose QMP
 // socket path is far beyond the unix socket limit, writes to the data disk
 // with a flush, checks that a second VM cannot open the same disk, and
 // checks that a guest shutdown is a clean exit that leaves the data on the
@@ -205,7 +211,7 @@ func TestBootDataDiskLongPath(t *testing.T) {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		t.Fatal(err)
 	}
-	if n := len(filepath.Join(dir, AgentSocketName)); n <= 108 {
+	if n := len(filepath.Join(dir, QMPSocketName)); n <= 108 {
 		t.Fatalf("socket path is only %d bytes", n)
 	}
 	disk := filepath.Join(dir, "data.raw")
@@ -304,18 +310,75 @@ func TestDialAgentQEMUFails(t *testing.T) {
 	}
 }
 
-// TestBootRealImage boots the real image and checks that its agent answers
-// the handshake and then speaks SSH, also right after the host hung up on
-// it mid-session (the case the hello resend exists for).
+// TestBootRealImage boots the real image and checks that its agent
+// speaks SSH on the forwarded port, also right after the host hung up on
+// it mid-session.
 func TestBootRealImage(t *testing.T) {
 	g := realImage(t, 2)
 	vm := startVM(t, New(Options{}), testSpec(t, g, t.TempDir()))
 	for i := 0; i < 3; i++ {
 		s := dial(t, vm)
 		if l := s.line(); !strings.HasPrefix(l, "SSH-2.0-") {
-			t.Fatalf("connection %d: agent's first line after ready = %q, want an SSH banner", i, l)
+			t.Fatalf("connection %d: agent's first line = %q, want an SSH banner", i, l)
 		}
 		fmt.Fprintf(s.conn, "SSH-2.0-vmbox-test\r\n")
 		s.conn.Close()
+	}
+}
+
+// TestBootRealImageRequestStop boots the real image and asks it to power
+// off through QEMU (QMP system_powerdown, the ACPI power button): the
+// guest's init must shut down and QEMU exit cleanly.
+func TestBootRealImageRequestStop(t *testing.T) {
+	g := realImage(t, 1)
+	vm := startVM(t, New(Options{}), testSpec(t, g, t.TempDir()))
+	s := dial(t, vm)
+	if l := s.line(); !strings.HasPrefix(l, "SSH-2.0-") {
+		t.Fatalf("agent's first line = %q, want an SSH banner", l)
+	}
+	s.conn.Close()
+	// The power button's drivers load once the host has connected.
+	time.Sleep(3 * time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	start := time.Now()
+	if err := vm.RequestStop(ctx); err != nil {
+		t.Fatalf("RequestStop: %v", err)
+	}
+	exited := make(chan error, 1)
+	go func() { exited <- vm.Wait() }()
+	select {
+	case err := <-exited:
+		if err != nil {
+			t.Fatalf("Wait after RequestStop = %v, want a clean exit\n%s", err, tail(vm.console))
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatalf("the guest did not power off within 30 s of the power button\n%s", tail(vm.console))
+	}
+	t.Logf("powered off %v after the power button", time.Since(start).Round(time.Millisecond))
+	if c := tail(vm.console); !strings.Contains(c, "power button pressed") {
+		t.Errorf("the console does not show the guest's init seeing the power button:\n%s", c)
+	}
+	if err := vm.RequestStop(ctx); err != nil {
+		t.Errorf("RequestStop after exit = %v, want nil", err)
+	}
+}
+
+// TestBootForceStop ends a running guest with QMP quit.
+func TestBootForceStop(t *testing.T) {
+	g := echoGuest(t, "amd64")
+	vm := startVM(t, New(Options{}), testSpec(t, g, t.TempDir()))
+	s := dial(t, vm)
+	s.line()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	if err := vm.ForceStop(ctx); err != nil {
+		t.Fatalf("ForceStop: %v", err)
+	}
+	if err := vm.Wait(); err != nil {
+		t.Fatalf("Wait after ForceStop = %v, want nil", err)
+	}
+	if err := vm.ForceStop(ctx); err != nil {
+		t.Errorf("ForceStop after exit = %v, want nil", err)
 	}
 }

@@ -48,12 +48,12 @@ type testGuest struct {
 
 // guestModules are the modules guestinit loads, by file name, when the
 // kernel comes from a Debian package rather than the real image: virtio
-// over MMIO (x86 microvm) or PCI (arm64 virt), the console (virtio-serial),
-// block and RNG.
+// over MMIO (x86 microvm) or PCI (arm64 virt), network (the agent's
+// channel), block and RNG.
 var guestModules = []string{
 	"virtio_ring.ko", "virtio.ko", "virtio_mmio.ko",
 	"virtio_pci_legacy_dev.ko", "virtio_pci_modern_dev.ko", "virtio_pci.ko",
-	"virtio_console.ko", "virtio_blk.ko", "virtio-rng.ko",
+	"failover.ko", "net_failover.ko", "virtio_net.ko", "virtio_blk.ko", "virtio-rng.ko",
 }
 
 // guestBuilds holds what is built once per test binary: guestinit and its
@@ -467,7 +467,9 @@ func writeInstanceInitrd(path string, cpus int) error {
 		HostKey:          string(pem.EncodeToMemory(hostPEM)),
 		BootTimeUnixNano: time.Now().UnixNano(),
 		Network:          New(Options{}).GuestNetwork(),
+		Agent:            New(Options{}).GuestAgent(),
 		Modules:          New(Options{}).GuestModules("amd64"),
+		LateModules:      New(Options{}).GuestLateModules("amd64"),
 		CPUs:             cpus,
 	}
 	b, err := hostproc.InstanceInitrd(cfg)

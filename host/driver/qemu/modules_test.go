@@ -27,7 +27,8 @@ func TestGuestModulesShipped(t *testing.T) {
 		if err := json.Unmarshal(b, &m); err != nil {
 			t.Fatalf("%s manifest: %v", arch, err)
 		}
-		for _, mod := range New(Options{}).GuestModules(arch) {
+		d := New(Options{})
+		for _, mod := range append(d.GuestModules(arch), d.GuestLateModules(arch)...) {
 			if !slices.Contains(m.Modules.Shipped, mod) && !slices.Contains(m.Modules.Builtin, mod) {
 				t.Errorf("%s image ships no module %s", arch, mod)
 			}

@@ -2,8 +2,8 @@
 // OS: it picks the emulator and accelerator (KVM, HVF, WHPX with a TCG
 // fallback, else TCG), assembles the kernel command line and QEMU's argv
 // from boot-time measurements, starts QEMU so that it dies with its owner,
-// and speaks the virtio-serial hello/ready handshake that opens the byte
-// stream to the guest agent.
+// reaches the guest agent over TCP through user networking's host
+// forwarding, and controls QEMU over QMP.
 //
 // x86 guests boot the PVH vmlinux directly on the microvm machine with
 // virtio-mmio devices; arm64 guests boot the Image on the virt machine with
@@ -12,19 +12,22 @@
 //
 // Everything QEMU leaves lives in the instance directory: qemu.pid (locked
 // by QEMU, so a second QEMU for the instance refuses to start), qemu.log
-// (its stdout and stderr, quoted when it fails), qemu-agent.sock, and
+// (its stdout and stderr, quoted when it fails), qmp.sock, and
 // initrd.combined when several initrds are given.
 package qemu
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"runtime"
 	"sync"
 
+	"github.com/vmbox/vmbox/guest/api"
 	"github.com/vmbox/vmbox/guest/api/vmconfig"
 	"github.com/vmbox/vmbox/host/driver"
 )
@@ -124,17 +127,41 @@ func (d *Driver) GuestNetwork() vmconfig.Network {
 
 // GuestModules are the modules for the devices Args gives a guest of arch:
 // virtio-mmio on x86's microvm, virtio-pci on arm64's virt machine, then
-// virtio-serial (the agent's channel), network, disk and RNG.
+// network (the agent's channel too), disk and RNG.
 func (d *Driver) GuestModules(arch string) []string {
 	transport := "virtio_mmio"
 	if arch == "arm64" {
 		transport = "virtio_pci"
 	}
-	return []string{transport, "virtio_console", "virtio_rng", "virtio_net", "virtio_blk"}
+	return []string{transport, "virtio_rng", "virtio_net", "virtio_blk"}
 }
 
-// Start boots the VM described by spec and returns once QEMU is running.
-// QEMU's stdout and stderr go to qemu.log in spec.Dir; its pid to qemu.pid.
+// GuestLateModules are the power button's drivers, which RequestStop
+// needs: ACPI's button on x86 microvm, gpio-keys on the PL061 GPIO on arm64
+// virt (which QEMU gives no ACPI without firmware), and evdev, through
+// which the guest's init reads the key; then the memory balloon, whose
+// free page reporting returns freed guest memory to the host.
+func (d *Driver) GuestLateModules(arch string) []string {
+	if arch == "arm64" {
+		return []string{"gpio_pl061", "gpio_keys", "evdev", "virtio_balloon"}
+	}
+	return []string{"button", "evdev", "virtio_balloon"}
+}
+
+// GuestAgent is TCP on api.AgentPort: Args forwards a host loopback port
+// there through user networking.
+func (d *Driver) GuestAgent() vmconfig.Agent {
+	return vmconfig.Agent{Transport: vmconfig.AgentTCP, Port: api.AgentPort}
+}
+
+// Start boots the VM described by spec and returns once QEMU is running
+// (its QMP socket answers) or has exited (Wait and DialAgent then say
+// why). QEMU's stdout and stderr go to qemu.log in spec.Dir; its pid to
+// qemu.pid.
+//
+// The agent's host port is a free loopback port picked here. Another
+// process may take it between the pick and QEMU's bind; QEMU then fails
+// to set up the forwarding, and Start tries once more with another port.
 func (d *Driver) Start(ctx context.Context, spec driver.Spec) (driver.VM, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err
@@ -147,16 +174,49 @@ func (d *Driver) Start(ctx context.Context, spec driver.Spec) (driver.VM, error)
 	if err != nil {
 		return nil, err
 	}
+	for attempt := 1; ; attempt++ {
+		if c.AgentPort, err = freeLoopbackPort(); err != nil {
+			return nil, fmt.Errorf("start VM %s: %w", spec.Name, err)
+		}
+		v, err := d.start(bin, c, spec.Name)
+		if err != nil {
+			return nil, err
+		}
+		err = v.waitRunning(ctx)
+		switch {
+		case err == nil:
+			return v, nil
+		case errors.Is(err, errHostForward) && attempt == 1:
+			continue
+		}
+		v.Kill()
+		v.Wait()
+		return nil, fmt.Errorf("start VM %s: %w", spec.Name, err)
+	}
+}
+
+// freeLoopbackPort returns a TCP port on 127.0.0.1 that was free a moment
+// ago.
+func freeLoopbackPort() (int, error) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return 0, fmt.Errorf("pick a loopback port for the agent: %w", err)
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port, nil
+}
+
+// start runs QEMU for c.
+func (d *Driver) start(bin string, c Config, name string) (*VM, error) {
 	dir := filepath.Dir(c.Pidfile)
-	sock := filepath.Join(dir, AgentSocketName)
-	// The pid file and socket of an earlier QEMU are left alone: QEMU
+	// The pid file and QMP socket of an earlier QEMU are left alone: QEMU
 	// locks its pid file, so a second QEMU for the same instance exits
 	// ("Cannot lock pid file") before it touches the socket of the first,
 	// and it replaces a stale socket itself.
 	logPath := filepath.Join(dir, LogName)
 	logf, err := os.OpenFile(logPath, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o644)
 	if err != nil {
-		return nil, fmt.Errorf("start VM %s: %w", spec.Name, err)
+		return nil, fmt.Errorf("start VM %s: %w", name, err)
 	}
 	defer logf.Close()
 	var consoleStart int64
@@ -169,9 +229,10 @@ func (d *Driver) Start(ctx context.Context, spec driver.Spec) (driver.VM, error)
 	cmd.Stdout = logf
 	cmd.Stderr = logf
 	v := &VM{
-		name:         spec.Name,
+		name:         name,
 		accel:        c.Accel,
-		socket:       sock,
+		agentPort:    c.AgentPort,
+		qmpSocket:    filepath.Join(dir, c.QMPSocket),
 		logPath:      logPath,
 		console:      c.Console,
 		consoleStart: consoleStart,
@@ -228,10 +289,10 @@ func (d *Driver) config(ctx context.Context, spec driver.Spec) (Config, error) {
 		Cmdline: KernelCmdline(KernelParams{
 			Arch: spec.Arch, Accel: accel, CPUs: spec.CPUs, TSCKHz: tsc, Extra: spec.Cmdline,
 		}),
-		DataDisk:    spec.DataDisk,
-		DiskCache:   d.opts.diskCache,
-		Console:     spec.Console,
-		AgentSocket: AgentSocketName,
-		Pidfile:     filepath.Join(spec.Dir, PidfileName),
+		DataDisk:  spec.DataDisk,
+		DiskCache: d.opts.diskCache,
+		Console:   spec.Console,
+		QMPSocket: QMPSocketName,
+		Pidfile:   filepath.Join(spec.Dir, PidfileName),
 	}, nil
 }

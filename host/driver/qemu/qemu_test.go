@@ -33,13 +33,13 @@ func TestConfig(t *testing.T) {
 	want := Config{
 		Name: "default", Arch: "arm64", Accel: AccelTCG, CPUs: 2, MemoryMiB: 512,
 		Kernel: kernel, Initrd: filepath.Join(dir, InitrdName), DataDisk: disk,
-		Console: filepath.Join(dir, ConsoleName), AgentSocket: AgentSocketName,
+		Console: filepath.Join(dir, ConsoleName), QMPSocket: QMPSocketName,
 		Pidfile: filepath.Join(dir, PidfileName),
 	}
 	// Cmdline is KernelCmdline's, tested with it.
 	if c.Name != want.Name || c.Arch != want.Arch || c.Accel != want.Accel || c.CPUs != want.CPUs ||
 		c.MemoryMiB != want.MemoryMiB || c.Kernel != want.Kernel || c.Initrd != want.Initrd ||
-		c.DataDisk != want.DataDisk || c.Console != want.Console || c.AgentSocket != want.AgentSocket ||
+		c.DataDisk != want.DataDisk || c.Console != want.Console || c.QMPSocket != want.QMPSocket ||
 		c.Pidfile != want.Pidfile {
 		t.Errorf("config =\n %+v\nwant\n %+v", c, want)
 	}

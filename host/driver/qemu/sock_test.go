@@ -20,7 +20,7 @@ func TestSocketAliasLongPath(t *testing.T) {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		t.Fatal(err)
 	}
-	path := filepath.Join(dir, AgentSocketName)
+	path := filepath.Join(dir, QMPSocketName)
 	if len(path) <= maxSocketPath(runtime.GOOS) {
 		t.Fatalf("path of %d bytes is not long enough", len(path))
 	}
@@ -28,7 +28,7 @@ func TestSocketAliasLongPath(t *testing.T) {
 		t.Fatal("dialling the long path directly worked; the test proves nothing")
 	}
 	t.Chdir(dir)
-	l, err := net.Listen("unix", AgentSocketName)
+	l, err := net.Listen("unix", QMPSocketName)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -67,7 +67,7 @@ func TestSocketAliasLongPath(t *testing.T) {
 }
 
 func TestSocketAliasShortPath(t *testing.T) {
-	p := "/tmp/x/" + AgentSocketName
+	p := "/tmp/x/" + QMPSocketName
 	alias, cleanup, err := socketAlias(p)
 	defer cleanup()
 	if err != nil || alias != p {

@@ -4,8 +4,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"os"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -21,7 +23,8 @@ type VM struct {
 	name         string
 	pid          int
 	accel        string
-	socket       string // absolute path of the agent socket
+	agentPort    int    // host loopback port forwarded to the agent
+	qmpSocket    string // absolute path of the QMP socket
 	logPath      string // QEMU's stdout and stderr
 	console      string
 	consoleStart int64 // console size when QEMU started; this boot's output follows
@@ -30,9 +33,8 @@ type VM struct {
 	done    chan struct{} // closed once QEMU has exited and waitErr is set
 	waitErr error
 
-	mu         sync.Mutex
-	killed     bool
-	streamOpen bool
+	mu     sync.Mutex
+	killed bool
 }
 
 // Pid is QEMU's process ID.
@@ -51,6 +53,43 @@ func (v *VM) Accelerator() string { return v.accel }
 func (v *VM) Wait() error {
 	<-v.done
 	return v.waitErr
+}
+
+// RequestStop asks the guest to power off with QMP system_powerdown: an
+// ACPI power-button event on x86 microvm, a GPIO power key on arm64 virt.
+// The guest's init reacts to it as to SIGTERM (a clean shutdown), and
+// QEMU then exits.
+func (v *VM) RequestStop(ctx context.Context) error {
+	return v.qmpUnlessExited(ctx, "system_powerdown")
+}
+
+// ForceStop ends QEMU with QMP quit, without the guest. QEMU flushes its
+// own caches (the data disk's writeback cache) before it exits, unlike
+// after Kill; Wait then returns nil.
+func (v *VM) ForceStop(ctx context.Context) error {
+	return v.qmpUnlessExited(ctx, "quit")
+}
+
+func (v *VM) qmpUnlessExited(ctx context.Context, command string) error {
+	if v.hasExited() {
+		return nil
+	}
+	if _, err := QMP(ctx, v.qmpSocket, command, nil); err != nil {
+		if v.hasExited() {
+			return nil
+		}
+		return fmt.Errorf("VM %s: %w", v.name, err)
+	}
+	return nil
+}
+
+func (v *VM) hasExited() bool {
+	select {
+	case <-v.done:
+		return true
+	default:
+		return false
+	}
 }
 
 // Kill sends QEMU SIGKILL (TerminateProcess on Windows) without asking the
@@ -93,79 +132,121 @@ func (v *VM) exited(err error) {
 	close(v.done)
 }
 
-// DialAgent connects to the agent's virtio-serial port and performs the
-// hello/ready handshake (see handshake), retrying the connection until QEMU
-// has created the socket. ctx bounds the wait: pass the boot timeout.
-//
-// Virtio-serial carries one stream: while the returned conn is open, a
-// second DialAgent fails at once rather than queue behind it. Close the
-// conn to allow the next one. If QEMU exits meanwhile, the error says why.
-func (v *VM) DialAgent(ctx context.Context) (net.Conn, error) {
-	v.mu.Lock()
-	if v.streamOpen {
-		v.mu.Unlock()
-		return nil, errors.New("an agent stream is already open (virtio-serial carries one at a time)")
-	}
-	v.streamOpen = true
-	v.mu.Unlock()
-	ok := false
-	defer func() {
-		if !ok {
-			v.release()
-		}
-	}()
+// agentAttempt bounds one connection attempt to the agent. User
+// networking accepts the host's connection at once and only then connects
+// to the guest: while the guest's interface is not up yet, that connection
+// neither answers nor fails, and waiting on it would also wait for user
+// networking's slow SYN retransmission. A fresh attempt sends a fresh SYN.
+const agentAttempt = time.Second
 
-	path, cleanup, err := socketAlias(v.socket)
+// sshBannerPrefix is how an SSH server's first line begins (RFC 4253 4.2).
+const sshBannerPrefix = "SSH-"
+
+// DialAgent connects to the agent through the forwarded loopback port and
+// returns once the agent's SSH server has sent the start of its banner:
+// user networking accepts a connection even when nothing in the guest
+// listens, and then closes it. It retries (driver.DialRetry) until ctx
+// ends or QEMU exits; the error says why. Any number of connections may be
+// open. The returned conn replays the banner bytes it read.
+func (v *VM) DialAgent(ctx context.Context) (net.Conn, error) {
+	addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(v.agentPort))
+	c, err := driver.DialRetry(ctx, func(ctx context.Context) (net.Conn, error) {
+		return dialBanner(ctx, addr, agentAttempt)
+	}, v.done)
+	if errors.Is(err, driver.ErrVMExited) {
+		return nil, v.exitErr("before its agent answered")
+	}
+	if err != nil {
+		return nil, fmt.Errorf("connect to the agent of VM %s at %s: %w", v.name, addr, err)
+	}
+	return c, nil
+}
+
+// dialBanner connects to addr and reads the SSH banner's prefix, within
+// timeout.
+func dialBanner(ctx context.Context, addr string, timeout time.Duration) (net.Conn, error) {
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	var d net.Dialer
+	c, err := d.DialContext(ctx, "tcp", addr)
 	if err != nil {
 		return nil, err
 	}
-	defer cleanup()
+	stop := context.AfterFunc(ctx, func() { c.SetDeadline(time.Unix(1, 0)) })
+	banner := make([]byte, len(sshBannerPrefix))
+	_, err = io.ReadFull(c, banner)
+	if !stop() {
+		c.Close()
+		return nil, fmt.Errorf("no SSH banner: %w", ctx.Err())
+	}
+	if err != nil {
+		c.Close()
+		if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
+			return nil, errors.New("connection closed without an SSH banner (the agent is not listening yet)")
+		}
+		return nil, fmt.Errorf("read SSH banner: %w", err)
+	}
+	if string(banner) != sshBannerPrefix {
+		c.Close()
+		return nil, fmt.Errorf("the agent's port answered %q, not an SSH banner", banner)
+	}
+	return &prefixConn{Conn: c, pending: banner}, nil
+}
 
-	var d net.Dialer
-	delay := 5 * time.Millisecond
-	var c net.Conn
+// prefixConn is a net.Conn whose first reads return pending.
+type prefixConn struct {
+	net.Conn
+	pending []byte
+}
+
+func (c *prefixConn) Read(p []byte) (int, error) {
+	if len(c.pending) > 0 {
+		n := copy(p, c.pending)
+		c.pending = c.pending[n:]
+		return n, nil
+	}
+	return c.Conn.Read(p)
+}
+
+// errHostForward is what waitRunning returns (wrapped) when QEMU could not
+// forward the agent's port, typically because another process took it.
+var errHostForward = errors.New("qemu could not forward the agent's port")
+
+// hostForwardFailure is how QEMU says it could not bind a hostfwd port.
+const hostForwardFailure = "Could not set up host forwarding rule"
+
+// waitRunning returns once QEMU answers on its QMP socket, which it does
+// only after every device and backend (the port forwarding among them) is
+// set up, or once QEMU has exited. It returns an error wrapping
+// errHostForward when QEMU exited for want of the agent's port, nil when
+// it exited for another reason (Wait reports that), and ctx's error when
+// ctx ends first.
+func (v *VM) waitRunning(ctx context.Context) error {
 	for {
-		if err := v.exitErr("before its agent socket opened"); err != nil {
-			return nil, err
+		select {
+		case <-v.done:
+			if log, err := os.ReadFile(v.logPath); err == nil && strings.Contains(string(log), hostForwardFailure) {
+				return fmt.Errorf("%w: %s", errHostForward, lastLines(v.logPath, 1))
+			}
+			return nil
+		default:
 		}
-		c, err = d.DialContext(ctx, "unix", path)
+		actx, cancel := context.WithTimeout(ctx, time.Second)
+		_, err := QMP(actx, v.qmpSocket, "query-status", nil)
+		cancel()
 		if err == nil {
-			break
+			return nil
 		}
-		if ctx.Err() != nil {
-			return nil, fmt.Errorf("connect to agent socket %s: %w", v.socket, ctx.Err())
-		}
-		t := time.NewTimer(delay)
+		t := time.NewTimer(10 * time.Millisecond)
 		select {
 		case <-ctx.Done():
 			t.Stop()
-			return nil, fmt.Errorf("connect to agent socket %s: %w (last error: %v)", v.socket, ctx.Err(), err)
+			return fmt.Errorf("wait for qemu to start: %w (last error: %v)", ctx.Err(), err)
 		case <-v.done:
 			t.Stop()
 		case <-t.C:
 		}
-		delay = min(2*delay, 100*time.Millisecond)
 	}
-	conn, err := handshake(ctx, c)
-	if err != nil {
-		c.Close()
-		// A closed connection usually means QEMU went away: give its exit a
-		// moment to be reaped and report that instead.
-		select {
-		case <-v.done:
-			return nil, v.exitErr("before the agent was ready")
-		case <-time.After(200 * time.Millisecond):
-		}
-		return nil, err
-	}
-	ok = true
-	return &agentConn{Conn: conn, release: v.release}, nil
-}
-
-func (v *VM) release() {
-	v.mu.Lock()
-	v.streamOpen = false
-	v.mu.Unlock()
 }
 
 // exitErr returns an error saying QEMU exited (and why) if it has.
@@ -179,19 +260,6 @@ func (v *VM) exitErr(when string) error {
 		return fmt.Errorf("VM %s stopped %s: %w", v.name, when, v.waitErr)
 	}
 	return fmt.Errorf("VM %s shut down %s", v.name, when)
-}
-
-// agentConn frees the VM's one stream when closed.
-type agentConn struct {
-	net.Conn
-	once    sync.Once
-	release func()
-}
-
-func (c *agentConn) Close() error {
-	err := c.Conn.Close()
-	c.once.Do(c.release)
-	return err
 }
 
 // lastLines returns the last n non-empty lines of the file at path, joined

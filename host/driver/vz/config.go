@@ -15,6 +15,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/vmbox/vmbox/guest/api"
 	"github.com/vmbox/vmbox/guest/api/vmconfig"
 	"github.com/vmbox/vmbox/host/driver"
 	"github.com/vmbox/vmbox/host/driver/initrd"
@@ -60,6 +61,24 @@ func GuestNetwork() vmconfig.Network {
 // reached over vsock.
 func guestModules() []string {
 	return []string{"virtio_pci", "virtio_console", "virtio_blk", "virtio_net", "virtio_rng", "vmw_vsock_virtio_transport"}
+}
+
+// GuestAgent is vsock on api.AgentPort, where DialAgent connects.
+func GuestAgent() vmconfig.Agent {
+	return vmconfig.Agent{Transport: vmconfig.AgentVsock, Port: api.AgentPort}
+}
+
+// guestLateModules are loaded once the host has reached the agent: the
+// power button RequestStop presses, as Linux finds it on the
+// architecture's platform (ACPI on x86, gpio-keys on the PL061 GPIO on
+// arm64), and evdev, through which the guest's init reads it. Which of
+// them the framework's platform offers has not been checked on a Mac;
+// the guest skips any it lacks. Then the memory balloon's driver.
+func guestLateModules(arch string) []string {
+	if arch == "arm64" {
+		return []string{"gpio_pl061", "gpio_keys", "evdev", "virtio_balloon"}
+	}
+	return []string{"button", "evdev", "virtio_balloon"}
 }
 
 // KernelCmdline returns the kernel command line words for a guest: the

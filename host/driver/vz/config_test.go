@@ -57,6 +57,7 @@ func TestGuestNetworkValidates(t *testing.T) {
 		AuthorizedKey: string(ssh.MarshalAuthorizedKey(sshPub)),
 		HostKey:       string(pem.EncodeToMemory(block)),
 		Network:       n,
+		Agent:         GuestAgent(),
 		Modules:       guestModules(),
 	}
 	if err := c.Validate(); err != nil {

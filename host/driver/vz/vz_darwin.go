@@ -46,6 +46,13 @@ func (*Driver) Name() string { return "vz" }
 // guest of either architecture.
 func (*Driver) GuestModules(string) []string { return guestModules() }
 
+// GuestLateModules are loaded by the guest once the host has reached
+// the agent.
+func (*Driver) GuestLateModules(arch string) []string { return guestLateModules(arch) }
+
+// GuestAgent is vsock on api.AgentPort.
+func (*Driver) GuestAgent() vmconfig.Agent { return GuestAgent() }
+
 // GuestNetwork is the guest network configuration the host process must
 // write into the instance configuration for this driver: DHCP from the
 // NAT attachment.
@@ -250,8 +257,11 @@ func machineConfig(c config) (*vzf.VirtualMachineConfiguration, error) {
 	}
 	cfg.SetEntropyDevicesVirtualMachineConfiguration([]*vzf.VirtioEntropyDeviceConfiguration{rng})
 
-	// A balloon lets the host reclaim memory the guest frees, once the
-	// guest drives it (virtio_balloon).
+	// A traditional balloon: the host can reclaim guest memory only by
+	// setting a target the guest inflates the balloon to (virtio_balloon,
+	// a late module). Virtualization.framework has no free page reporting,
+	// so memory the guest frees is not returned by itself, unlike under
+	// QEMU (virtio-balloon with free-page-reporting=on).
 	balloon, err := vzf.NewVirtioTraditionalMemoryBalloonDeviceConfiguration()
 	if err != nil {
 		return nil, fmt.Errorf("memory balloon: %w", err)
@@ -391,6 +401,38 @@ func (v *VM) Kill() error {
 	return nil
 }
 
+// RequestStop asks the guest to power off (the framework's RequestStop:
+// a power-button event) and returns without waiting for it.
+func (v *VM) RequestStop(ctx context.Context) error {
+	if v.stopped() {
+		return nil
+	}
+	if !v.vm.CanRequestStop() {
+		return fmt.Errorf("VM %s cannot be asked to stop in state %s", v.name, v.vm.State())
+	}
+	v.logf("request stop")
+	if _, err := v.vm.RequestStop(); err != nil && !v.stopped() {
+		return fmt.Errorf("request stop of VM %s: %w", v.name, err)
+	}
+	return nil
+}
+
+// ForceStop ends the VM without the guest (the framework's Stop). Unlike
+// Kill, Wait then returns nil.
+func (v *VM) ForceStop(ctx context.Context) error {
+	if v.stopped() {
+		return nil
+	}
+	if !v.vm.CanStop() {
+		return fmt.Errorf("VM %s cannot be stopped in state %s", v.name, v.vm.State())
+	}
+	v.logf("force stop")
+	if err := v.vm.Stop(); err != nil && !v.stopped() {
+		return fmt.Errorf("stop VM %s: %w", v.name, err)
+	}
+	return nil
+}
+
 func (v *VM) stopped() bool {
 	select {
 	case <-v.done:
@@ -417,35 +459,19 @@ func (v *VM) exitErr(when string) error {
 // (its connection, if one comes after all, is closed) and another made.
 const connectWait = time.Second
 
-// DialAgent connects to the agent's vsock port (api.VsockPort), retrying
-// until the guest listens. ctx bounds the wait: pass the boot timeout.
-// Each connection is a plain SSH connection (no hello/ready handshake,
-// unlike virtio-serial), and any number may be open. If the VM stops
-// meanwhile, the error says why.
+// DialAgent connects to the agent's vsock port (api.AgentPort), retrying
+// (driver.DialRetry) until the guest listens. ctx bounds the wait: pass
+// the boot timeout. Each connection is a plain SSH connection, and any
+// number may be open. If the VM stops meanwhile, the error says why.
 func (v *VM) DialAgent(ctx context.Context) (net.Conn, error) {
-	delay := 10 * time.Millisecond
-	for {
-		if err := v.exitErr("before the agent listened on vsock"); err != nil {
-			return nil, err
-		}
-		c, err := v.connect(ctx)
-		if err == nil {
-			return c, nil
-		}
-		if ctx.Err() != nil {
-			return nil, fmt.Errorf("connect to the agent on vsock port %d: %w (last error: %v)", api.VsockPort, ctx.Err(), err)
-		}
-		t := time.NewTimer(delay)
-		select {
-		case <-ctx.Done():
-			t.Stop()
-			return nil, fmt.Errorf("connect to the agent on vsock port %d: %w (last error: %v)", api.VsockPort, ctx.Err(), err)
-		case <-v.done:
-			t.Stop()
-		case <-t.C:
-		}
-		delay = min(2*delay, 200*time.Millisecond)
+	c, err := driver.DialRetry(ctx, v.connect, v.done)
+	if errors.Is(err, driver.ErrVMExited) {
+		return nil, v.exitErr("before the agent listened on vsock")
 	}
+	if err != nil {
+		return nil, fmt.Errorf("connect to the agent on vsock port %d: %w", api.AgentPort, err)
+	}
+	return c, nil
 }
 
 // connect makes one connection attempt.
@@ -456,7 +482,7 @@ func (v *VM) connect(ctx context.Context) (net.Conn, error) {
 	}
 	ch := make(chan result, 1)
 	go func() {
-		c, err := v.sock.Connect(uint32(api.VsockPort))
+		c, err := v.sock.Connect(uint32(api.AgentPort))
 		ch <- result{c, err}
 	}()
 	abandon := func(err error) (net.Conn, error) {

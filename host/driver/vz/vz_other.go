@@ -35,5 +35,11 @@ func (Driver) Available() error { return ErrUnavailable }
 // GuestModules is empty: no guest boots with this driver here.
 func (Driver) GuestModules(string) []string { return nil }
 
+// GuestLateModules is empty: no guest boots with this driver here.
+func (Driver) GuestLateModules(string) []string { return nil }
+
+// GuestAgent is vsock, as in the macOS build.
+func (Driver) GuestAgent() vmconfig.Agent { return GuestAgent() }
+
 // Start returns ErrUnavailable.
 func (Driver) Start(context.Context, driver.Spec) (driver.VM, error) { return nil, ErrUnavailable }

@@ -1,17 +1,18 @@
 // Command guestinit is PID 1 of the test guest that the qemu driver's
 // integration tests boot when no real vmbox image is built. It does what
 // the real agent does on the transport side: loads the virtio modules,
-// finds the virtio-serial port named vmbox.agent through sysfs, answers
-// each hello with ready, and then serves line commands (an echo service
-// with a few extras) until the host disconnects.
+// configures eth0 with user networking's static address, listens on the
+// agent's TCP port there, greets each connection with an SSH-like banner,
+// and then serves line commands (an echo service with a few extras) until
+// the host disconnects.
 package main
 
 import (
 	"bufio"
 	"bytes"
 	"fmt"
-	"io"
 	"io/fs"
+	"net"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -22,17 +23,18 @@ import (
 )
 
 const (
-	hello    = "vmbox-hello\n"
-	ready    = "vmbox-ready\n"
-	portName = "vmbox.agent"
-	banner   = "guestinit-banner\n"
+	iface   = "eth0"
+	address = "10.0.2.15"
+	netmask = "255.255.255.0"
+	port    = "2222"
+	banner  = "SSH-2.0-guestinit\n"
 )
 
 // Load order: dependencies first. Missing ones are built in or absent.
 var modules = []string{
 	"virtio_ring", "virtio", "virtio_mmio",
 	"virtio_pci_legacy_dev", "virtio_pci_modern_dev", "virtio_pci",
-	"virtio_console", "virtio_blk", "virtio-rng",
+	"failover", "net_failover", "virtio_net", "virtio_blk", "virtio-rng",
 }
 
 func main() {
@@ -46,25 +48,79 @@ func main() {
 		}
 	}
 	loadModules()
-	port, err := findPort(portName, 30*time.Second)
-	if err != nil {
+	if err := configureNetwork(30 * time.Second); err != nil {
 		logf("%v", err)
 		halt()
 	}
-	f, err := os.OpenFile("/dev/"+port, os.O_RDWR, 0)
+	l, err := net.Listen("tcp", net.JoinHostPort(address, port))
 	if err != nil {
-		logf("open port: %v", err)
+		logf("listen: %v", err)
 		halt()
 	}
-	logf("serving on /dev/%s", port)
+	logf("serving on %s", l.Addr())
 	for {
-		waitHello(f)
-		if _, err := io.WriteString(f, ready+banner); err != nil {
-			logf("write ready: %v", err)
+		c, err := l.Accept()
+		if err != nil {
+			logf("accept: %v", err)
 			continue
 		}
-		serve(f)
+		go func() {
+			defer c.Close()
+			if _, err := c.Write([]byte(banner)); err != nil {
+				logf("write banner: %v", err)
+				return
+			}
+			serve(c)
+		}()
 	}
+}
+
+// configureNetwork waits for eth0 (it appears asynchronously after
+// virtio_net loads) and gives it the static address, with ioctls: the
+// test guest has no tools.
+func configureNetwork(timeout time.Duration) error {
+	deadline := time.Now().Add(timeout)
+	for {
+		if _, err := os.Stat("/sys/class/net/" + iface); err == nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("no interface %s", iface)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	fd, err := unix.Socket(unix.AF_INET, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		return fmt.Errorf("socket: %w", err)
+	}
+	defer unix.Close(fd)
+	for _, set := range []struct {
+		req  uint
+		addr string
+	}{{unix.SIOCSIFADDR, address}, {unix.SIOCSIFNETMASK, netmask}} {
+		ifr, err := unix.NewIfreq(iface)
+		if err != nil {
+			return err
+		}
+		if err := ifr.SetInet4Addr(net.ParseIP(set.addr).To4()); err != nil {
+			return err
+		}
+		if err := unix.IoctlIfreq(fd, set.req, ifr); err != nil {
+			return fmt.Errorf("set %s on %s: %w", set.addr, iface, err)
+		}
+	}
+	ifr, err := unix.NewIfreq(iface)
+	if err != nil {
+		return err
+	}
+	if err := unix.IoctlIfreq(fd, unix.SIOCGIFFLAGS, ifr); err != nil {
+		return fmt.Errorf("get flags of %s: %w", iface, err)
+	}
+	ifr.SetUint16(ifr.Uint16() | unix.IFF_UP)
+	if err := unix.IoctlIfreq(fd, unix.SIOCSIFFLAGS, ifr); err != nil {
+		return fmt.Errorf("bring %s up: %w", iface, err)
+	}
+	return nil
 }
 
 func logf(format string, args ...any) {
@@ -102,64 +158,15 @@ func loadModules() {
 	}
 }
 
-// findPort polls sysfs: ports appear asynchronously and there is no udev.
-func findPort(name string, timeout time.Duration) (string, error) {
-	deadline := time.Now().Add(timeout)
-	for time.Now().Before(deadline) {
-		dirs, _ := filepath.Glob("/sys/class/virtio-ports/*")
-		for _, d := range dirs {
-			b, err := os.ReadFile(filepath.Join(d, "name"))
-			if err == nil && strings.TrimSpace(string(b)) == name {
-				return filepath.Base(d), nil
-			}
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-	return "", fmt.Errorf("no virtio-serial port named %s", name)
-}
-
-// waitHello reads until the hello line. A read of 0 bytes means no host
-// is connected; the port reports that at once, so poll.
-func waitHello(f *os.File) {
-	var buf []byte
-	b := make([]byte, 256)
-	for {
-		n, err := f.Read(b)
-		buf = append(buf, b[:n]...)
-		if bytes.Contains(buf, []byte(hello)) {
-			return
-		}
-		if len(buf) > 4096 {
-			buf = buf[len(buf)-len(hello):]
-		}
-		if n == 0 || err != nil {
-			time.Sleep(10 * time.Millisecond)
-		}
-	}
-}
-
-func serve(f *os.File) {
-	r := bufio.NewReader(f)
-	w := func(format string, args ...any) { fmt.Fprintf(f, format+"\n", args...) }
-	started := false
+func serve(c net.Conn) {
+	r := bufio.NewReader(c)
+	w := func(format string, args ...any) { fmt.Fprintf(c, format+"\n", args...) }
 	for {
 		line, err := r.ReadString('\n')
 		if err != nil {
 			logf("session ended: %v", err)
 			return // host went away
 		}
-		// Like an SSH server, which skips lines that are not its peer's
-		// version at the start, ignore hellos until the session has begun;
-		// a hello later on is garbage that ends the session, as it would
-		// end an SSH connection.
-		if line == hello {
-			if started {
-				logf("hello inside a session: dropping the session")
-				return
-			}
-			continue
-		}
-		started = true
 		cmd, arg, _ := strings.Cut(strings.TrimSuffix(line, "\n"), " ")
 		switch cmd {
 		case "time":
@@ -195,16 +202,23 @@ func serve(f *os.File) {
 			w("%s", fsyncBench(arg))
 		case "poweroff":
 			w("bye")
+			flush()
 			unix.Sync()
 			unix.Reboot(unix.LINUX_REBOOT_CMD_RESTART)
 		case "panic":
 			w("bye")
+			flush()
 			os.Exit(3) // PID 1 exiting panics the kernel
 		default:
 			w("%s", strings.TrimSuffix(line, "\n"))
 		}
 	}
 }
+
+// flush gives the network stack time to deliver the last answer: the
+// commands that end the VM would otherwise cut it off, since TCP sends
+// asynchronously.
+func flush() { time.Sleep(300 * time.Millisecond) }
 
 const disk = "/dev/vda"
 
