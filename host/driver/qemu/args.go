@@ -6,6 +6,7 @@ import (
 	"strings"
 
 	"github.com/vmbox/vmbox/guest/api"
+	"github.com/vmbox/vmbox/host/driver"
 )
 
 // Accelerator names, as QEMU's -accel spells them.
@@ -52,8 +53,11 @@ func slirpGuestIP() string {
 // family was faster to boot than -cpu max; RDRAND is essential because
 // without it the guest's RNG is not ready for over a second, which blocks
 // crypto/rand and so SSH key exchange (measured: RNG ready at 1.36 s
-// without RDRAND, 0.058 s with it).
-const tcgX86CPU = "qemu64,+ssse3,+sse4.1,+sse4.2,+popcnt,+rdrand"
+// without RDRAND, 0.058 s with it). ARAT (an APIC timer that keeps running
+// in deep idle states) lets the idle guest stop its tick (NOHZ idle)
+// instead of taking 250 timer interrupts a second; AES-NI and PCLMULQDQ
+// make Go's AES-GCM, and so the agent's SSH, much faster.
+const tcgX86CPU = "qemu64,+ssse3,+sse4.1,+sse4.2,+popcnt,+rdrand,+arat,+aes,+pclmulqdq"
 
 // tcgARMCPU is the CPU model for arm64 guests under TCG: -cpu max is about
 // three times slower because of pointer-authentication emulation.
@@ -96,9 +100,7 @@ func KernelCmdline(p KernelParams) []string {
 		lpj := p.TSCKHz * 1000 / guestHZ
 		w = append(w, "tsc=reliable", "lpj="+strconv.FormatInt(lpj, 10), "no_timer_check")
 	}
-	// Crypto self-tests cost ~0.34 s under TCG; the rest trims boot work
-	// that buys nothing in a single-tenant development VM.
-	w = append(w, "cryptomgr.notests", "rcupdate.rcu_expedited=1", "mitigations=off", "rodata=off")
+	w = append(w, driver.CommonCmdline()...)
 	if p.Arch == "amd64" {
 		w = append(w, "8250.nr_uarts=1")
 		if (p.Accel == AccelTCG || p.Accel == AccelWHPX) && p.TSCKHz > 0 {
@@ -167,10 +169,13 @@ func Args(c Config) []string {
 	switch {
 	case x86:
 		if machine == "" {
-			// pit and pic are what the kernel's timer set-up expects; rtc
-			// gives the guest its wall clock at boot (without it the guest
-			// starts in 1970 until something sets the time).
-			machine = "microvm,pit=on,pic=on,rtc=on"
+			// No PIT: its timer kept QEMU's main loop waking ~38 times a
+			// second in an idle VM, and the kernel does not need it to
+			// calibrate the TSC, whose frequency it is given under TCG
+			// (tsc_early_khz) and learns from the hypervisor otherwise.
+			// rtc gives the guest its wall clock at boot (without it the
+			// guest starts in 1970 until something sets the time).
+			machine = "microvm,pit=off,pic=on,rtc=on"
 		}
 		cpu = tcgX86CPU
 		if c.Accel != AccelTCG && c.Accel != AccelWHPX {

@@ -7,10 +7,12 @@ import (
 )
 
 func TestKernelCmdline(t *testing.T) {
+	const common = "cryptomgr.notests rcupdate.rcu_expedited=1 mitigations=off rodata=off " +
+		"watchdog_thresh=60 sysctl.vm.compaction_proactiveness=0 transparent_hugepage=madvise sysctl.vm.stat_interval=10 psi=0"
 	const tcgX86 = "console=ttyS0 quiet panic=-1 tsc=reliable lpj=8384092 no_timer_check " +
-		"cryptomgr.notests rcupdate.rcu_expedited=1 mitigations=off rodata=off 8250.nr_uarts=1 tsc_early_khz=2096023"
-	const plainX86 = "console=ttyS0 quiet panic=-1 cryptomgr.notests rcupdate.rcu_expedited=1 mitigations=off rodata=off 8250.nr_uarts=1"
-	const arm = "console=ttyAMA0 quiet panic=-1 cryptomgr.notests rcupdate.rcu_expedited=1 mitigations=off rodata=off"
+		common + " 8250.nr_uarts=1 tsc_early_khz=2096023"
+	const plainX86 = "console=ttyS0 quiet panic=-1 " + common + " 8250.nr_uarts=1"
+	const arm = "console=ttyAMA0 quiet panic=-1 " + common
 	tests := []struct {
 		name string
 		p    KernelParams
@@ -102,8 +104,8 @@ func TestArgs(t *testing.T) {
 		)
 		return a
 	}
-	const microvm = "microvm,pit=on,pic=on,rtc=on"
-	const qemu64 = "qemu64,+ssse3,+sse4.1,+sse4.2,+popcnt,+rdrand"
+	const microvm = "microvm,pit=off,pic=on,rtc=on"
+	const qemu64 = "qemu64,+ssse3,+sse4.1,+sse4.2,+popcnt,+rdrand,+arat,+aes,+pclmulqdq"
 	tests := []struct {
 		name string
 		c    Config

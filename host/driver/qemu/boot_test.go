@@ -382,3 +382,41 @@ func TestBootForceStop(t *testing.T) {
 		t.Errorf("ForceStop after exit = %v, want nil", err)
 	}
 }
+
+// TestStartHostForwardTaken checks that QEMU failing to bind the agent's
+// port (another process took it) is recognised, which is what makes Start
+// try again with another port.
+func TestStartHostForwardTaken(t *testing.T) {
+	g := echoGuest(t, "amd64")
+	d := New(Options{})
+	spec := testSpec(t, g, t.TempDir())
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	c, err := d.config(ctx, spec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	bin, err := d.binary("amd64")
+	if err != nil {
+		t.Fatal(err)
+	}
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	c.AgentPort = l.Addr().(*net.TCPAddr).Port
+	v, err := d.start(bin, c, spec.Name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() {
+		v.Kill()
+		v.Wait()
+	}()
+	err = v.waitRunning(ctx)
+	if !errors.Is(err, errHostForward) {
+		t.Fatalf("waitRunning with the agent's port taken = %v, want errHostForward", err)
+	}
+	t.Log(err)
+}

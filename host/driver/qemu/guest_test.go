@@ -245,7 +245,9 @@ func debianKernel(arch string) (string, error) {
 		}
 		cache = filepath.Join(c, "vmbox-test")
 	}
-	dir := filepath.Join(cache, "kernel-cloud-"+arch)
+	// The name changes whenever guestModules does: a cache made for an
+	// older list lacks modules (net: virtio_net, the agent's channel).
+	dir := filepath.Join(cache, "kernel-cloud-net-"+arch)
 	if fileExists(filepath.Join(dir, "vmlinuz")) {
 		return dir, nil
 	}

@@ -82,20 +82,16 @@ func guestLateModules(arch string) []string {
 }
 
 // KernelCmdline returns the kernel command line words for a guest: the
-// console on the virtio console (hvc0), then what the qemu driver found to
-// trim boot work that buys nothing in a development VM (crypto self-tests,
-// slow RCU grace periods, speculative-execution mitigations, read-only data
-// remapping), then extra, last so that it can override.
+// console on the virtio console (hvc0), then the words every driver gives
+// (driver.CommonCmdline: less boot work, less idle work), then extra, last
+// so that it can override.
 //
 // None of the TCG timing words apply: the guest runs on the host's CPU
 // with its architectural timer (arm64) or a calibrated TSC (x86), and it
 // boots every CPU at once (no maxcpus=1), since no emulation makes a
 // second CPU costly.
 func KernelCmdline(extra []string) []string {
-	w := []string{
-		"console=hvc0", "quiet", "panic=-1",
-		"cryptomgr.notests", "rcupdate.rcu_expedited=1", "mitigations=off", "rodata=off",
-	}
+	w := append([]string{"console=hvc0", "quiet", "panic=-1"}, driver.CommonCmdline()...)
 	return append(w, extra...)
 }
 

@@ -22,7 +22,7 @@ import (
 
 func TestKernelCmdline(t *testing.T) {
 	got := strings.Join(KernelCmdline([]string{"loglevel=7", "quiet=0"}), " ")
-	want := "console=hvc0 quiet panic=-1 cryptomgr.notests rcupdate.rcu_expedited=1 mitigations=off rodata=off loglevel=7 quiet=0"
+	want := "console=hvc0 quiet panic=-1 " + strings.Join(driver.CommonCmdline(), " ") + " loglevel=7 quiet=0"
 	if got != want {
 		t.Fatalf("cmdline\n got %s\nwant %s", got, want)
 	}
