@@ -47,7 +47,7 @@ type Server struct {
 	handler Handler
 	log     *slog.Logger
 
-	firstClient     chan struct{} // closed at the first authenticated connection
+	firstClient     chan struct{} // closed at the first connection
 	firstClientOnce sync.Once
 }
 
@@ -105,13 +105,13 @@ func (s *Server) Serve(ctx context.Context, l net.Listener) error {
 // ServeConn runs one SSH connection until it closes.
 func (s *Server) ServeConn(ctx context.Context, c net.Conn) {
 	defer c.Close()
+	s.firstClientOnce.Do(func() { close(s.firstClient) })
 	conn, chans, reqs, err := ssh.NewServerConn(c, s.config)
 	if err != nil {
 		s.log.Warn("ssh handshake failed", "remote", c.RemoteAddr(), "err", err)
 		return
 	}
 	defer conn.Close()
-	s.firstClientOnce.Do(func() { close(s.firstClient) })
 	go s.serveGlobalRequests(reqs)
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()

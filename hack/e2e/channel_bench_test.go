@@ -1,0 +1,146 @@
+package e2e
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"net"
+	"path/filepath"
+	"strconv"
+	"testing"
+	"time"
+
+	"github.com/vmbox/vmbox/host/driver/qemu"
+)
+
+// channelBytes is what each direction moves in BenchmarkChannelThroughput.
+const channelBytes = 100 << 20
+
+// BenchmarkChannelThroughput: bulk bytes through the agent channel (SSH on
+// QEMU's hostfwd, as load, save and shell use it) each way, next to the
+// floor: plain TCP between host and guest over the same user networking,
+// forwarded for the benchmark through QMP, in the same VM and run.
+func BenchmarkChannelThroughput(b *testing.B) {
+	e := benchEnv(b)
+	const name = "chan"
+	e.must("start", "--name", name, "--memory", "2GiB", "--disk", "4GiB")
+
+	// vmbox: stdin into the guest, stdout out of it.
+	up := timedCopy(b, func() (int64, error) {
+		cmd := e.cmd(context.Background(), "shell", "--name", name, "--", "sh", "-c", "cat > /dev/null")
+		cmd.Stdin = io.LimitReader(zeroReader{}, channelBytes)
+		return channelBytes, cmd.Run()
+	})
+	down := timedCopy(b, func() (int64, error) {
+		cmd := e.cmd(context.Background(), "shell", "--name", name, "--", "head", "-c", strconv.Itoa(channelBytes), "/dev/zero")
+		out, err := cmd.StdoutPipe()
+		if err != nil {
+			return 0, err
+		}
+		if err := cmd.Start(); err != nil {
+			return 0, err
+		}
+		n, _ := io.Copy(io.Discard, out)
+		return n, cmd.Wait()
+	})
+
+	// Floor: a forwarded port to busybox nc in the guest.
+	port := freeLoopbackPort(b)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	qmp := qemu.QMPSocket(filepath.Join(e.home, name))
+	if _, err := qemu.QMP(ctx, qmp, "human-monitor-command", map[string]string{
+		"command-line": fmt.Sprintf("hostfwd_add tcp:127.0.0.1:%d-:5555", port),
+	}); err != nil {
+		b.Fatalf("hostfwd_add: %v", err)
+	}
+	floorUp := ncTransfer(ctx, b, e, name, port, "nc -l -p 5555 > /dev/null", true)
+	floorDown := ncTransfer(ctx, b, e, name, port, fmt.Sprintf("head -c %d /dev/zero | nc -l -p 5555", channelBytes), false)
+	mbs := func(d time.Duration) float64 { return float64(channelBytes) / 1e6 / d.Seconds() }
+	b.ReportMetric(mbs(up), "up-MB/s")
+	b.ReportMetric(mbs(down), "down-MB/s")
+	b.ReportMetric(mbs(floorUp), "floor-up-MB/s")
+	b.ReportMetric(mbs(floorDown), "floor-down-MB/s")
+	b.ReportMetric(floorUp.Seconds()/up.Seconds(), "up-x-floor")
+	b.ReportMetric(floorDown.Seconds()/down.Seconds(), "down-x-floor")
+}
+
+type zeroReader struct{}
+
+func (zeroReader) Read(p []byte) (int, error) {
+	clear(p)
+	return len(p), nil
+}
+
+// timedCopy times one transfer and fails the benchmark unless it moved
+// channelBytes.
+func timedCopy(b *testing.B, transfer func() (int64, error)) time.Duration {
+	b.Helper()
+	start := time.Now()
+	n, err := transfer()
+	d := time.Since(start)
+	if err != nil || n != channelBytes {
+		b.Fatalf("transfer moved %d bytes of %d: %v", n, channelBytes, err)
+	}
+	return d
+}
+
+func freeLoopbackPort(b *testing.B) int {
+	b.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port
+}
+
+// ncTransfer runs listener (busybox nc) in the guest and times moving
+// channelBytes through the forwarded port: to the guest when up, else from
+// it. slirp accepts a forwarded connection before the guest listens, so
+// the listener gets a second to start before the clock runs, and the host
+// retries should it still have been early.
+func ncTransfer(ctx context.Context, b *testing.B, e *env, name string, port int, listener string, up bool) time.Duration {
+	b.Helper()
+	guest := e.cmd(ctx, "shell", "--name", name, "--", "sh", "-c", listener)
+	if err := guest.Start(); err != nil {
+		b.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- guest.Wait() }()
+	time.Sleep(time.Second)
+	start := time.Now()
+	for attempt := 0; attempt < 50; attempt++ {
+		c, err := net.Dial("tcp", fmt.Sprintf("127.0.0.1:%d", port))
+		if err != nil {
+			b.Fatal(err)
+		}
+		var n int64
+		if up {
+			n, err = io.Copy(c, io.LimitReader(zeroReader{}, channelBytes))
+			c.Close()
+			if err == nil && n == channelBytes {
+				if err := <-done; err != nil {
+					b.Fatalf("guest listener: %v", err)
+				}
+				return time.Since(start)
+			}
+		} else {
+			n, _ = io.Copy(io.Discard, c)
+			c.Close()
+			if n == channelBytes {
+				<-done
+				return time.Since(start)
+			}
+			if n > 0 {
+				b.Fatalf("floor moved %d bytes of %d", n, channelBytes)
+			}
+		}
+		time.Sleep(100 * time.Millisecond)
+		start = time.Now()
+	}
+	guest.Process.Kill()
+	<-done
+	b.Fatal("no transfer through the forwarded port")
+	return 0
+}
