@@ -12,6 +12,12 @@ import (
 	"testing"
 	"time"
 
+	"github.com/vmbox/vmbox/guest/api/sshproto"
+	"github.com/vmbox/vmbox/host/instance"
+	"github.com/vmbox/vmbox/host/sshclient"
+
+	"github.com/vmbox/vmbox/host/driver/qemu"
+
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 
 	"github.com/vmbox/vmbox/guest/image/imagetest"
@@ -88,6 +94,31 @@ func freezeAgent(t *testing.T, e *env, name string) {
 	e.must("shell", "--name", name, "--", "sh", "-c", script)
 }
 
+// guestClockDrift is the guest's wall clock minus the host's, read with
+// ping@vmbox through the instance socket (its reply carries the guest's
+// clock) and taken at the middle of the round trip.
+func guestClockDrift(t *testing.T, e *env, name string) time.Duration {
+	t.Helper()
+	keys, err := instance.LoadKeys(filepath.Join(e.home, name))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	c, err := sshclient.Dial(ctx, filepath.Join(e.home, name, instance.SocketFile), keys)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	before := time.Now()
+	guest, err := sshproto.Ping(ctx, c.SSH())
+	after := time.Now()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return guest.Sub(before.Add(after.Sub(before) / 2))
+}
+
 // allocated is how many bytes of the file at path are backed by blocks (du).
 func allocated(t *testing.T, path string) int64 {
 	t.Helper()
@@ -130,6 +161,35 @@ func TestVMHealth(t *testing.T) {
 			"logs", "--name", name, "-f")
 		signalEnds(t, e, syscall.SIGINT, 3*time.Second, after(time.Second), nil,
 			"logs", "--name", name, "-f")
+	})
+
+	t.Run("the guest clock is corrected after a pause", func(t *testing.T) {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+		defer cancel()
+		qmp := qemu.QMPSocket(filepath.Join(e.home, name))
+		if _, err := qemu.QMP(ctx, qmp, "stop", nil); err != nil {
+			t.Fatalf("pause: %v", err)
+		}
+		time.Sleep(30 * time.Second)
+		if _, err := qemu.QMP(ctx, qmp, "cont", nil); err != nil {
+			t.Fatalf("resume: %v", err)
+		}
+		resumed := time.Now()
+		var drift time.Duration
+		for time.Since(resumed) < 5*time.Second {
+			drift = guestClockDrift(t, e, name)
+			if drift > -time.Second && drift < time.Second {
+				t.Logf("guest clock within %s of the host's %s after resuming", drift, time.Since(resumed).Round(time.Millisecond))
+				// The pause stopped the guest's clock: it was set, not
+				// merely never off.
+				if b, _ := os.ReadFile(filepath.Join(e.home, name, "hostproc.log")); !bytes.Contains(b, []byte("guest clock corrected")) {
+					t.Errorf("host process log shows no clock correction:\n%s", lastLines(string(b), 8))
+				}
+				return
+			}
+			time.Sleep(200 * time.Millisecond)
+		}
+		t.Fatalf("5 s after a 30 s pause the guest clock is %s off", drift)
 	})
 
 	t.Run("disk space returns to the host after rmi", func(t *testing.T) {
