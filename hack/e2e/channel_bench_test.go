@@ -7,6 +7,7 @@ import (
 	"net"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -54,7 +55,7 @@ func BenchmarkChannelThroughput(b *testing.B) {
 	}); err != nil {
 		b.Fatalf("hostfwd_add: %v", err)
 	}
-	floorUp := ncTransfer(ctx, b, e, name, port, "nc -l -p 5555 > /dev/null", true)
+	floorUp := ncTransfer(ctx, b, e, name, port, "nc -l -p 5555 | wc -c", true)
 	floorDown := ncTransfer(ctx, b, e, name, port, fmt.Sprintf("head -c %d /dev/zero | nc -l -p 5555", channelBytes), false)
 	mbs := func(d time.Duration) float64 { return float64(channelBytes) / 1e6 / d.Seconds() }
 	b.ReportMetric(mbs(up), "up-MB/s")
@@ -103,6 +104,8 @@ func freeLoopbackPort(b *testing.B) int {
 func ncTransfer(ctx context.Context, b *testing.B, e *env, name string, port int, listener string, up bool) time.Duration {
 	b.Helper()
 	guest := e.cmd(ctx, "shell", "--name", name, "--", "sh", "-c", listener)
+	var received syncBuffer
+	guest.Stdout = &received
 	if err := guest.Start(); err != nil {
 		b.Fatal(err)
 	}
@@ -123,7 +126,13 @@ func ncTransfer(ctx context.Context, b *testing.B, e *env, name string, port int
 				if err := <-done; err != nil {
 					b.Fatalf("guest listener: %v", err)
 				}
-				return time.Since(start)
+				d := time.Since(start)
+				// The guest counts what it received: the floor is only a
+				// floor if all of it arrived.
+				if got := strings.TrimSpace(received.String()); got != strconv.Itoa(channelBytes) {
+					b.Fatalf("the guest received %s bytes of %d", got, channelBytes)
+				}
+				return d
 			}
 		} else {
 			n, _ = io.Copy(io.Discard, c)
