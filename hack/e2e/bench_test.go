@@ -93,17 +93,25 @@ func BenchmarkIdleCPU(b *testing.B) {
 	b.ReportMetric(vmbox/floor, "x-floor")
 }
 
-// BenchmarkMemoryReturn: the hypervisor's RSS while idle, after a container
-// allocated and freed 1 GiB, and 30 s later (free page reporting hands the
-// pages back); the target is within 150 MB of idle.
-func BenchmarkMemoryReturn(b *testing.B) {
+// busyboxInstance starts instance name (2 GiB) with busybox pulled from a
+// test registry on the host's loopback; later commands act on that
+// instance, and ref is the image as the guest names it.
+func busyboxInstance(b *testing.B, name string) (*env, string) {
 	e := benchEnv(b)
 	reg := imagetest.StartRegistry(b)
 	imagetest.Push(b, imagetest.BusyboxImage(b), reg+"/busybox:latest")
 	ref := "host.vmbox.internal:" + reg[strings.LastIndex(reg, ":")+1:] + "/busybox"
-	e.extra = []string{"VMBOX_INSTANCE=mem"}
+	e.extra = []string{"VMBOX_INSTANCE=" + name}
 	e.must("start", "--memory", "2GiB", "--disk", "4GiB")
 	e.must("pull", ref)
+	return e, ref
+}
+
+// BenchmarkMemoryReturn: the hypervisor's RSS while idle, after a container
+// allocated and freed 1 GiB, and 30 s later (free page reporting hands the
+// pages back); the target is within 150 MB of idle.
+func BenchmarkMemoryReturn(b *testing.B) {
+	e, ref := busyboxInstance(b, "mem")
 	time.Sleep(10 * time.Second)
 	_, hv := e.bootInfo("mem")
 	idle := rssKiB(hv)
@@ -177,13 +185,7 @@ func rssKiB(pid int) int {
 // agent's guest socket (no host hop): the difference is what the host path
 // costs.
 func BenchmarkRunHostHop(b *testing.B) {
-	e := benchEnv(b)
-	reg := imagetest.StartRegistry(b)
-	imagetest.Push(b, imagetest.BusyboxImage(b), reg+"/busybox:latest")
-	ref := "host.vmbox.internal:" + reg[strings.LastIndex(reg, ":")+1:] + "/busybox"
-	e.extra = []string{"VMBOX_INSTANCE=hop"}
-	e.must("start", "--memory", "2GiB", "--disk", "4GiB")
-	e.must("pull", ref)
+	e, ref := busyboxInstance(b, "hop")
 
 	// The same CLI binary and the instance's keys, inside the guest.
 	bin, _ := os.ReadFile(builtBinary)
