@@ -124,15 +124,34 @@ type ContainerConfig struct {
 	// ConsoleSize is [rows, cols] for Tty containers.
 	ConsoleSize [2]uint `json:"ConsoleSize,omitempty"`
 
-	AutoRemove  bool   `json:"AutoRemove,omitempty"`
-	Memory      int64  `json:"Memory,omitempty"`      // bytes; 0 = unlimited
-	NanoCPUs    int64  `json:"NanoCpus,omitempty"`    // 1e9 = one CPU; 0 = unlimited
-	PidsLimit   int64  `json:"PidsLimit,omitempty"`   // 0 = unlimited
-	NetworkMode string `json:"NetworkMode,omitempty"` // "none" (default) or "host"
-	Privileged  bool   `json:"Privileged,omitempty"`
-	ReadOnly    bool   `json:"ReadonlyRootfs,omitempty"`
-	Pull        string `json:"Pull,omitempty"` // "missing" (default), "always", "never"
-	Platform    string `json:"Platform,omitempty"`
+	AutoRemove bool  `json:"AutoRemove,omitempty"`
+	Memory     int64 `json:"Memory,omitempty"`    // bytes; 0 = unlimited
+	NanoCPUs   int64 `json:"NanoCpus,omitempty"`  // 1e9 = one CPU; 0 = unlimited
+	PidsLimit  int64 `json:"PidsLimit,omitempty"` // 0 = unlimited
+	// NetworkMode is "bridge" (the default network, when empty), "host",
+	// "none", "container:NAME" or the name or ID of a user network.
+	NetworkMode string `json:"NetworkMode,omitempty"`
+	// NetworkAliases are more names the container has in DNS on its
+	// (user) network.
+	NetworkAliases []string `json:"NetworkAliases,omitempty"`
+	// PortBindings publish container ports on the host.
+	PortBindings []PortBinding `json:"PortBindings,omitempty"`
+	// PublishAllPorts publishes every port the image exposes (and
+	// ExposedPorts) on a free host port.
+	PublishAllPorts bool `json:"PublishAllPorts,omitempty"`
+	// ExposedPorts adds to the image's ("80/tcp").
+	ExposedPorts []string `json:"ExposedPorts,omitempty"`
+	// ExtraHosts are "name:ip" lines added to the container's /etc/hosts;
+	// the ip "host-gateway" means the host.
+	ExtraHosts []string `json:"ExtraHosts,omitempty"`
+	DNS        []string `json:"Dns,omitempty"`
+	DNSSearch  []string `json:"DnsSearch,omitempty"`
+	DNSOptions []string `json:"DnsOptions,omitempty"`
+	Domainname string   `json:"Domainname,omitempty"`
+	Privileged bool     `json:"Privileged,omitempty"`
+	ReadOnly   bool     `json:"ReadonlyRootfs,omitempty"`
+	Pull       string   `json:"Pull,omitempty"` // "missing" (default), "always", "never"
+	Platform   string   `json:"Platform,omitempty"`
 }
 
 // RunArgs is OpRun: create, attach the streams, start, wait, and remove when
@@ -176,14 +195,17 @@ type PsArgs struct {
 
 // ContainerSummary is one row of OpPs, shaped like Docker's /containers/json.
 type ContainerSummary struct {
-	ID      string   `json:"Id"`
-	Names   []string `json:"Names"`
-	Image   string   `json:"Image"`
-	ImageID string   `json:"ImageID"`
-	Command string   `json:"Command"`
-	Created int64    `json:"Created"` // unix seconds
-	State   string   `json:"State"`   // created, running, exited
-	Status  string   `json:"Status"`  // e.g. "Exited (3) 1 second ago"
+	ID      string        `json:"Id"`
+	Names   []string      `json:"Names"`
+	Image   string        `json:"Image"`
+	ImageID string        `json:"ImageID"`
+	Command string        `json:"Command"`
+	Created int64         `json:"Created"` // unix seconds
+	State   string        `json:"State"`   // created, running, exited
+	Status  string        `json:"Status"`  // e.g. "Exited (3) 1 second ago"
+	Ports   []PortSummary `json:"Ports"`
+	// Networks names the networks the container is on.
+	Networks []string `json:"Networks,omitempty"`
 }
 
 // LogsArgs is OpLogs.
@@ -271,6 +293,12 @@ type ContainerInspect struct {
 	Image   string          `json:"Image"` // image ID
 	Config  ContainerConfig `json:"Config"`
 	LogPath string          `json:"LogPath"`
+	// HostnamePath, HostsPath and ResolvConfPath are the files the
+	// container sees at /etc/hostname, /etc/hosts and /etc/resolv.conf.
+	HostnamePath    string          `json:"HostnamePath"`
+	HostsPath       string          `json:"HostsPath"`
+	ResolvConfPath  string          `json:"ResolvConfPath"`
+	NetworkSettings NetworkSettings `json:"NetworkSettings"`
 }
 
 // PullArgs is OpPull.
@@ -366,6 +394,8 @@ type ImageConfig struct {
 	Entrypoint []string `json:"Entrypoint,omitempty"`
 	WorkingDir string   `json:"WorkingDir,omitempty"`
 	User       string   `json:"User,omitempty"`
+	// ExposedPorts are the image's EXPOSE entries ("80/tcp").
+	ExposedPorts []string `json:"ExposedPorts,omitempty"`
 }
 
 // AgentPort is the port the guest agent serves SSH on: a TCP port on the

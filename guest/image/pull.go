@@ -306,6 +306,10 @@ func newRecord(configDigest string, cfg *v1.ConfigFile, configSize int64, config
 			User:       cfg.Config.User,
 		},
 	}
+	for port := range cfg.Config.ExposedPorts {
+		r.Config.ExposedPorts = append(r.Config.ExposedPorts, port)
+	}
+	slices.Sort(r.Config.ExposedPorts)
 	return r
 }
 

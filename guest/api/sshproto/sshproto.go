@@ -116,7 +116,31 @@ const (
 	// the VM, escalating after the StopRequest's timeout. It replies once
 	// the stop has begun; the VM is gone when the host process is.
 	ReqStop = "stop@vmbox"
+
+	// ReqForwardHost tells the agent that the connection it comes on is
+	// the host process's, which publishes container ports on the host:
+	// the agent sends it ReqPublish and ReqUnpublish from then on, and
+	// admits forwarded connections (api.ForwardPort) that carry the
+	// ForwardHost's token.
+	ReqForwardHost = "forward-host@vmbox"
+	// ReqPublish (agent to host process) asks for listeners on the host
+	// for a container's published ports; the payload is a JSONMessage
+	// holding an api.PublishRequest, the reply's an api.PublishReply.
+	ReqPublish = "publish@vmbox"
+	// ReqUnpublish (agent to host process) closes a container's
+	// listeners; the payload is a JSONMessage holding an
+	// api.PublishRequest without ports.
+	ReqUnpublish = "unpublish@vmbox"
 )
+
+// ForwardHost is the payload of ReqForwardHost.
+type ForwardHost struct {
+	// Token (32 random bytes, hex) opens every forwarded connection.
+	Token string
+}
+
+// JSONMessage carries a JSON document in a request or reply payload.
+type JSONMessage struct{ JSON string }
 
 // Liveness limits shared by the host process and the CLI.
 const (
