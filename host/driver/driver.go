@@ -60,6 +60,11 @@ type VM interface {
 	// retrying until the agent answers, ctx ends, or the VM exits (the
 	// error then says why). Any number of streams may be open.
 	DialAgent(ctx context.Context) (net.Conn, error)
+	// DialForward opens a byte stream to the agent's forwarding gateway
+	// (api.ForwardPort, on the agent's transport), which carries one
+	// published port's connection into the VM. It makes one attempt: it
+	// is used once the agent is up.
+	DialForward(ctx context.Context) (net.Conn, error)
 	// RequestStop asks the guest OS, through the hypervisor, to power off
 	// (a power-button press: ACPI or GPIO, as the machine has) and returns
 	// without waiting for it; Wait tells when it has. It needs no agent,

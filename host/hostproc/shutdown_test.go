@@ -31,13 +31,14 @@ func (v *scriptedVM) step(name string) error {
 	return nil
 }
 
-func (v *scriptedVM) RequestStop(context.Context) error           { return v.step("request") }
-func (v *scriptedVM) ForceStop(context.Context) error             { return v.step("force") }
-func (v *scriptedVM) Kill() error                                 { return v.step("kill") }
-func (v *scriptedVM) DialAgent(context.Context) (net.Conn, error) { return nil, io.EOF }
-func (v *scriptedVM) Wait() error                                 { <-v.exited; return nil }
-func (v *scriptedVM) Pid() int                                    { return 0 }
-func (v *scriptedVM) Accelerator() string                         { return "test" }
+func (v *scriptedVM) RequestStop(context.Context) error             { return v.step("request") }
+func (v *scriptedVM) ForceStop(context.Context) error               { return v.step("force") }
+func (v *scriptedVM) Kill() error                                   { return v.step("kill") }
+func (v *scriptedVM) DialAgent(context.Context) (net.Conn, error)   { return nil, io.EOF }
+func (v *scriptedVM) DialForward(context.Context) (net.Conn, error) { return nil, io.EOF }
+func (v *scriptedVM) Wait() error                                   { <-v.exited; return nil }
+func (v *scriptedVM) Pid() int                                      { return 0 }
+func (v *scriptedVM) Accelerator() string                           { return "test" }
 
 func TestShutdownEscalation(t *testing.T) {
 	tests := []struct {

@@ -136,6 +136,9 @@ type Config struct {
 	// AgentPort is the host loopback port that user networking forwards
 	// to the agent's port (api.AgentPort) on the guest's address.
 	AgentPort int
+	// ForwardPort is the host loopback port forwarded to the agent's
+	// forwarding gateway (api.ForwardPort).
+	ForwardPort int
 	// QMPSocket is the QMP control socket QEMU listens on.
 	QMPSocket string
 	Pidfile   string
@@ -233,8 +236,8 @@ func Args(c Config) []string {
 		// The agent is reached through user networking: the host's
 		// loopback port is forwarded to the agent's port on the guest's
 		// static address, and only loopback can reach it.
-		"-netdev", fmt.Sprintf("user,id=net0,net=%s,host=%s,dns=%s,hostfwd=tcp:127.0.0.1:%d-%s:%d",
-			SlirpNet, SlirpGateway, SlirpDNS, c.AgentPort, slirpGuestIP(), api.AgentPort),
+		"-netdev", fmt.Sprintf("user,id=net0,net=%s,host=%s,dns=%s,hostfwd=tcp:127.0.0.1:%d-%s:%d,hostfwd=tcp:127.0.0.1:%d-%s:%d",
+			SlirpNet, SlirpGateway, SlirpDNS, c.AgentPort, slirpGuestIP(), api.AgentPort, c.ForwardPort, slirpGuestIP(), api.ForwardPort),
 		"-device", dev("net")+",netdev=net0",
 		// The builtin backend reads the host's getrandom/BCryptGenRandom
 		// on every host OS.

@@ -82,7 +82,7 @@ func TestArgs(t *testing.T) {
 			Name: "dev", Arch: arch, Accel: accel, CPUs: cpus, MemoryMiB: 2048,
 			Kernel: "/img/kernel", Initrd: "/inst/initrd.combined",
 			Cmdline: []string{"console=ttyS0", "quiet"}, DataDisk: "/inst/data.raw",
-			Console: "/inst/console.log", AgentPort: 40022, QMPSocket: "qmp.sock", Pidfile: "/inst/qemu.pid",
+			Console: "/inst/console.log", AgentPort: 40022, ForwardPort: 40023, QMPSocket: "qmp.sock", Pidfile: "/inst/qemu.pid",
 		}
 	}
 	common := func(machine, accel, cpu string, cpus string, dev string) []string {
@@ -95,7 +95,7 @@ func TestArgs(t *testing.T) {
 			"-chardev", "file,id=console,path=/inst/console.log,append=on", "-serial", "chardev:console",
 			"-kernel", "/img/kernel", "-initrd", "/inst/initrd.combined",
 			"-append", "console=ttyS0 quiet",
-			"-netdev", "user,id=net0,net=10.0.2.0/24,host=10.0.2.2,dns=10.0.2.3,hostfwd=tcp:127.0.0.1:40022-10.0.2.15:2222",
+			"-netdev", "user,id=net0,net=10.0.2.0/24,host=10.0.2.2,dns=10.0.2.3,hostfwd=tcp:127.0.0.1:40022-10.0.2.15:2222,hostfwd=tcp:127.0.0.1:40023-10.0.2.15:2223",
 			"-device", "virtio-net-"+dev+",netdev=net0",
 			"-device", "virtio-rng-"+dev,
 			"-device", "virtio-balloon-"+dev+",free-page-reporting=on",

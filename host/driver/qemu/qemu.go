@@ -181,6 +181,9 @@ func (d *Driver) Start(ctx context.Context, spec driver.Spec) (driver.VM, error)
 		if c.AgentPort, err = freeLoopbackPort(); err != nil {
 			return nil, fmt.Errorf("start VM %s: %w", spec.Name, err)
 		}
+		if c.ForwardPort, err = freeLoopbackPort(); err != nil {
+			return nil, fmt.Errorf("start VM %s: %w", spec.Name, err)
+		}
 		v, err := d.start(bin, c, spec.Name)
 		if err != nil {
 			return nil, err
@@ -235,6 +238,7 @@ func (d *Driver) start(bin string, c Config, name string) (*VM, error) {
 		name:         name,
 		accel:        c.Accel,
 		agentPort:    c.AgentPort,
+		forwardPort:  c.ForwardPort,
 		qmpSocket:    filepath.Join(dir, c.QMPSocket),
 		logPath:      logPath,
 		console:      c.Console,

@@ -24,6 +24,7 @@ type VM struct {
 	pid          int
 	accel        string
 	agentPort    int    // host loopback port forwarded to the agent
+	forwardPort  int    // host loopback port forwarded to the agent's forwarding gateway
 	qmpSocket    string // absolute path of the QMP socket
 	logPath      string // QEMU's stdout and stderr
 	console      string
@@ -158,6 +159,17 @@ func (v *VM) DialAgent(ctx context.Context) (net.Conn, error) {
 	}
 	if err != nil {
 		return nil, fmt.Errorf("connect to the agent of VM %s at %s: %w", v.name, addr, err)
+	}
+	return c, nil
+}
+
+// DialForward connects to the agent's forwarding gateway through its
+// forwarded loopback port.
+func (v *VM) DialForward(ctx context.Context) (net.Conn, error) {
+	var d net.Dialer
+	c, err := d.DialContext(ctx, "tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(v.forwardPort)))
+	if err != nil {
+		return nil, fmt.Errorf("connect to the forwarding gateway of VM %s: %w", v.name, err)
 	}
 	return c, nil
 }

@@ -474,15 +474,30 @@ func (v *VM) DialAgent(ctx context.Context) (net.Conn, error) {
 	return c, nil
 }
 
-// connect makes one connection attempt.
+// DialForward connects to the agent's forwarding gateway on vsock
+// (api.ForwardPort).
+func (v *VM) DialForward(ctx context.Context) (net.Conn, error) {
+	c, err := v.connectPort(ctx, api.ForwardPort)
+	if err != nil {
+		return nil, fmt.Errorf("connect to the forwarding gateway on vsock port %d: %w", api.ForwardPort, err)
+	}
+	return c, nil
+}
+
+// connect makes one connection attempt to the agent.
 func (v *VM) connect(ctx context.Context) (net.Conn, error) {
+	return v.connectPort(ctx, api.AgentPort)
+}
+
+// connectPort makes one connection attempt to a vsock port of the guest.
+func (v *VM) connectPort(ctx context.Context, port uint32) (net.Conn, error) {
 	type result struct {
 		c   *vzf.VirtioSocketConnection
 		err error
 	}
 	ch := make(chan result, 1)
 	go func() {
-		c, err := v.sock.Connect(uint32(api.AgentPort))
+		c, err := v.sock.Connect(port)
 		ch <- result{c, err}
 	}()
 	abandon := func(err error) (net.Conn, error) {
