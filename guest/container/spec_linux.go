@@ -67,7 +67,20 @@ type Spec struct {
 	OpenStdin bool
 
 	NetworkMode string
-	Privileged  bool
+	// NetNS, when set, is a network namespace (a path such as
+	// /proc/PID/ns/net) the container joins instead of having its own:
+	// Docker's --network container:NAME.
+	NetNS string
+	// Prepare, when set, runs once the container's init exists, in its
+	// namespaces, and before the command is exec'd: pid is the init's, so
+	// /proc/PID/ns/net is the container's network namespace to plumb. An
+	// error fails the start.
+	Prepare func(pid int) error
+	// Mounts are bind mounts into the root filesystem (sources are paths
+	// of the VM, targets absolute paths in the container).
+	Mounts []Mount
+
+	Privileged bool
 	ReadOnly    bool
 	Resources   Resources
 }
@@ -78,6 +91,9 @@ type Resources struct {
 	NanoCPUs  int64 // 1e9 = one CPU
 	PidsLimit int64
 }
+
+// Mount is one bind mount into a container.
+type Mount = nsinit.Mount
 
 // ExecSpec describes a process started inside a running container.
 type ExecSpec struct {

@@ -54,10 +54,14 @@ func (r *Runtime) Start(ctx context.Context, s *Spec) (*Container, error) {
 	if err := os.MkdirAll(s.Dir, 0o700); err != nil {
 		return nil, err
 	}
+	if hostNet && s.NetNS != "" {
+		return nil, errors.New("a container cannot both use the host's network and join another's")
+	}
 	cfg := nsinit.Config{
 		Dir: s.Dir, Layers: s.Layers, Args: s.Args, User: s.User,
 		WorkingDir: s.WorkingDir, Hostname: s.Hostname, Tty: s.Tty,
 		Privileged: s.Privileged, ReadOnly: s.ReadOnly, Trace: r.opts.Trace,
+		Mounts: s.Mounts, JoinNetNS: s.NetNS != "",
 	}
 	base := []string{}
 	if s.Hostname != "" {
@@ -80,8 +84,19 @@ func (r *Runtime) Start(ctx context.Context, s *Spec) (*Container, error) {
 			return nil, err
 		}
 	}
+	fds := st.child()
+	if s.NetNS != "" {
+		ns, err := os.Open(s.NetNS)
+		if err != nil {
+			st.closeParent()
+			st.closeChild()
+			return nil, fmt.Errorf("network namespace to join: %w", err)
+		}
+		defer ns.Close()
+		fds = append(fds, int(ns.Fd()))
+	}
 	tr.Step("prepare")
-	h, err := r.handOff(ctx, hostNet, payload, st.child())
+	h, err := r.handOff(ctx, hostNet, payload, fds)
 	tr.Step("handoff")
 	// The next helper starts once this container's start is over: its Go
 	// start-up and its clone would compete for the CPUs and the kernel's
@@ -133,6 +148,12 @@ func (r *Runtime) finishStart(s *Spec, h *helper, st *stdioSet, tr *nsinit.Trace
 	// The init is mounting the root file system meanwhile.
 	err := h.cg.setLimits(s.Resources, s.Privileged)
 	tr.Step("limits")
+	if err == nil && s.Prepare != nil {
+		if err = s.Prepare(h.proc.Pid); err != nil {
+			err = fmt.Errorf("prepare the container: %w", err)
+		}
+		tr.Step("prepared")
+	}
 	if err == nil {
 		// A failed send means the init is gone: its answer says why.
 		_ = nsinit.SendMsg(h.sock, nsinit.MsgGo, nil, nil)

@@ -124,6 +124,19 @@ func runInit(sock int, cfg *Config, stdio []int) (int, error) {
 	if len(cfg.Args) == 0 {
 		return ExitEngineError, errors.New("no command given")
 	}
+	if cfg.JoinNetNS {
+		if len(stdio) == 0 {
+			return ExitEngineError, errors.New("no network namespace descriptor was sent")
+		}
+		fd := stdio[len(stdio)-1]
+		stdio = stdio[:len(stdio)-1]
+		// Network namespaces are per thread: this is the thread that execs.
+		err := unix.Setns(fd, unix.CLONE_NEWNET)
+		unix.Close(fd)
+		if err != nil {
+			return ExitEngineError, fmt.Errorf("join the network namespace: %w", err)
+		}
+	}
 	if cfg.Hostname != "" {
 		if err := unix.Sethostname([]byte(cfg.Hostname)); err != nil {
 			return ExitEngineError, fmt.Errorf("set hostname: %w", err)

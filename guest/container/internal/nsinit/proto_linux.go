@@ -41,6 +41,19 @@ type Config struct {
 	ReadOnly   bool     `json:"readonly,omitempty"`
 	// Trace asks the init to report the time spent in each step on stderr.
 	Trace bool `json:"trace,omitempty"`
+	// Mounts are bind mounts made into the root filesystem before the
+	// pivot: their sources are paths of the VM.
+	Mounts []Mount `json:"mounts,omitempty"`
+	// JoinNetNS says the last descriptor sent with the configuration is a
+	// network namespace the init enters (another container's).
+	JoinNetNS bool `json:"joinNetns,omitempty"`
+}
+
+// Mount is one bind mount into a container.
+type Mount struct {
+	Source   string `json:"source"`
+	Target   string `json:"target"` // absolute, inside the container
+	ReadOnly bool   `json:"ro,omitempty"`
 }
 
 // ErrorMsg is the init's report of a failure before execve.

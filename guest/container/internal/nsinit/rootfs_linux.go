@@ -8,6 +8,7 @@ import (
 	"strconv"
 	"strings"
 
+	securejoin "github.com/cyphar/filepath-securejoin"
 	"golang.org/x/sys/unix"
 )
 
@@ -165,6 +166,11 @@ func setupRootfs(cfg *Config, tr *Tracer) (*ttyPair, error) {
 		return nil, err
 	}
 	tr.Step("overlay")
+	for _, m := range cfg.Mounts {
+		if err := bindMount(rootfs, m); err != nil {
+			return nil, err
+		}
+	}
 	if err := unix.Chdir(rootfs); err != nil {
 		return nil, fmt.Errorf("chdir to rootfs: %w", err)
 	}
@@ -243,6 +249,51 @@ func setupRootfs(cfg *Config, tr *Tracer) (*ttyPair, error) {
 	}
 	tr.Step("mask")
 	return tty, nil
+}
+
+// bindMount mounts m.Source on m.Target inside rootfs. The target is
+// resolved inside rootfs (the image's symlinks cannot point it outside)
+// and created, as a directory or an empty file like its source, when
+// missing.
+func bindMount(rootfs string, m Mount) error {
+	if !filepath.IsAbs(m.Target) {
+		return fmt.Errorf("mount target %q is not absolute", m.Target)
+	}
+	src, err := os.Stat(m.Source)
+	if err != nil {
+		return fmt.Errorf("mount source: %w", err)
+	}
+	target, err := securejoin.SecureJoin(rootfs, m.Target)
+	if err != nil {
+		return fmt.Errorf("mount target %s: %w", m.Target, err)
+	}
+	if err := os.MkdirAll(filepath.Dir(target), 0o755); err != nil {
+		return fmt.Errorf("mount target %s: %w", m.Target, err)
+	}
+	if src.IsDir() {
+		if err := ensureDir(target); err != nil {
+			return fmt.Errorf("mount target %s: %w", m.Target, err)
+		}
+	} else if fi, err := os.Lstat(target); errors.Is(err, os.ErrNotExist) {
+		f, err := os.OpenFile(target, os.O_CREATE|os.O_WRONLY, 0o644)
+		if err != nil {
+			return fmt.Errorf("mount target %s: %w", m.Target, err)
+		}
+		f.Close()
+	} else if err != nil {
+		return fmt.Errorf("mount target %s: %w", m.Target, err)
+	} else if fi.IsDir() {
+		return fmt.Errorf("mount target %s: a directory in the image, the source is a file", m.Target)
+	}
+	if err := mount(m.Source, target, "", unix.MS_BIND|unix.MS_REC, ""); err != nil {
+		return err
+	}
+	if m.ReadOnly {
+		if err := mount("", target, "", unix.MS_BIND|unix.MS_REMOUNT|unix.MS_RDONLY|unix.MS_REC, ""); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // openTty allocates a terminal from the container's own devpts instance, so
