@@ -81,8 +81,8 @@ type Spec struct {
 	Mounts []Mount
 
 	Privileged bool
-	ReadOnly    bool
-	Resources   Resources
+	ReadOnly   bool
+	Resources  Resources
 }
 
 // Resources are a container's cgroup limits; zero means unlimited.
