@@ -48,9 +48,29 @@ func Config(keys *instance.Keys) *ssh.ClientConfig {
 
 // New runs the SSH handshake on c.
 func New(c net.Conn, keys *instance.Keys) (*Client, error) {
+	return NewServing(c, keys, nil)
+}
+
+// GlobalRequestHandler answers a global request the agent sends.
+type GlobalRequestHandler func(req *ssh.Request) (ok bool, payload []byte)
+
+// NewServing runs the SSH handshake on c and answers the agent's global
+// requests with serve (nil refuses them all), one at a time, in order.
+func NewServing(c net.Conn, keys *instance.Keys, serve GlobalRequestHandler) (*Client, error) {
 	sc, chans, reqs, err := ssh.NewClientConn(c, "vmbox", Config(keys))
 	if err != nil {
 		return nil, fmt.Errorf("ssh handshake with agent: %w", err)
+	}
+	if serve != nil {
+		go func() {
+			for req := range reqs {
+				ok, payload := serve(req)
+				if req.WantReply {
+					req.Reply(ok, payload)
+				}
+			}
+		}()
+		reqs = nil
 	}
 	return &Client{conn: ssh.NewClient(sc, chans, reqs), firstAnswer: FirstAnswerLimit}, nil
 }
