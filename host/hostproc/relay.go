@@ -2,6 +2,7 @@ package hostproc
 
 import (
 	"context"
+	"encoding/json"
 	"io"
 	"net"
 	"sync"
@@ -25,6 +26,8 @@ type Relay struct {
 	// Stop, when set, serves sshproto.ReqStop: stop the VM, giving the
 	// guest timeout to shut down cleanly.
 	Stop func(timeout time.Duration)
+	// Stats, when set, serves sshproto.ReqHostStats.
+	Stats func() sshproto.HostStats
 }
 
 // NewRelay makes a relay that presents hostKey (the agent's own, so clients
@@ -59,6 +62,15 @@ func (r *Relay) serveConn(ctx context.Context, c net.Conn) {
 				if req.WantReply {
 					req.Reply(ok, nil)
 				}
+				continue
+			}
+			if req.Type == sshproto.ReqHostStats {
+				if r.Stats == nil {
+					req.Reply(false, nil)
+					continue
+				}
+				b, _ := json.Marshal(r.Stats())
+				req.Reply(true, ssh.Marshal(sshproto.JSONMessage{JSON: string(b)}))
 				continue
 			}
 			ok, payload, err := r.upstream.SendRequest(req.Type, req.WantReply, req.Payload)

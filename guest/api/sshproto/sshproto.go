@@ -131,7 +131,16 @@ const (
 	// listeners; the payload is a JSONMessage holding an
 	// api.PublishRequest without ports.
 	ReqUnpublish = "unpublish@vmbox"
+	// ReqHostStats asks the host process (never the agent) for its own
+	// resource use: the reply is a JSONMessage holding a HostStats.
+	ReqHostStats = "host-stats@vmbox"
 )
+
+// HostStats is the host process's resource use, for leak checks.
+type HostStats struct {
+	Goroutines int `json:"goroutines"`
+	OpenFiles  int `json:"openFiles"` // -1 where the OS does not tell
+}
 
 // ForwardHost is the payload of ReqForwardHost.
 type ForwardHost struct {
