@@ -305,6 +305,8 @@ func ParseExposedPort(key string) (uint16, string, error) {
 // agent's request to the host process to publish a container's ports.
 type PublishRequest struct {
 	Container string `json:"container"` // ID
+	// IP is the container's address the ports forward to.
+	IP string `json:"ip,omitempty"`
 	// Ports to listen on; HostPort 0 is replaced by the port taken.
 	Ports []PortBinding `json:"ports"`
 }
