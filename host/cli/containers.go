@@ -23,10 +23,10 @@ func (a *app) call(ctx context.Context, op string, args, reply any) error {
 	return c.Call(ctx, op, args, reply)
 }
 
-// forEachContainer connects once and runs op for every named container,
-// printing each name as Docker does, and fails (after trying all) if any
-// failed.
-func (a *app) forEachContainer(ctx context.Context, names []string, op func(c *sshclient.Client, name string) error) error {
+// forEachNamed connects once and runs op for every named container or
+// network, printing each name as Docker does, and fails (after trying all)
+// if any failed.
+func (a *app) forEachNamed(ctx context.Context, names []string, op func(c *sshclient.Client, name string) error) error {
 	c, err := a.connect(ctx)
 	if err != nil {
 		return err
@@ -63,14 +63,14 @@ func (a *app) psCommand() *cobra.Command {
 				return err
 			}
 			return printList(a.stdout, out, list, func(c api.ContainerSummary) string { return shortID(c.ID) },
-				"CONTAINER ID\tIMAGE\tCOMMAND\tCREATED\tSTATUS\tNAMES",
+				"CONTAINER ID\tIMAGE\tCOMMAND\tCREATED\tSTATUS\tPORTS\tNAMES",
 				func(w io.Writer, c api.ContainerSummary) {
 					names := make([]string, len(c.Names))
 					for i, n := range c.Names {
 						names[i] = strings.TrimPrefix(n, "/")
 					}
-					fmt.Fprintf(w, "%s\t%s\t%s\t%s ago\t%s\t%s\n", shortID(c.ID), c.Image, quoteCommand(c.Command),
-						humanDuration(time.Since(time.Unix(c.Created, 0))), c.Status, strings.Join(names, ","))
+					fmt.Fprintf(w, "%s\t%s\t%s\t%s ago\t%s\t%s\t%s\n", shortID(c.ID), c.Image, quoteCommand(c.Command),
+						humanDuration(time.Since(time.Unix(c.Created, 0))), c.Status, formatPorts(c.Ports), strings.Join(names, ","))
 				})
 		},
 	}
@@ -144,7 +144,7 @@ func (a *app) killCommand() *cobra.Command {
 		Short: "Send a signal (KILL by default) to containers",
 		Args:  cobra.MinimumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			return a.forEachContainer(cmd.Context(), args, func(cl *sshclient.Client, n string) error {
+			return a.forEachNamed(cmd.Context(), args, func(cl *sshclient.Client, n string) error {
 				return cl.Call(cmd.Context(), api.OpKill, api.KillArgs{Container: n, Signal: signal}, nil)
 			})
 		},
@@ -160,7 +160,7 @@ func (a *app) rmCommand() *cobra.Command {
 		Short: "Remove containers",
 		Args:  cobra.MinimumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			return a.forEachContainer(cmd.Context(), args, func(cl *sshclient.Client, n string) error {
+			return a.forEachNamed(cmd.Context(), args, func(cl *sshclient.Client, n string) error {
 				return cl.Call(cmd.Context(), api.OpRm, api.RmArgs{Container: n, Force: force}, nil)
 			})
 		},
@@ -171,14 +171,14 @@ func (a *app) rmCommand() *cobra.Command {
 
 // stopContainers is `vmbox stop CONTAINER...` (stop without arguments stops the VM).
 func (a *app) stopContainers(ctx context.Context, names []string, timeout int) error {
-	return a.forEachContainer(ctx, names, func(cl *sshclient.Client, n string) error {
+	return a.forEachNamed(ctx, names, func(cl *sshclient.Client, n string) error {
 		return cl.Call(ctx, api.OpStop, api.StopArgs{Container: n, Timeout: timeout}, nil)
 	})
 }
 
 // startContainers is `vmbox start CONTAINER...` (start without arguments starts the VM).
 func (a *app) startContainers(ctx context.Context, names []string) error {
-	return a.forEachContainer(ctx, names, func(cl *sshclient.Client, n string) error {
+	return a.forEachNamed(ctx, names, func(cl *sshclient.Client, n string) error {
 		return cl.Call(ctx, api.OpStart, api.ContainerArgs{Container: n}, nil)
 	})
 }

@@ -15,10 +15,11 @@ import (
 )
 
 type runFlags struct {
-	name, workdir, user, hostname, memory, cpus, network, entrypoint, pull, platform string
-	rm, detach, interactive, tty, privileged, readOnly, noStart                      bool
-	env, envFiles                                                                    []string
-	pidsLimit                                                                        int64
+	name, workdir, user, hostname, domainname, memory, cpus, entrypoint, pull, platform string
+	rm, detach, interactive, tty, privileged, readOnly, noStart                         bool
+	env, envFiles                                                                       []string
+	pidsLimit                                                                           int64
+	net                                                                                 networkFlags
 }
 
 func (a *app) runCommand() *cobra.Command {
@@ -26,7 +27,13 @@ func (a *app) runCommand() *cobra.Command {
 	c := &cobra.Command{
 		Use:   "run [flags] IMAGE [COMMAND [ARG...]]",
 		Short: "Run a command in a new container",
-		Args:  cobra.MinimumNArgs(1),
+		Args: func(cmd *cobra.Command, args []string) error {
+			if len(args) == 0 {
+				// A usage error, exit 125 as in docker run.
+				return usageError("run needs an IMAGE (see '%s --help')", cmd.CommandPath())
+			}
+			return nil
+		},
 		RunE: func(cmd *cobra.Command, args []string) error {
 			cfg, err := f.config(args, cmd.Flags().Changed("entrypoint"))
 			auth := registryAuth(args[0])
@@ -61,7 +68,15 @@ func (a *app) runCommand() *cobra.Command {
 		},
 	}
 	c.Flags().SetInterspersed(false) // flags after IMAGE belong to the command
+	addRunFlags(c, &f)
+	return c
+}
+
+// addRunFlags registers docker run's flags that vmbox supports on c.
+func addRunFlags(c *cobra.Command, f *runFlags) {
 	fl := c.Flags()
+	// A flag named --name on run is the container's, as in docker run; the
+	// instance is then chosen with VMBOX_INSTANCE.
 	fl.StringVar(&f.name, "name", "", "assign a name to the container")
 	fl.BoolVar(&f.rm, "rm", false, "remove the container when it exits")
 	fl.BoolVarP(&f.detach, "detach", "d", false, "run in the background and print the container ID")
@@ -71,27 +86,28 @@ func (a *app) runCommand() *cobra.Command {
 	fl.StringArrayVar(&f.envFiles, "env-file", nil, "read environment variables from a file")
 	fl.StringVarP(&f.workdir, "workdir", "w", "", "working directory inside the container")
 	fl.StringVarP(&f.user, "user", "u", "", "user (name|uid[:group|gid])")
-	fl.StringVar(&f.hostname, "hostname", "", "container host name")
+	// -h is --hostname, as in docker run, so help is --help alone.
+	fl.Bool("help", false, "help for run")
+	fl.StringVarP(&f.hostname, "hostname", "h", "", "container host name")
+	fl.StringVar(&f.domainname, "domainname", "", "container NIS domain name")
 	fl.StringVarP(&f.memory, "memory", "m", "", "memory limit (e.g. 32m, 1g)")
 	fl.StringVar(&f.cpus, "cpus", "", "number of CPUs (e.g. 1.5)")
 	fl.Int64Var(&f.pidsLimit, "pids-limit", 0, "maximum number of processes (0: unlimited)")
-	fl.StringVar(&f.network, "network", "", "network: none (default) or host")
 	fl.BoolVar(&f.privileged, "privileged", false, "give the container all capabilities and devices' views")
 	fl.BoolVar(&f.readOnly, "read-only", false, "mount the root file system read-only")
 	fl.StringVar(&f.entrypoint, "entrypoint", "", "override the image's entrypoint")
 	fl.StringVar(&f.pull, "pull", "missing", "pull the image: missing, always or never")
 	fl.StringVar(&f.platform, "platform", "", "platform of the image (e.g. linux/arm64)")
 	fl.BoolVar(&f.noStart, "no-start", false, "fail instead of starting the VM when it is not running")
-	// A flag named --name on run is the container's, as in docker run; the
-	// instance is then chosen with VMBOX_INSTANCE.
-	return c
+	addNetworkFlags(c, &f.net)
 }
 
 func (f *runFlags) config(args []string, entrypointSet bool) (api.ContainerConfig, error) {
 	cfg := api.ContainerConfig{
-		Image: args[0], Name: f.name, WorkingDir: f.workdir, User: f.user, Hostname: f.hostname,
+		Image: args[0], Name: f.name, WorkingDir: f.workdir, User: f.user,
+		Hostname: f.hostname, Domainname: f.domainname,
 		Tty: f.tty, OpenStdin: f.interactive, AutoRemove: f.rm, PidsLimit: f.pidsLimit,
-		NetworkMode: f.network, Privileged: f.privileged, ReadOnly: f.readOnly, Platform: f.platform,
+		Privileged: f.privileged, ReadOnly: f.readOnly, Platform: f.platform,
 	}
 	if len(args) > 1 {
 		cfg.Cmd = args[1:]
@@ -108,10 +124,8 @@ func (f *runFlags) config(args []string, entrypointSet bool) (api.ContainerConfi
 	default:
 		return cfg, usageError("invalid --pull %q: use missing, always or never", f.pull)
 	}
-	switch f.network {
-	case "", "none", "host":
-	default:
-		return cfg, usageError("invalid --network %q: use none or host", f.network)
+	if err := f.net.apply(&cfg); err != nil {
+		return cfg, err
 	}
 	if f.memory != "" {
 		m, err := parseSize(f.memory, "")
