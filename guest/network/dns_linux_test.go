@@ -1,0 +1,173 @@
+package network
+
+import (
+	"log/slog"
+	"net"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"testing"
+
+	"github.com/miekg/dns"
+)
+
+// testResolver is front (172.18.0.0/16) with web (alias www, short ID
+// 0123456789ab) at .2 and db at .3, whose upstream is missing unless
+// resolvConf is written.
+func testResolver(t *testing.T, resolvConf string) *resolver {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "resolv.conf")
+	if resolvConf != "" {
+		if err := os.WriteFile(path, []byte(resolvConf), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	fwd := &forwarder{resolvConf: path, timeout: forwardTimeout}
+	r := newResolver("Front", netip.MustParsePrefix("172.18.0.0/16"), false, fwd, slog.New(slog.DiscardHandler))
+	r.add(netip.MustParseAddr("172.18.0.2"), dnsNames(EndpointConfig{ContainerID: "0123456789abcdef", ContainerName: "web", Aliases: []string{"WWW", "web"}}))
+	r.add(netip.MustParseAddr("172.18.0.3"), []string{"db", "fedcba987654"})
+	return r
+}
+
+var inSubnet = &net.UDPAddr{IP: net.IPv4(172, 18, 0, 9), Port: 40000}
+
+func query(name string, qtype uint16) *dns.Msg {
+	m := new(dns.Msg)
+	m.SetQuestion(name, qtype)
+	m.Id = 4242
+	return m
+}
+
+func TestResolverAnswers(t *testing.T) {
+	r := testResolver(t, "search corp.example lab\n")
+	for _, tc := range []struct {
+		name  string
+		qtype uint16
+		rcode int
+		want  []string // A addresses or PTR targets
+	}{
+		{"web.", dns.TypeA, dns.RcodeSuccess, []string{"172.18.0.2"}},
+		{"web", dns.TypeA, dns.RcodeSuccess, []string{"172.18.0.2"}},
+		{"WeB.", dns.TypeA, dns.RcodeSuccess, []string{"172.18.0.2"}},
+		{"www.", dns.TypeA, dns.RcodeSuccess, []string{"172.18.0.2"}},
+		{"0123456789ab.", dns.TypeA, dns.RcodeSuccess, []string{"172.18.0.2"}},
+		{"db.", dns.TypeA, dns.RcodeSuccess, []string{"172.18.0.3"}},
+		{"web.front.", dns.TypeA, dns.RcodeSuccess, []string{"172.18.0.2"}},
+		{"web.corp.example.", dns.TypeA, dns.RcodeSuccess, []string{"172.18.0.2"}},
+		{"db.lab.", dns.TypeA, dns.RcodeSuccess, []string{"172.18.0.3"}},
+		{"web.", dns.TypeAAAA, dns.RcodeSuccess, nil},
+		{"2.0.18.172.in-addr.arpa.", dns.TypePTR, dns.RcodeSuccess, []string{"web.front."}},
+		{"3.0.18.172.in-addr.arpa.", dns.TypePTR, dns.RcodeSuccess, []string{"db.front."}},
+		// Not ours, and no upstream to ask.
+		{"web.elsewhere.", dns.TypeA, dns.RcodeServerFailure, nil},
+		{"example.com.", dns.TypeA, dns.RcodeServerFailure, nil},
+		{"9.0.18.172.in-addr.arpa.", dns.TypePTR, dns.RcodeServerFailure, nil},
+		{"web.", dns.TypeMX, dns.RcodeServerFailure, nil},
+	} {
+		q := query(tc.name, tc.qtype)
+		resp := r.answer(q, inSubnet)
+		if resp == nil {
+			t.Errorf("%s %s: no reply", tc.name, dns.TypeToString[tc.qtype])
+			continue
+		}
+		if resp.Id != q.Id || !resp.Response || !resp.RecursionAvailable || resp.Rcode != tc.rcode {
+			t.Errorf("%s %s: id %d response %v ra %v rcode %s; want rcode %s", tc.name, dns.TypeToString[tc.qtype],
+				resp.Id, resp.Response, resp.RecursionAvailable, dns.RcodeToString[resp.Rcode], dns.RcodeToString[tc.rcode])
+		}
+		var got []string
+		for _, rr := range resp.Answer {
+			switch rr := rr.(type) {
+			case *dns.A:
+				got = append(got, rr.A.String())
+			case *dns.PTR:
+				got = append(got, rr.Ptr)
+			}
+			if rr.Header().Name != tc.name {
+				t.Errorf("%s: answer names %s", tc.name, rr.Header().Name)
+			}
+		}
+		if len(got) != len(tc.want) || (len(got) > 0 && got[0] != tc.want[0]) {
+			t.Errorf("%s %s: answers %v, want %v", tc.name, dns.TypeToString[tc.qtype], got, tc.want)
+		}
+	}
+}
+
+func TestResolverSharedAliasAndRemoval(t *testing.T) {
+	r := testResolver(t, "")
+	r.add(netip.MustParseAddr("172.18.0.4"), []string{"web2", "www"})
+	resp := r.answer(query("www.", dns.TypeA), inSubnet)
+	if len(resp.Answer) != 2 {
+		t.Fatalf("shared alias: %v", resp.Answer)
+	}
+	r.remove(netip.MustParseAddr("172.18.0.2"), []string{"web", "WWW", "0123456789ab"})
+	resp = r.answer(query("www.", dns.TypeA), inSubnet)
+	if len(resp.Answer) != 1 || resp.Answer[0].(*dns.A).A.String() != "172.18.0.4" {
+		t.Errorf("after removal: %v", resp.Answer)
+	}
+	if resp := r.answer(query("web.", dns.TypeA), inSubnet); resp.Rcode != dns.RcodeServerFailure {
+		t.Errorf("removed name still answered: %v", resp)
+	}
+	if resp := r.answer(query("2.0.18.172.in-addr.arpa.", dns.TypePTR), inSubnet); len(resp.Answer) != 0 {
+		t.Errorf("removed address still answered: %v", resp)
+	}
+}
+
+func TestResolverRefusesOthers(t *testing.T) {
+	r := testResolver(t, "")
+	resp := r.answer(query("web.", dns.TypeA), &net.UDPAddr{IP: net.IPv4(172, 19, 0, 2), Port: 5353})
+	if resp.Rcode != dns.RcodeRefused || len(resp.Answer) != 0 {
+		t.Errorf("a client of another network: %v", resp)
+	}
+	bad := query("web.", dns.TypeA)
+	bad.Question = append(bad.Question, bad.Question[0])
+	if resp := r.answer(bad, inSubnet); resp.Rcode != dns.RcodeFormatError {
+		t.Errorf("two questions: %v", resp)
+	}
+	notQuery := query("web.", dns.TypeA)
+	notQuery.Response = true
+	if resp := r.answer(notQuery, inSubnet); resp != nil {
+		t.Errorf("answered a response: %v", resp)
+	}
+}
+
+func TestResolverInternalDoesNotForward(t *testing.T) {
+	r := testResolver(t, "nameserver 127.0.0.1\n")
+	r.internal = true
+	if resp := r.answer(query("example.com.", dns.TypeA), inSubnet); resp.Rcode != dns.RcodeServerFailure {
+		t.Errorf("internal network forwarded: %v", resp)
+	}
+	if resp := r.answer(query("web.", dns.TypeA), inSubnet); len(resp.Answer) != 1 {
+		t.Errorf("internal network's own names: %v", resp)
+	}
+}
+
+func TestReadResolvConf(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "resolv.conf")
+	content := "# comment\nnameserver 10.0.2.3\nnameserver fe80::1%eth0\nnameserver bogus\n; other\nsearch a.example b.example\noptions ndots:2\n"
+	if err := os.WriteFile(path, []byte(content), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	rc, err := readResolvConf(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(rc.nameservers) != 2 || rc.nameservers[0] != netip.MustParseAddr("10.0.2.3") || len(rc.search) != 2 {
+		t.Errorf("%+v", rc)
+	}
+}
+
+func TestParseReverse(t *testing.T) {
+	for name, want := range map[string]string{
+		"2.0.17.172.in-addr.arpa":   "172.17.0.2",
+		"1.0.0.10.in-addr.arpa":     "10.0.0.1",
+		"0.17.172.in-addr.arpa":     "",
+		"x.0.17.172.in-addr.arpa":   "",
+		"2.0.17.172.ip6.arpa":       "",
+		"300.0.17.172.in-addr.arpa": "",
+	} {
+		a, ok := parseReverse(name)
+		if want == "" && ok || want != "" && (!ok || a.String() != want) {
+			t.Errorf("parseReverse(%s) = %v, %v; want %q", name, a, ok, want)
+		}
+	}
+}
