@@ -32,13 +32,15 @@ const (
 	shutdownTimeout = 5 * time.Second
 )
 
-// resolver answers the DNS queries of one user network's containers: their
-// names from the network's endpoints, everything else from upstream.
+// resolver answers the DNS queries of one user network's containers: the
+// names of the containers on the networks the asking one is on (this one
+// first), everything else from upstream.
 type resolver struct {
 	netName  string // lower case
 	subnet   netip.Prefix
 	internal bool
 	fwd      *forwarder
+	peers    *peerIndex
 	log      *slog.Logger
 
 	mu    sync.RWMutex
@@ -46,9 +48,9 @@ type resolver struct {
 	ptr   map[netip.Addr]string   // address → "name.network."
 }
 
-func newResolver(netName string, subnet netip.Prefix, internal bool, fwd *forwarder, log *slog.Logger) *resolver {
+func newResolver(netName string, subnet netip.Prefix, internal bool, fwd *forwarder, peers *peerIndex, log *slog.Logger) *resolver {
 	return &resolver{
-		netName: strings.ToLower(netName), subnet: subnet, internal: internal, fwd: fwd, log: log,
+		netName: strings.ToLower(netName), subnet: subnet, internal: internal, fwd: fwd, peers: peers, log: log,
 		names: map[string][]netip.Addr{}, ptr: map[netip.Addr]string{},
 	}
 }
@@ -82,26 +84,16 @@ func (r *resolver) remove(addr netip.Addr, names []string) {
 	delete(r.ptr, addr)
 }
 
-// lookup returns the addresses of name (lower case, no trailing dot): a
-// known name as is, or followed by the network's name or by one of the
-// VM's search domains, which a stub resolver appends.
-func (r *resolver) lookup(name string) ([]netip.Addr, bool) {
-	r.mu.RLock()
-	a, ok := r.names[name]
-	r.mu.RUnlock()
-	if ok {
-		return slices.Clone(a), true
-	}
-	if !strings.Contains(name, ".") {
-		return nil, false
-	}
-	suffixes := []string{r.netName}
-	if rc, err := readResolvConf(r.fwd.resolvConf); err == nil {
-		suffixes = append(suffixes, rc.search...)
-	}
+// lookup returns the addresses of name (lower case, no trailing dot) on
+// this network: a known name as is, or followed by the network's name or
+// by one of the search domains, which a stub resolver appends.
+func (r *resolver) lookup(name string, search []string) ([]netip.Addr, bool) {
 	r.mu.RLock()
 	defer r.mu.RUnlock()
-	for _, s := range suffixes {
+	if a, ok := r.names[name]; ok {
+		return slices.Clone(a), true
+	}
+	for _, s := range append([]string{r.netName}, search...) {
 		s = strings.TrimSuffix(strings.ToLower(s), ".")
 		if base, ok := strings.CutSuffix(name, "."+s); ok && base != "" {
 			if a, ok := r.names[base]; ok {
@@ -110,6 +102,46 @@ func (r *resolver) lookup(name string) ([]netip.Addr, bool) {
 		}
 	}
 	return nil, false
+}
+
+// resolvers are the networks whose names client sees: this one, then the
+// other user networks of client's container, as Docker resolves across
+// all of a container's networks.
+func (r *resolver) resolvers(client netip.Addr) []*resolver {
+	out := []*resolver{r}
+	for _, p := range r.peers.of(client) {
+		if p != r {
+			out = append(out, p)
+		}
+	}
+	return out
+}
+
+// resolve looks name up on the networks client sees.
+func (r *resolver) resolve(name string, client netip.Addr) ([]netip.Addr, bool) {
+	nets := r.resolvers(client)
+	var search []string
+	if strings.Contains(name, ".") {
+		if rc, err := readResolvConf(r.fwd.resolvConf); err == nil {
+			search = rc.search
+		}
+	}
+	for _, n := range nets {
+		if a, ok := n.lookup(name, search); ok {
+			return a, true
+		}
+	}
+	return nil, false
+}
+
+// resolveAddr finds the name of addr on the networks client sees.
+func (r *resolver) resolveAddr(addr, client netip.Addr) (string, bool) {
+	for _, n := range r.resolvers(client) {
+		if name, ok := n.reverse(addr); ok {
+			return name, true
+		}
+	}
+	return "", false
 }
 
 func (r *resolver) reverse(addr netip.Addr) (string, bool) {
@@ -139,7 +171,8 @@ func (r *resolver) answer(q *dns.Msg, client net.Addr) *dns.Msg {
 	}
 	// The server listens on the gateway, which every container of the VM
 	// reaches: only this network's containers may learn its names.
-	if ap := addrPortOf(client); !ap.IsValid() || !r.subnet.Contains(ap.Addr().Unmap()) {
+	from := addrPortOf(client).Addr().Unmap()
+	if !r.subnet.Contains(from) {
 		reply.SetRcode(q, dns.RcodeRefused)
 		reply.RecursionAvailable = true
 		return reply
@@ -149,7 +182,7 @@ func (r *resolver) answer(q *dns.Msg, client net.Addr) *dns.Msg {
 	if question.Qclass == dns.ClassINET {
 		switch question.Qtype {
 		case dns.TypeA, dns.TypeAAAA:
-			if addrs, ok := r.lookup(name); ok {
+			if addrs, ok := r.resolve(name, from); ok {
 				reply.SetReply(q)
 				reply.RecursionAvailable = true
 				if question.Qtype == dns.TypeA {
@@ -165,7 +198,7 @@ func (r *resolver) answer(q *dns.Msg, client net.Addr) *dns.Msg {
 			}
 		case dns.TypePTR:
 			if a, ok := parseReverse(name); ok {
-				if target, ok := r.reverse(a); ok {
+				if target, ok := r.resolveAddr(a, from); ok {
 					reply.SetReply(q)
 					reply.RecursionAvailable = true
 					reply.Answer = append(reply.Answer, &dns.PTR{
@@ -225,6 +258,43 @@ func parseReverse(name string) (netip.Addr, bool) {
 	slices.Reverse(labels)
 	a, err := netip.ParseAddr(strings.Join(labels, "."))
 	return a, err == nil && a.Is4()
+}
+
+// peerIndex knows which user networks each container is on, for their
+// resolvers to see each other's names. It has its own lock because the
+// DNS servers read it while the Manager changes endpoints.
+type peerIndex struct {
+	mu    sync.RWMutex
+	owner map[netip.Addr]string  // an endpoint's address → its container's ID
+	nets  map[string][]*resolver // container ID → its networks' resolvers, in joining order
+}
+
+func newPeerIndex() *peerIndex {
+	return &peerIndex{owner: map[netip.Addr]string{}, nets: map[string][]*resolver{}}
+}
+
+func (x *peerIndex) add(container string, addr netip.Addr, r *resolver) {
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	x.owner[addr] = container
+	x.nets[container] = append(x.nets[container], r)
+}
+
+func (x *peerIndex) remove(container string, addr netip.Addr, r *resolver) {
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	delete(x.owner, addr)
+	x.nets[container] = slices.DeleteFunc(x.nets[container], func(o *resolver) bool { return o == r })
+	if len(x.nets[container]) == 0 {
+		delete(x.nets, container)
+	}
+}
+
+// of returns the resolvers of the networks of the container at addr.
+func (x *peerIndex) of(addr netip.Addr) []*resolver {
+	x.mu.RLock()
+	defer x.mu.RUnlock()
+	return slices.Clone(x.nets[x.owner[addr]])
 }
 
 // forwarder sends queries the networks cannot answer to the VM's

@@ -23,7 +23,7 @@ func testResolver(t *testing.T, resolvConf string) *resolver {
 		}
 	}
 	fwd := &forwarder{resolvConf: path, timeout: forwardTimeout}
-	r := newResolver("Front", netip.MustParsePrefix("172.18.0.0/16"), false, fwd, slog.New(slog.DiscardHandler))
+	r := newResolver("Front", netip.MustParsePrefix("172.18.0.0/16"), false, fwd, newPeerIndex(), slog.New(slog.DiscardHandler))
 	r.add(netip.MustParseAddr("172.18.0.2"), dnsNames(EndpointConfig{ContainerID: "0123456789abcdef", ContainerName: "web", Aliases: []string{"WWW", "web"}}))
 	r.add(netip.MustParseAddr("172.18.0.3"), []string{"db", "fedcba987654"})
 	return r
@@ -109,6 +109,42 @@ func TestResolverSharedAliasAndRemoval(t *testing.T) {
 	}
 	if resp := r.answer(query("2.0.18.172.in-addr.arpa.", dns.TypePTR), inSubnet); len(resp.Answer) != 0 {
 		t.Errorf("removed address still answered: %v", resp)
+	}
+}
+
+func TestResolverAcrossTheContainersNetworks(t *testing.T) {
+	front := testResolver(t, "")
+	back := newResolver("back", netip.MustParsePrefix("172.19.0.0/16"), false, front.fwd, front.peers, front.log)
+	back.add(netip.MustParseAddr("172.19.0.2"), []string{"cache"})
+	// proxy is on both networks; lonely is on front only.
+	proxyFront, proxyBack := netip.MustParseAddr("172.18.0.9"), netip.MustParseAddr("172.19.0.9")
+	front.add(proxyFront, []string{"proxy"})
+	back.add(proxyBack, []string{"proxy"})
+	front.peers.add("proxy-id", proxyFront, front)
+	front.peers.add("proxy-id", proxyBack, back)
+	lonely := &net.UDPAddr{IP: net.IPv4(172, 18, 0, 10), Port: 5353}
+	front.peers.add("lonely-id", netip.MustParseAddr("172.18.0.10"), front)
+
+	fromProxy := &net.UDPAddr{IP: proxyFront.AsSlice(), Port: 5353}
+	for _, name := range []string{"cache.", "cache.back."} {
+		resp := front.answer(query(name, dns.TypeA), fromProxy)
+		if len(resp.Answer) != 1 || resp.Answer[0].(*dns.A).A.String() != "172.19.0.2" {
+			t.Errorf("%s from a container on both networks: %v", name, resp)
+		}
+	}
+	// Its own network's address comes first.
+	if resp := front.answer(query("proxy.", dns.TypeA), fromProxy); resp.Answer[0].(*dns.A).A.String() != proxyFront.String() {
+		t.Errorf("proxy: %v", resp.Answer)
+	}
+	if resp := front.answer(query("2.0.19.172.in-addr.arpa.", dns.TypePTR), fromProxy); len(resp.Answer) != 1 || resp.Answer[0].(*dns.PTR).Ptr != "cache.back." {
+		t.Errorf("PTR across networks: %v", resp)
+	}
+	if resp := front.answer(query("cache.", dns.TypeA), lonely); len(resp.Answer) != 0 {
+		t.Errorf("a container not on back resolved its names: %v", resp)
+	}
+	front.peers.remove("proxy-id", proxyBack, back)
+	if resp := front.answer(query("cache.", dns.TypeA), fromProxy); len(resp.Answer) != 0 {
+		t.Errorf("resolved after leaving back: %v", resp)
 	}
 }
 

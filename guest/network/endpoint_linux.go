@@ -128,6 +128,7 @@ func (m *Manager) Connect(ctx context.Context, netRef string, c EndpointConfig) 
 	}
 	if n.res != nil {
 		n.res.add(addr, ep.DNSNames)
+		m.peers.add(c.ContainerID, addr, n.res)
 	}
 	m.seq++
 	n.endpoints[c.ContainerID] = &endpointState{Endpoint: ep, containerName: name, seq: m.seq}
@@ -174,6 +175,7 @@ func (m *Manager) Disconnect(ctx context.Context, netRef, containerID string) er
 	n.pool.release(ep.Addr.Addr())
 	if n.res != nil {
 		n.res.remove(ep.Addr.Addr(), ep.DNSNames)
+		m.peers.remove(containerID, ep.Addr.Addr(), n.res)
 	}
 	delete(n.endpoints, containerID)
 	return nil

@@ -56,10 +56,17 @@ func writeSysctl(key, value string) error {
 // bringUp makes n's bridge, rules and DNS server exist, taking over what
 // an earlier run left. Call with the Manager locked.
 func (m *Manager) bringUp(ctx context.Context, n *netState) error {
-	if n.up {
+	if n.up && linkExists(n.Bridge) {
 		// The DNS server may have failed to start before.
 		m.startDNS(n)
 		return nil
+	}
+	if n.up {
+		// Someone deleted the bridge: make it again, and the DNS server
+		// on its address with it.
+		m.log.Warn("network's bridge disappeared; making it again", "network", n.Name, "bridge", n.Bridge)
+		m.stopDNS(n)
+		n.up = false
 	}
 	if err := m.prepareKernel(ctx); err != nil {
 		return err

@@ -112,6 +112,9 @@ type Manager struct {
 	opts Options
 	log  *slog.Logger
 	fwd  *forwarder
+	// peers lets each network's DNS see the other networks of the
+	// container asking.
+	peers *peerIndex
 	// sem is held by every change, across the kernel work it does, so
 	// that the nftables table and the bridges follow the networks in
 	// order; it is a channel so that waiting for it can be cancelled.
@@ -146,10 +149,11 @@ func New(ctx context.Context, o Options) (*Manager, error) {
 		o.ResolvConf = "/etc/resolv.conf"
 	}
 	m := &Manager{
-		opts: o,
-		log:  o.Log,
-		sem:  make(chan struct{}, 1),
-		nets: map[string]*netState{},
+		opts:  o,
+		log:   o.Log,
+		sem:   make(chan struct{}, 1),
+		nets:  map[string]*netState{},
+		peers: newPeerIndex(),
 	}
 	if m.log == nil {
 		m.log = slog.New(slog.DiscardHandler)
@@ -191,13 +195,12 @@ func predefined() []Network {
 			Name: api.NetworkBridge, Driver: DriverBridge, Subnet: defaultSubnet, Gateway: defaultGateway,
 			Bridge: defaultBridge, Predefined: true, Created: now,
 			Options: map[string]string{
-				optDefaultBridge:                       "true",
-				optICC:                                 "true",
-				optMasquerade:                          "true",
-				optHostBinding:                         "0.0.0.0",
-				optBridgeName:                          defaultBridge,
-				optMTU:                                 "1500",
-				"com.docker.network.driver.mtu.source": "default",
+				optDefaultBridge: "true",
+				optICC:           "true",
+				optMasquerade:    "true",
+				optHostBinding:   "0.0.0.0",
+				optBridgeName:    defaultBridge,
+				optMTU:           "1500",
 			},
 		},
 		{Name: api.NetworkHost, Driver: DriverHost, Predefined: true, Created: now},
@@ -223,7 +226,7 @@ func (m *Manager) add(n Network) *netState {
 		st.pool = newPool(n.Subnet, n.IPRange, n.Gateway)
 	}
 	if st.user() {
-		st.res = newResolver(n.Name, n.Subnet, n.Internal, m.fwd, m.log)
+		st.res = newResolver(n.Name, n.Subnet, n.Internal, m.fwd, m.peers, m.log)
 	}
 	m.nets[n.ID] = st
 	return st

@@ -510,6 +510,26 @@ func TestBridgeNetworking(t *testing.T) {
 		if err != nil || resp.Rcode != dns.RcodeRefused {
 			t.Errorf("back's container asking front's server: %v %v", resp, err)
 		}
+		// a joins back too (without its front alias, which is front's):
+		// it sees back's names through front's server, and back sees it.
+		epA2 := a.connect(t, m, "back", EndpointConfig{Interface: "eth1"})
+		resp, err = a.query(t, gw, "c.", dns.TypeA, "udp")
+		if err != nil || !slices.Equal(answersA(resp), []string{epC.Addr.Addr().String()}) {
+			t.Errorf("a on two networks resolving c: %v %v", resp, err)
+		}
+		if resp, err := c.query(t, back.Gateway, "a.", dns.TypeA, "udp"); err != nil || !slices.Equal(answersA(resp), []string{epA2.Addr.Addr().String()}) {
+			t.Errorf("c resolving a on back: %v %v", resp, err)
+		}
+		if eps := m.Endpoints(a.id); len(eps) != 2 || eps[0].NetworkName != "front" || eps[1].NetworkName != "back" || eps[1].Interface != "eth1" {
+			t.Errorf("a's endpoints: %+v", eps)
+		}
+		must(t, m.Disconnect(ctx, "back", a.id))
+		if linkExists(epA2.HostVeth) {
+			t.Error("disconnect left the veth")
+		}
+		if l, err := handleIn(t, a.ns).LinkByName("eth1"); err == nil {
+			t.Errorf("disconnect left eth1 in the container: %v", l.Attrs().Name)
+		}
 		for _, proto := range []string{"udp", "tcp"} {
 			resp, err = a.query(t, gw, "example.test.", dns.TypeA, proto)
 			if err != nil || resp.Rcode != dns.RcodeSuccess || !resp.RecursionAvailable || !slices.Equal(answersA(resp), []string{"10.11.12.13"}) {
