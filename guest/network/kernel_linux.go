@@ -68,6 +68,9 @@ func (m *Manager) bringUp(ctx context.Context, n *netState) error {
 		m.stopDNS(n)
 		n.up = false
 	}
+	if err := checkInterfaces(n); err != nil {
+		return err
+	}
 	if err := m.prepareKernel(ctx); err != nil {
 		return err
 	}
@@ -83,6 +86,23 @@ func (m *Manager) bringUp(ctx context.Context, n *netState) error {
 		return fmt.Errorf("network %s: %w", n.Name, err)
 	}
 	m.startDNS(n)
+	return nil
+}
+
+// checkInterfaces refuses to put n's subnet on a bridge when another
+// interface has an address in it (a Docker on the same Linux host has
+// docker0 on 172.17.0.0/16): two routes to one subnet would cut off one
+// side or the other.
+func checkInterfaces(n *netState) error {
+	ifaces, err := interfacePrefixes()
+	if err != nil {
+		return fmt.Errorf("network %s: read the interfaces' addresses: %w", n.Name, err)
+	}
+	for _, p := range ifaces {
+		if p.link != n.Bridge && p.prefix.Overlaps(n.Subnet) {
+			return errorf(ErrConflict, "network %s: its subnet %s overlaps %s on interface %s", n.Name, n.Subnet, p.prefix, p.link)
+		}
+	}
 	return nil
 }
 

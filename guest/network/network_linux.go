@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"maps"
 	"net/netip"
+	"os"
 	"slices"
 	"strings"
 	"time"
@@ -125,6 +126,7 @@ type Manager struct {
 	// loaded.
 	kernelReady bool
 	seq         uint64 // orders endpoints by connection
+	dirLock     *os.File
 }
 
 // netState is a network with what this process made of it.
@@ -159,6 +161,22 @@ func New(ctx context.Context, o Options) (*Manager, error) {
 		m.log = slog.New(slog.DiscardHandler)
 	}
 	m.fwd = &forwarder{resolvConf: o.ResolvConf, timeout: forwardTimeout}
+	if err := os.MkdirAll(o.Root, 0o700); err != nil {
+		return nil, fmt.Errorf("network data directory: %w", err)
+	}
+	// Two Managers would rewrite each other's nftables table and hand out
+	// the same addresses.
+	lock, err := lockDir(o.Root)
+	if err != nil {
+		return nil, err
+	}
+	m.dirLock = lock
+	ok := false
+	defer func() {
+		if !ok {
+			lock.Close()
+		}
+	}()
 	stored, err := m.load()
 	if err != nil {
 		return nil, err
@@ -184,6 +202,7 @@ func New(ctx context.Context, o Options) (*Manager, error) {
 		m.add(n)
 	}
 	m.updateSubnets()
+	ok = true
 	return m, nil
 }
 
@@ -532,7 +551,7 @@ func (m *Manager) Close() error {
 	for _, n := range m.nets {
 		m.stopDNS(n)
 	}
-	return nil
+	return m.dirLock.Close()
 }
 
 // updateSubnets tells the DNS forwarder which nameservers are containers.

@@ -63,6 +63,9 @@ func TestPersistence(t *testing.T) {
 			t.Errorf("%s: %+v, %v", name, n, err)
 		}
 	}
+	if _, err := New(ctx, Options{Root: root}); !errors.Is(err, ErrConflict) {
+		t.Errorf("a second Manager on the same directory: %v", err)
+	}
 	front, err := m.Create(ctx, api.NetworkCreateArgs{Name: "front", Labels: map[string]string{"a": "b"}})
 	if err != nil {
 		t.Fatal(err)
@@ -642,6 +645,26 @@ func TestBridgeNetworking(t *testing.T) {
 		if _, err := h.query(t, ep.Gateway, "a.", dns.TypeA, "udp"); err == nil {
 			t.Error("the default bridge has a DNS server")
 		}
+	})
+
+	t.Run("subnet taken by an interface since", func(t *testing.T) {
+		late, err := m.Create(ctx, api.NetworkCreateArgs{Name: "late", Subnet: "172.30.0.0/16"})
+		must(t, err)
+		// This kernel may lack dummy interfaces; a veth pair will do.
+		must(t, netlink.LinkAdd(&netlink.Veth{LinkAttrs: netlink.LinkAttrs{Name: "other0"}, PeerName: "other1"}))
+		defer deleteLink("other0")
+		other, err := netlink.LinkByName("other0")
+		must(t, err)
+		must(t, netlink.AddrAdd(other, &netlink.Addr{IPNet: ipNet(netip.MustParsePrefix("172.30.5.1/24"))}))
+		k := newContainer(t, "k")
+		_, err = m.Connect(ctx, "late", EndpointConfig{ContainerID: k.id, ContainerName: "k", NetNS: k.ns, Interface: "eth0"})
+		if !errors.Is(err, ErrConflict) || !strings.Contains(err.Error(), "other0") {
+			t.Errorf("connect to a network whose subnet an interface took: %v", err)
+		}
+		if linkExists(late.Bridge) {
+			t.Error("made the bridge anyway")
+		}
+		must(t, m.Remove(ctx, "late"))
 	})
 
 	t.Run("internal network", func(t *testing.T) {

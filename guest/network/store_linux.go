@@ -9,20 +9,37 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
+
+	"golang.org/x/sys/unix"
 )
 
 const (
 	fileSuffix = ".json"
 	tmpPrefix  = ".tmp-"
+	lockFile   = "lock"
 )
+
+// lockDir takes dir for this process: the lock goes with the returned
+// file's close, or with the process.
+func lockDir(dir string) (*os.File, error) {
+	f, err := os.OpenFile(filepath.Join(dir, lockFile), os.O_CREATE|os.O_RDWR, 0o600)
+	if err != nil {
+		return nil, fmt.Errorf("network data directory lock: %w", err)
+	}
+	if err := unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB); err != nil {
+		f.Close()
+		if errors.Is(err, unix.EWOULDBLOCK) {
+			return nil, errorf(ErrConflict, "network data directory %s is in use by another network manager", dir)
+		}
+		return nil, fmt.Errorf("network data directory lock: %w", err)
+	}
+	return f, nil
+}
 
 // load reads the stored networks, oldest first. Unreadable files are
 // skipped with a warning: one bad file must not cost the VM all its
 // networks.
 func (m *Manager) load() ([]Network, error) {
-	if err := os.MkdirAll(m.opts.Root, 0o700); err != nil {
-		return nil, fmt.Errorf("network data directory: %w", err)
-	}
 	entries, err := os.ReadDir(m.opts.Root)
 	if err != nil {
 		return nil, fmt.Errorf("network data directory: %w", err)
