@@ -153,9 +153,20 @@ func (r *resolver) reverse(addr netip.Addr) (string, bool) {
 
 // ServeDNS answers one query.
 func (r *resolver) ServeDNS(w dns.ResponseWriter, q *dns.Msg) {
-	if reply := r.answer(q, w.RemoteAddr()); reply != nil {
-		_ = w.WriteMsg(reply)
+	reply := r.answer(q, w.RemoteAddr())
+	if reply == nil {
+		return
 	}
+	if w.RemoteAddr().Network() == "udp" {
+		// Many containers under one alias outgrow a datagram: send what
+		// fits, flagged truncated, for the client to ask again over TCP.
+		size := dns.MinMsgSize
+		if opt := q.IsEdns0(); opt != nil {
+			size = max(size, int(opt.UDPSize()))
+		}
+		reply.Truncate(size)
+	}
+	_ = w.WriteMsg(reply)
 }
 
 // answer builds the reply to q from client; nil sends none.

@@ -207,3 +207,39 @@ func TestParseReverse(t *testing.T) {
 		}
 	}
 }
+
+// fakeWriter is a dns.ResponseWriter that keeps the reply.
+type fakeWriter struct {
+	remote net.Addr
+	reply  *dns.Msg
+}
+
+func (w *fakeWriter) RemoteAddr() net.Addr        { return w.remote }
+func (w *fakeWriter) WriteMsg(m *dns.Msg) error   { w.reply = m; return nil }
+func (w *fakeWriter) LocalAddr() net.Addr         { return &net.UDPAddr{IP: net.IPv4(172, 18, 0, 1), Port: 53} }
+func (w *fakeWriter) Write(b []byte) (int, error) { return len(b), nil }
+func (w *fakeWriter) Close() error                { return nil }
+func (w *fakeWriter) TsigStatus() error           { return nil }
+func (w *fakeWriter) TsigTimersOnly(bool)         {}
+func (w *fakeWriter) Hijack()                     {}
+
+func TestResolverTruncatesOverUDP(t *testing.T) {
+	r := testResolver(t, "")
+	for i := 10; i < 110; i++ {
+		r.add(netip.AddrFrom4([4]byte{172, 18, 1, byte(i)}), []string{"replica-" + string(rune('a'+i%26)), "many"})
+	}
+	w := &fakeWriter{remote: inSubnet}
+	r.ServeDNS(w, query("many.", dns.TypeA))
+	packed, err := w.reply.Pack()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !w.reply.Truncated || len(packed) > dns.MinMsgSize || len(w.reply.Answer) == 0 {
+		t.Errorf("over UDP: truncated %v, %d bytes, %d answers", w.reply.Truncated, len(packed), len(w.reply.Answer))
+	}
+	w = &fakeWriter{remote: &net.TCPAddr{IP: inSubnet.IP, Port: 40000}}
+	r.ServeDNS(w, query("many.", dns.TypeA))
+	if w.reply.Truncated || len(w.reply.Answer) != 100 {
+		t.Errorf("over TCP: truncated %v, %d answers", w.reply.Truncated, len(w.reply.Answer))
+	}
+}

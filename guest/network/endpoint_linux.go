@@ -85,8 +85,12 @@ func (m *Manager) Connect(ctx context.Context, netRef string, c EndpointConfig) 
 	if err != nil {
 		return Endpoint{}, err
 	}
-	if n.Driver != DriverBridge {
+	switch n.Driver {
+	case DriverBridge:
+	case DriverHost:
 		return Endpoint{}, errorf(ErrInvalid, "container cannot be disconnected from host network or connected to host network")
+	default:
+		return Endpoint{}, errorf(ErrInvalid, "container cannot be connected to network %s: it has no endpoints (driver %s)", n.Name, n.Driver)
 	}
 	name := c.ContainerName
 	if name == "" {

@@ -77,9 +77,14 @@ func (m *Manager) bringUp(ctx context.Context, n *netState) error {
 	if err := ensureBridge(n.Bridge, netip.PrefixFrom(n.Gateway, n.Subnet.Bits()), mtuOf(n.Network)); err != nil {
 		return fmt.Errorf("network %s: %w", n.Name, err)
 	}
-	// Endpoints live in memory only, so every veth on the bridge now is
-	// an earlier run's.
-	m.removeStaleVeths(n.Bridge)
+	if len(n.endpoints) == 0 {
+		// Endpoints live in memory only, so every veth on the bridge now
+		// is an earlier run's.
+		m.removeStaleVeths(n.Bridge)
+	} else {
+		// The bridge was made again under live endpoints.
+		m.reattach(n)
+	}
 	n.up = true
 	if err := m.syncRules(); err != nil {
 		n.up = false
@@ -183,6 +188,24 @@ func (m *Manager) removeStaleVeths(bridge string) {
 			if err := netlink.LinkDel(l); err != nil && !isNotFound(err) {
 				m.log.Warn("removing a stale veth", "veth", l.Attrs().Name, "err", err)
 			}
+		}
+	}
+}
+
+// reattach puts n's endpoints' veths on its bridge. Failures cost only
+// those endpoints their network: they are logged.
+func (m *Manager) reattach(n *netState) {
+	br, err := netlink.LinkByName(n.Bridge)
+	if err != nil {
+		return
+	}
+	for _, ep := range n.endpoints {
+		l, err := netlink.LinkByName(ep.HostVeth)
+		if err == nil {
+			err = netlink.LinkSetMaster(l, br)
+		}
+		if err != nil && !isNotFound(err) {
+			m.log.Warn("attaching a veth to a bridge made again", "veth", ep.HostVeth, "bridge", n.Bridge, "err", err)
 		}
 	}
 }

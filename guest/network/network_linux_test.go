@@ -647,6 +647,20 @@ func TestBridgeNetworking(t *testing.T) {
 		}
 	})
 
+	t.Run("bridge deleted behind the Manager's back", func(t *testing.T) {
+		must(t, deleteLink(front.Bridge))
+		r := newContainer(t, "r")
+		r.connect(t, m, "front", EndpointConfig{})
+		if seen, err := dialFrom(t, r.ns, "172.18.0.2:80", 3*time.Second); err != nil {
+			t.Errorf("r to a on the bridge made again: %v %v", err, seen)
+		}
+		resp, err := r.query(t, front.Gateway, "a.", dns.TypeA, "udp")
+		if err != nil || !slices.Equal(answersA(resp), []string{"172.18.0.2"}) {
+			t.Errorf("DNS on the bridge made again: %v %v", resp, err)
+		}
+		must(t, m.Disconnect(ctx, "front", r.id))
+	})
+
 	t.Run("subnet taken by an interface since", func(t *testing.T) {
 		late, err := m.Create(ctx, api.NetworkCreateArgs{Name: "late", Subnet: "172.30.0.0/16"})
 		must(t, err)
