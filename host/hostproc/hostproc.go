@@ -103,8 +103,15 @@ func Run(ctx context.Context, o Options) (err error) {
 	}()
 	log.Info("hypervisor running", "pid", vm.Pid(), "accelerator", vm.Accelerator())
 
+	published, err := newPorts(vm, log)
+	if err != nil {
+		vm.Kill()
+		<-exited
+		return err
+	}
+	defer published.close()
 	bctx, cancel := context.WithTimeout(ctx, o.BootTimeout)
-	agent, err := connectAgent(bctx, vm, keys, exited)
+	agent, err := connectAgent(bctx, vm, keys, exited, published.serve)
 	cancel()
 	if err != nil {
 		vm.Kill()
@@ -116,6 +123,11 @@ func Run(ctx context.Context, o Options) (err error) {
 	}
 	defer agent.Close()
 	log.Info("agent connected", "after", time.Since(started).Round(time.Millisecond))
+	// Before the CLI can reach the agent: a container started at once
+	// publishes its ports through this registration.
+	if err := published.register(agent.SSH()); err != nil {
+		log.Warn("published ports will not work", "err", err)
+	}
 
 	os.Remove(socket)
 	ln, err := net.Listen("unix", socket)
@@ -133,6 +145,7 @@ func Run(ctx context.Context, o Options) (err error) {
 	stopReqs := make(chan time.Duration, 4)
 	relay := NewRelay(keys.Host, keys.ClientPublic, agent.SSH())
 	relay.Admit = mon.admit
+	relay.Stats = hostStats
 	relay.Stop = func(timeout time.Duration) {
 		select {
 		case stopReqs <- timeout:
@@ -181,7 +194,8 @@ func Run(ctx context.Context, o Options) (err error) {
 }
 
 // connectAgent dials the agent until it answers the SSH handshake and a ping.
-func connectAgent(ctx context.Context, vm driver.VM, keys *instance.Keys, exited <-chan struct{}) (*sshclient.Client, error) {
+// serve answers the agent's own requests (published ports).
+func connectAgent(ctx context.Context, vm driver.VM, keys *instance.Keys, exited <-chan struct{}, serve sshclient.GlobalRequestHandler) (*sshclient.Client, error) {
 	type result struct {
 		c   *sshclient.Client
 		err error
@@ -193,7 +207,7 @@ func connectAgent(ctx context.Context, vm driver.VM, keys *instance.Keys, exited
 			res <- result{err: err}
 			return
 		}
-		c, err := sshclient.New(conn, keys)
+		c, err := sshclient.NewServing(conn, keys, serve)
 		if err != nil {
 			conn.Close()
 			res <- result{err: err}

@@ -35,9 +35,11 @@ func pass(dst, src net.Conn) error {
 	if cw, ok := dst.(interface{ CloseWrite() error }); ok {
 		return cw.CloseWrite()
 	}
-	// A stream that cannot half-close ends whole: the peer would
-	// otherwise wait for an EOF that never comes.
-	return errors.New("no half-close")
+	// A stream that cannot half-close (vz's vsock connection hides its
+	// socket) keeps the other direction going: a server that answers
+	// before its client's EOF still works, and the end of that direction
+	// closes both.
+	return nil
 }
 
 // udpIdle is how long a UDP flow lives without a datagram either way, as
