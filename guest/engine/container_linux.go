@@ -31,6 +31,11 @@ type record struct {
 	User       string    `json:"user,omitempty"`
 	Hostname   string    `json:"hostname"`
 	State      api.State `json:"state"`
+	// Networks are the networks the container joins at start; the first
+	// carries its default route and published ports.
+	Networks []netAttachment `json:"networks,omitempty"`
+	// ImageExposedPorts are the image's EXPOSE entries ("80/tcp").
+	ImageExposedPorts []string `json:"imageExposedPorts,omitempty"`
 }
 
 const (
@@ -52,6 +57,7 @@ type managedContainer struct {
 	rc  *container.Container // set while running
 	cur *run                 // set while running
 	log *logWriter           // set while running
+	net *netSetup            // set while running
 	// next is the run the next Start makes: Wait("next-exit") and Attach
 	// before a start wait on it.
 	next *run

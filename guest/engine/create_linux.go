@@ -3,8 +3,10 @@ package engine
 import (
 	"context"
 	"fmt"
+	"net/netip"
 	"os"
 	"regexp"
+	"strings"
 	"time"
 
 	"github.com/vmbox/vmbox/guest/api"
@@ -27,10 +29,6 @@ func (e *Engine) Create(ctx context.Context, cfg api.ContainerConfig, pull PullO
 	if name != "" && !validName.MatchString(name) {
 		return api.CreateReply{}, fmt.Errorf("%w: invalid container name %q, only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed", ErrInvalid, cfg.Name)
 	}
-	network, err := networkMode(cfg.NetworkMode)
-	if err != nil {
-		return api.CreateReply{}, err
-	}
 	if cfg.Memory < 0 || cfg.NanoCPUs < 0 || cfg.PidsLimit < 0 {
 		return api.CreateReply{}, fmt.Errorf("%w: negative resource limit", ErrInvalid)
 	}
@@ -44,7 +42,21 @@ func (e *Engine) Create(ctx context.Context, cfg api.ContainerConfig, pull PullO
 
 	rec := record{Config: cfg, ImageID: img.ID, Layers: img.Layers, Created: time.Now().UTC()}
 	rec.Config.Name = name
-	rec.Config.NetworkMode = network
+	rec.ImageExposedPorts = img.Config.ExposedPorts
+	warnings, err := e.resolveNetworkMode(cfg, &rec)
+	if err != nil {
+		return api.CreateReply{}, err
+	}
+	for _, h := range cfg.ExtraHosts {
+		if name, ip, ok := strings.Cut(h, ":"); !ok || name == "" || (ip != "host-gateway" && !validIP(ip)) {
+			return api.CreateReply{}, fmt.Errorf("%w: invalid extra host %q: want name:ip", ErrInvalid, h)
+		}
+	}
+	for _, s := range cfg.DNS {
+		if !validIP(s) {
+			return api.CreateReply{}, fmt.Errorf("%w: %q is not an IP address (--dns)", ErrInvalid, s)
+		}
+	}
 	rec.Entrypoint = img.Config.Entrypoint
 	if cfg.EntrypointSet || cfg.Entrypoint != nil {
 		rec.Entrypoint = cfg.Entrypoint
@@ -110,7 +122,10 @@ func (e *Engine) Create(ctx context.Context, cfg api.ContainerConfig, pull PullO
 		os.RemoveAll(c.dir)
 		return api.CreateReply{}, fmt.Errorf("create container: %w", err)
 	}
-	return api.CreateReply{ID: rec.ID, Warnings: []string{}}, nil
+	if warnings == nil {
+		warnings = []string{}
+	}
+	return api.CreateReply{ID: rec.ID, Warnings: warnings}, nil
 }
 
 func stripSlash(s string) string {
@@ -120,14 +135,7 @@ func stripSlash(s string) string {
 	return s
 }
 
-func networkMode(m string) (string, error) {
-	switch m {
-	case "", "none", "default", "bridge":
-		// Containers have no network beyond loopback yet; Docker's default
-		// mode names fall back to that.
-		return container.NetworkNone, nil
-	case "host":
-		return container.NetworkHost, nil
-	}
-	return "", fmt.Errorf("%w: network mode %q is not supported (none or host)", ErrInvalid, m)
+func validIP(s string) bool {
+	_, err := netip.ParseAddr(s)
+	return err == nil
 }

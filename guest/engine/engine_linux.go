@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"sort"
@@ -18,6 +19,7 @@ import (
 	"github.com/vmbox/vmbox/guest/api"
 	"github.com/vmbox/vmbox/guest/container"
 	"github.com/vmbox/vmbox/guest/image"
+	"github.com/vmbox/vmbox/guest/network"
 )
 
 // Images is what the engine needs from the image store (*image.Store).
@@ -36,6 +38,8 @@ var (
 	ErrConflict        = errors.New("conflict")                 // 409
 	ErrNotRunning      = errors.New("container is not running") // 304 for stop, 409 otherwise
 	ErrInvalid         = errors.New("invalid argument")         // 400
+	ErrNotFound        = errors.New("not found")                // 404: networks
+	ErrForbidden       = errors.New("forbidden")                // 403: the predefined networks
 	ErrClosed          = errors.New("engine closed")
 )
 
@@ -50,6 +54,18 @@ type Options struct {
 	// PullOptions add their credentials and insecure registries, and its
 	// Platform is replaced by the container's.
 	Pull image.PullOptions
+	// Networks gives containers Docker's networks, the default bridge
+	// when they ask for none in particular. Without it containers get
+	// loopback only unless they ask for the host's network.
+	Networks *network.Manager
+	// Ports publishes containers' ports; without it -p is refused.
+	Ports PortPublisher
+	// HostAddr is the host as containers reach it: their /etc/hosts
+	// names it host.vmbox.internal and host.docker.internal.
+	HostAddr netip.Addr
+	// ResolvConf is the VM's resolver configuration, which containers
+	// not on a user network copy; /etc/resolv.conf when empty.
+	ResolvConf string
 	// Runtime configures the container runtime. Its CgroupParent defaults
 	// to "vmbox"; one engine owns its cgroup parent.
 	Runtime container.Options

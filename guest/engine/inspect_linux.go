@@ -2,6 +2,7 @@ package engine
 
 import (
 	"fmt"
+	"path/filepath"
 	"sort"
 	"strings"
 	"time"
@@ -24,19 +25,22 @@ func (e *Engine) List(all bool) []api.ContainerSummary {
 	for _, c := range cs {
 		c.mu.Lock()
 		rec := c.rec
+		ports, networks := c.portSummaries(), c.networkNames()
 		c.mu.Unlock()
 		if !all && rec.State.Status != statusRunning {
 			continue
 		}
 		out = append(out, api.ContainerSummary{
-			ID:      rec.ID,
-			Names:   []string{"/" + rec.Name},
-			Image:   rec.Config.Image,
-			ImageID: rec.ImageID,
-			Command: command(rec.Path, rec.Args),
-			Created: rec.Created.Unix(),
-			State:   rec.State.Status,
-			Status:  statusText(rec.State, now),
+			ID:       rec.ID,
+			Names:    []string{"/" + rec.Name},
+			Image:    rec.Config.Image,
+			ImageID:  rec.ImageID,
+			Command:  command(rec.Path, rec.Args),
+			Created:  rec.Created.Unix(),
+			State:    rec.State.Status,
+			Status:   statusText(rec.State, now),
+			Ports:    ports,
+			Networks: networks,
 		})
 	}
 	sort.Slice(out, func(i, j int) bool {
@@ -94,5 +98,10 @@ func (e *Engine) Inspect(ref string) (api.ContainerInspect, error) {
 		Image:   rec.ImageID,
 		Config:  cfg,
 		LogPath: c.logPath(),
+
+		HostnamePath:    filepath.Join(c.dir, hostnameFile),
+		HostsPath:       filepath.Join(c.dir, hostsFile),
+		ResolvConfPath:  filepath.Join(c.dir, resolvConfFile),
+		NetworkSettings: c.networkSettings(),
 	}, nil
 }

@@ -64,7 +64,14 @@ func (e *Engine) Start(ctx context.Context, ref string) error {
 		c.mu.Unlock()
 		return fmt.Errorf("open container log: %w", err)
 	}
-	rc, err := e.rt.Start(ctx, c.spec())
+	spec := c.spec()
+	var rc *container.Container
+	ns, err := e.prepareNetwork(c, spec)
+	if err == nil {
+		if rc, err = e.rt.Start(ctx, spec); err != nil {
+			ns.undo()
+		}
+	}
 	if err != nil {
 		lw.close()
 		code := container.ExitCode(err)
@@ -92,6 +99,7 @@ func (e *Engine) Start(ctx context.Context, ref string) error {
 	r.rc = rc
 	c.rc, c.cur = rc, r
 	c.log = lw
+	c.net = ns
 	c.next = newRun()
 	c.monitorDone = make(chan struct{})
 	c.rec.State = api.State{
@@ -155,8 +163,11 @@ func (c *managedContainer) monitor(r *run, lw *logWriter, done chan struct{}) {
 		r.rc.Stdin.Close()
 	}
 	c.mu.Lock()
+	// Ports and addresses go before the exit is told: a caller that saw
+	// the container stop may publish the same port again.
+	c.net.undo()
 	lw.close()
-	c.rc, c.cur, c.log = nil, nil, nil
+	c.rc, c.cur, c.log, c.net = nil, nil, nil, nil
 	st := &c.rec.State
 	st.Status, st.Running, st.Pid = statusExited, false, 0
 	st.ExitCode, st.OOMKilled = exit.Code, exit.OOMKilled
