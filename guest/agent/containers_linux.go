@@ -108,8 +108,11 @@ func (o *containerOps) Serve(ctx context.Context, s *Session) int {
 		return o.inspect(s)
 	case api.OpPull, api.OpImages, api.OpRmi, api.OpLoad, api.OpSave:
 		return o.serveImageOp(ctx, s)
+	case api.OpNetworkCreate, api.OpNetworkList, api.OpNetworkInspect, api.OpNetworkRemove,
+		api.OpNetworkConnect, api.OpNetworkDisconnect, api.OpNetworkPrune:
+		return o.serveNetworkOp(ctx, s)
 	}
-	return fail(s, fmt.Errorf("unknown operation %q", s.Request.Op))
+	return fail(s, errUnknownOp(s.Request.Op))
 }
 
 // answer decodes the arguments into args, runs op and writes its answer
@@ -231,6 +234,8 @@ func textProgress(w io.Writer, ref string) func(api.PullProgress) {
 		}
 	}
 }
+
+func errUnknownOp(op string) error { return fmt.Errorf("unknown operation %q", op) }
 
 func oneLine(err error) string {
 	return strings.ReplaceAll(strings.TrimSpace(err.Error()), "\n", " ")

@@ -13,6 +13,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/vmbox/vmbox/guest/api"
 	"github.com/vmbox/vmbox/guest/api/vmconfig"
 	"github.com/vmbox/vmbox/guest/boot"
 )
@@ -51,7 +52,8 @@ func runGuest(log *slog.Logger) error {
 	}()
 	// The data disk may still be formatting; operations that need the
 	// engine wait for it, the others (version, shell) do not.
-	closeEngine, err := a.openGuestEngine(ctx, sys)
+	ports := newHostPorts(log)
+	closeEngine, err := a.openGuestEngine(ctx, sys, ports)
 	if err != nil {
 		return err
 	}
@@ -67,9 +69,23 @@ func runGuest(log *slog.Logger) error {
 		}
 	}
 
+	srv.ForwardHost = ports.register
 	go func() {
-		if err := serveHost(ctx, sys, cfg.Agent, srv); err != nil {
+		l, err := listenHost(ctx, sys, cfg.Agent, cfg.Agent.Port)
+		if err == nil {
+			err = srv.Serve(ctx, l)
+		}
+		if err != nil {
 			log.Error("serve the host", "transport", cfg.Agent.Transport, "err", err)
+		}
+	}()
+	go func() {
+		l, err := listenHost(ctx, sys, cfg.Agent, api.ForwardPort)
+		if err == nil {
+			err = ports.serve(ctx, l)
+		}
+		if err != nil {
+			log.Error("serve forwarded ports", "transport", cfg.Agent.Transport, "err", err)
 		}
 	}()
 	// Inside the guest, the same protocol on a Unix socket, with the same

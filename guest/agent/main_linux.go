@@ -43,6 +43,9 @@ type LocalOptions struct {
 	HostKey       string // private key file the agent presents
 	AuthorizedKey string // public key file (authorized_keys line) of the one client admitted
 	DataDir       string // engine state
+	// Networks gives containers Docker's networks on this machine: a
+	// bridge, NAT rules and published ports on its own addresses.
+	Networks bool
 }
 
 func runLocal(args []string, log *slog.Logger) error {
@@ -52,6 +55,7 @@ func runLocal(args []string, log *slog.Logger) error {
 	fs.StringVar(&o.HostKey, "host-key", "", "SSH host private key file")
 	fs.StringVar(&o.AuthorizedKey, "authorized-key", "", "public key file of the client to admit")
 	fs.StringVar(&o.DataDir, "data-dir", "/var/lib/vmbox", "engine state directory")
+	fs.BoolVar(&o.Networks, "networks", false, "give containers Docker's networks on this machine (bridge, NAT, published ports); without it they get loopback only")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -76,7 +80,16 @@ func ServeLocal(ctx context.Context, o LocalOptions, log *slog.Logger) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	a := &Agent{Log: log, Shutdown: cancel}
-	closeEngine, err := a.openEngine(ctx, o.DataDir)
+	var net engineNetwork
+	if o.Networks {
+		fwd, err := newLocalPorts(ctx, log)
+		if err != nil {
+			return err
+		}
+		defer fwd.Close()
+		net = engineNetwork{containers: true, ports: fwd}
+	}
+	closeEngine, err := a.openEngine(ctx, o.DataDir, net)
 	if err != nil {
 		return err
 	}

@@ -3,21 +3,23 @@ package agent
 import (
 	"context"
 	"fmt"
+	"net/netip"
 	"path/filepath"
 
 	"github.com/vmbox/vmbox/guest/api/vmconfig"
 	"github.com/vmbox/vmbox/guest/boot"
 	"github.com/vmbox/vmbox/guest/engine"
 	"github.com/vmbox/vmbox/guest/image"
+	"github.com/vmbox/vmbox/guest/network"
 )
 
 // openEngine opens the image store and the container engine on dataDir
 // and makes them serve the container operations. It returns what closes
 // them.
-func (a *Agent) openEngine(ctx context.Context, dataDir string) (func(), error) {
+func (a *Agent) openEngine(ctx context.Context, dataDir string, net engineNetwork) (func(), error) {
 	ready := make(chan struct{})
 	ops := &containerOps{ready: ready, openErr: new(error)}
-	closeFn, err := ops.open(dataDir)
+	closeFn, err := ops.open(dataDir, net)
 	close(ready)
 	if err != nil {
 		return nil, err
@@ -28,7 +30,7 @@ func (a *Agent) openEngine(ctx context.Context, dataDir string) (func(), error) 
 
 // openGuestEngine opens the engine once the data disk is mounted, without
 // holding up the operations that do not need it.
-func (a *Agent) openGuestEngine(ctx context.Context, sys *boot.System) (func(), error) {
+func (a *Agent) openGuestEngine(ctx context.Context, sys *boot.System, ports engine.PortPublisher) (func(), error) {
 	ready := make(chan struct{})
 	ops := &containerOps{ready: ready, openErr: new(error)}
 	a.Containers = ops
@@ -42,7 +44,8 @@ func (a *Agent) openGuestEngine(ctx context.Context, sys *boot.System) (func(), 
 		}
 		// Pulls need the network; it is static or a quick DHCP lease, so
 		// waiting here costs little and spares every pull its own wait.
-		if _, err := sys.WaitNetwork(ctx); err != nil {
+		st, err := sys.WaitNetwork(ctx)
+		if err != nil {
 			a.Log.Warn("network", "err", err)
 		}
 		if err := sys.Modules.EnsureModule(ctx, "overlay"); err != nil {
@@ -50,7 +53,9 @@ func (a *Agent) openGuestEngine(ctx context.Context, sys *boot.System) (func(), 
 			closed <- func() {}
 			return
 		}
-		fn, err := ops.open(vmconfig.DataMountPoint)
+		fn, err := ops.open(vmconfig.DataMountPoint, engineNetwork{
+			containers: true, hostAddr: st.Gateway, ports: ports, loadModule: sys.Modules.EnsureModule,
+		})
 		*ops.openErr = err
 		if fn == nil {
 			fn = func() {}
@@ -66,19 +71,48 @@ func (a *Agent) openGuestEngine(ctx context.Context, sys *boot.System) (func(), 
 	}, nil
 }
 
-func (o *containerOps) open(dataDir string) (func(), error) {
+// engineNetwork is how the engine's containers are networked.
+type engineNetwork struct {
+	// containers gives containers Docker's networks (a bridge by
+	// default); without it they get loopback only unless they ask for
+	// the host's network.
+	containers bool
+	hostAddr   netip.Addr
+	ports      engine.PortPublisher
+	loadModule func(ctx context.Context, name string) error
+}
+
+func (o *containerOps) open(dataDir string, net engineNetwork) (func(), error) {
 	images, err := image.Open(filepath.Join(dataDir, "images"))
 	if err != nil {
 		return nil, err
 	}
-	eng, err := engine.New(engine.Options{Root: filepath.Join(dataDir, "engine"), Images: images})
+	opts := engine.Options{Root: filepath.Join(dataDir, "engine"), Images: images, Ports: net.ports, HostAddr: net.hostAddr}
+	var networks *network.Manager
+	if net.containers {
+		networks, err = network.New(context.Background(), network.Options{
+			Root: filepath.Join(dataDir, "networks"), HostAddr: net.hostAddr, LoadModule: net.loadModule,
+		})
+		if err != nil {
+			images.Close()
+			return nil, fmt.Errorf("networks: %w", err)
+		}
+		opts.Networks = networks
+	}
+	eng, err := engine.New(opts)
 	if err != nil {
+		if networks != nil {
+			networks.Close()
+		}
 		images.Close()
 		return nil, err
 	}
 	o.eng, o.images = eng, images
 	return func() {
 		eng.Close()
+		if networks != nil {
+			networks.Close()
+		}
 		images.Close()
 	}, nil
 }

@@ -49,6 +49,10 @@ type Server struct {
 
 	firstClient     chan struct{} // closed at the first connection
 	firstClientOnce sync.Once
+
+	// ForwardHost, when set, serves sshproto.ReqForwardHost: conn is the
+	// host process's connection, which publishes containers' ports.
+	ForwardHost func(conn ssh.Conn, payload []byte) error
 }
 
 // NewServer makes a server that presents hostKey and admits only clients
@@ -70,9 +74,20 @@ type ClockSetter interface {
 
 // serveGlobalRequests answers the connection-level requests of the
 // protocol: pings (with the guest's clock) and clock settings.
-func (s *Server) serveGlobalRequests(reqs <-chan *ssh.Request) {
+func (s *Server) serveGlobalRequests(conn ssh.Conn, reqs <-chan *ssh.Request) {
 	for req := range reqs {
 		switch req.Type {
+		case sshproto.ReqForwardHost:
+			if s.ForwardHost == nil {
+				req.Reply(false, nil)
+				continue
+			}
+			if err := s.ForwardHost(conn, req.Payload); err != nil {
+				s.log.Warn("forward host", "err", err)
+				req.Reply(false, nil)
+				continue
+			}
+			req.Reply(true, nil)
 		case sshproto.ReqPing:
 			req.Reply(true, ssh.Marshal(sshproto.NewClock(time.Now())))
 		case sshproto.ReqSetTime:
@@ -112,7 +127,7 @@ func (s *Server) ServeConn(ctx context.Context, c net.Conn) {
 		return
 	}
 	defer conn.Close()
-	go s.serveGlobalRequests(reqs)
+	go s.serveGlobalRequests(conn, reqs)
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	go func() {

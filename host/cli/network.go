@@ -3,6 +3,7 @@ package cli
 import (
 	"bufio"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net/netip"
@@ -310,9 +311,16 @@ func (a *app) networkRemoveCommand() *cobra.Command {
 		Short:   "Remove networks",
 		Args:    cobra.MinimumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			return a.forEachNamed(cmd.Context(), args, func(cl *sshclient.Client, name string) error {
+			err := a.forEachNamed(cmd.Context(), args, func(cl *sshclient.Client, name string) error {
 				return cl.Call(cmd.Context(), api.OpNetworkRemove, api.NamesArgs{Names: []string{name}}, nil)
 			})
+			// A network that is unknown or in use is an engine refusal,
+			// as every other network command reports it.
+			var exit *ExitError
+			if errors.As(err, &exit) && exit.Code == 1 {
+				exit.Code = 125
+			}
+			return err
 		},
 	}
 }
