@@ -12,6 +12,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -600,6 +601,18 @@ func TestRestartShowsExited(t *testing.T) {
 	self, _ := os.Executable()
 	cmd := exec.Command(self, "-test.run=^$")
 	cmd.Env = append(os.Environ(), crashEnv+"="+root+"|"+imgDir+"|"+parent)
+	// The engine host is the init of a PID namespace of its own, as if it
+	// were the machine's: the kernel kills everything it started when it
+	// dies and lets it be reaped only once all of that is gone. Otherwise
+	// its processes outlive the Wait below, among them a helper it was
+	// forking when killed (it warms the next one as soon as a start
+	// returns): cloned but not yet exec'd, that child holds a copy of the
+	// host's descriptor table, the image store's lock included, until it
+	// execs or dies, both of which first tear down the host's address
+	// space (shared until exec), and the store would be "in use" when
+	// reopened. (The host does not use /proc/<pid> paths, which would name
+	// other processes than its own from this namespace.)
+	cmd.SysProcAttr = &syscall.SysProcAttr{Cloneflags: syscall.CLONE_NEWPID}
 	out, err := cmd.StdoutPipe()
 	if err != nil {
 		t.Fatal(err)
