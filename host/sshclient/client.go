@@ -62,15 +62,15 @@ func NewServing(c net.Conn, keys *instance.Keys, serve GlobalRequestHandler) (*C
 		return nil, fmt.Errorf("ssh handshake with agent: %w", err)
 	}
 	if serve != nil {
-		go func() {
-			for req := range reqs {
+		go func(incoming <-chan *ssh.Request) {
+			for req := range incoming {
 				ok, payload := serve(req)
 				if req.WantReply {
 					req.Reply(ok, payload)
 				}
 			}
-		}()
-		reqs = nil
+		}(reqs)
+		reqs = nil // ours, not the Client's to discard
 	}
 	return &Client{conn: ssh.NewClient(sc, chans, reqs), firstAnswer: FirstAnswerLimit}, nil
 }

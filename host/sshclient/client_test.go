@@ -131,3 +131,73 @@ func TestUnacknowledgedSignalEndsTheWait(t *testing.T) {
 		t.Fatalf("gave up after %s, want about %s", took, SignalLimit)
 	}
 }
+
+// TestNewServingAnswersTheAgent checks that the agent's own requests reach
+// the handler, in order, and that its replies go back.
+func TestNewServingAnswersTheAgent(t *testing.T) {
+	inst, err := instance.Store{Root: t.TempDir()}.Create(instance.Config{Name: "t", Arch: "amd64", CPUs: 1, MemoryMiB: 512, DiskGiB: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	keys, err := inst.Keys()
+	if err != nil {
+		t.Fatal(err)
+	}
+	// A real socket: net.Pipe is unbuffered, and both sides of an SSH
+	// handshake write their version line before reading.
+	l, err := net.Listen("unix", filepath.Join(t.TempDir(), "agent.sock"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	hostSide, err := net.Dial("unix", l.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	agentSide, err := l.Accept()
+	if err != nil {
+		t.Fatal(err)
+	}
+	type answer struct {
+		ok      bool
+		payload string
+		err     error
+	}
+	answers := make(chan answer, 1)
+	go func() {
+		conn, chans, reqs, err := ssh.NewServerConn(agentSide, sshproto.ServerConfig(keys.Host, keys.ClientPublic))
+		if err != nil {
+			answers <- answer{err: err}
+			return
+		}
+		go ssh.DiscardRequests(reqs)
+		go func() {
+			for nc := range chans {
+				nc.Reject(ssh.Prohibited, "")
+			}
+		}()
+		conn.SendRequest("first@test", false, nil)
+		ok, payload, err := conn.SendRequest("second@test", true, []byte("ping"))
+		answers <- answer{ok, string(payload), err}
+	}()
+	seen := make(chan string, 2)
+	c, err := NewServing(hostSide, keys, func(req *ssh.Request) (bool, []byte) {
+		seen <- req.Type
+		return req.Type == "second@test", append([]byte("pong:"), req.Payload...)
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	select {
+	case a := <-answers:
+		if a.err != nil || !a.ok || a.payload != "pong:ping" {
+			t.Fatalf("the agent got %+v", a)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("the agent's request was never answered")
+	}
+	if first, second := <-seen, <-seen; first != "first@test" || second != "second@test" {
+		t.Errorf("handler saw %s then %s", first, second)
+	}
+}
