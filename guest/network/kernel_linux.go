@@ -352,9 +352,11 @@ func plumb(n *netState, c EndpointConfig, ep *Endpoint) error {
 // configureInside gives the container's side its address, brings it and
 // loopback up, and routes the default through the gateway when asked.
 func configureInside(ns netns.NsHandle, c EndpointConfig, ep *Endpoint, internal bool) error {
-	h, err := netlink.NewHandleAt(ns)
+	// Routing only: with no family named, netlink also opens XFRM and
+	// netfilter sockets, which a kernel without those modules refuses.
+	h, err := netlink.NewHandleAt(ns, unix.NETLINK_ROUTE)
 	if err != nil {
-		return err
+		return fmt.Errorf("netlink: %w", err)
 	}
 	defer h.Close()
 	link, err := h.LinkByName(c.Interface)
