@@ -9,6 +9,7 @@ import (
 	"testing"
 
 	"github.com/vmbox/vmbox/guest/api"
+	"github.com/vmbox/vmbox/guest/container"
 	"github.com/vmbox/vmbox/guest/network"
 )
 
@@ -125,5 +126,19 @@ func TestWriteFileInPlaceKeepsTheInode(t *testing.T) {
 	}
 	if b, _ := os.ReadFile(p); string(b) != "two\n" {
 		t.Fatalf("content %q", b)
+	}
+}
+
+func TestRuntimeNetworkMode(t *testing.T) {
+	for _, tc := range []struct{ mode, want string }{
+		{"host", container.NetworkHost},
+		{"none", container.NetworkNone},
+		{"bridge", container.NetworkNone},
+		{"app", container.NetworkNone},
+		{"container:0123abcd", container.NetworkNone},
+	} {
+		if got := runtimeNetworkMode(tc.mode); got != tc.want {
+			t.Errorf("runtimeNetworkMode(%q) = %q, want %q", tc.mode, got, tc.want)
+		}
 	}
 }

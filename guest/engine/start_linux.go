@@ -144,11 +144,22 @@ func (c *managedContainer) spec() *container.Spec {
 		Tty:         cfg.Tty,
 		ConsoleSize: api.ConsoleTermSize(cfg.ConsoleSize),
 		OpenStdin:   cfg.OpenStdin,
-		NetworkMode: cfg.NetworkMode,
+		NetworkMode: runtimeNetworkMode(cfg.NetworkMode),
 		Privileged:  cfg.Privileged,
 		ReadOnly:    cfg.ReadOnly,
 		Resources:   container.Resources{Memory: cfg.Memory, NanoCPUs: cfg.NanoCPUs, PidsLimit: cfg.PidsLimit},
 	}
+}
+
+// runtimeNetworkMode is what the runtime needs of a network mode: the
+// host's namespace, or one of the container's own. Bridge, user networks
+// and container: are wired into that namespace by the engine (the Prepare
+// hook, or NetNS), not by the runtime.
+func runtimeNetworkMode(mode string) string {
+	if mode == container.NetworkHost {
+		return container.NetworkHost
+	}
+	return container.NetworkNone
 }
 
 // monitor records the run's exit once the process is gone and its output
