@@ -5,7 +5,9 @@
 # throughput >= 0.9x plain TCP over the same user networking, RSS back
 # within 150 MB of idle 30 s after a 1 GiB allocation is freed, version
 # <= 50 ms, run --rm true <= 1.0x crun and 0.5x runc, pull+unpack <= 0.3x
-# skopeo+umoci, host hop <= 20 ms. Numbers under TCG depend on the
+# skopeo+umoci, host hop <= 20 ms, published-port throughput >= 0.8x plain
+# TCP over the same user networking, run -d with 100 published ports
+# < 2 s. Numbers under TCG depend on the
 # machine's load: compare ratios taken in the same run.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -22,4 +24,6 @@ bench ./guest/container/ 'BenchmarkCompare$' 1x
 bench ./guest/engine/ 'BenchmarkCompare' 1x
 bench ./guest/image/ 'BenchmarkPullUnpack|BenchmarkSkopeoUmoci' 10x
 bench ./hack/e2e/ 'BenchmarkRunHostHop|BenchmarkFirstRun'
+bench ./hack/e2e/ 'BenchmarkPublishedPort'
+bench ./internal/portfwd/ '.' 1s
 echo "results in $out"

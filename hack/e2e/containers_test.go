@@ -20,6 +20,8 @@ type target struct {
 	e    *env
 	args []string // global flags that select the target
 	reg  string   // the registry as the engine reaches it
+	// hostReg is the registry as this process reaches it (for pushes).
+	hostReg string
 }
 
 func (tg *target) run(args ...string) result {
@@ -86,6 +88,7 @@ func localAgent(t *testing.T) *target {
 func TestContainersLocalAgent(t *testing.T) {
 	tg := localAgent(t)
 	tg.reg = pushTestImages(t)
+	tg.hostReg = tg.reg
 	containerCases(t, tg)
 }
 

@@ -28,12 +28,13 @@ func vmTarget(t *testing.T, name string) (*target, string) {
 	e.extra = append(e.extra, "VMBOX_INSTANCE="+name)
 	e.must("start", "--memory", "1GiB", "--disk", "4GiB")
 	port := reg[strings.LastIndex(reg, ":")+1:]
-	return &target{e: e, reg: "host.vmbox.internal:" + port}, reg
+	return &target{e: e, reg: "host.vmbox.internal:" + port, hostReg: reg}, reg
 }
 
 func TestContainersThroughVM(t *testing.T) {
 	tg, _ := vmTarget(t, "ctr")
 	containerCases(t, tg)
+	networkCases(t, tg, "ctr")
 
 	t.Run("image cache survives stop and start", func(t *testing.T) {
 		tg.e.must("stop")
@@ -45,6 +46,24 @@ func TestContainersThroughVM(t *testing.T) {
 		if r.stdout != "cached\n" || strings.Contains(r.stderr, "Unable to find") {
 			t.Fatalf("run after restart: %s", r)
 		}
+	})
+	t.Run("a published container started again after a VM restart serves again", func(t *testing.T) {
+		restartedPortCases(t, tg)
+	})
+	t.Run("networks survive a VM restart", func(t *testing.T) {
+		if r := tg.run("network", "create", "--subnet", "172.29.0.0/16", "kept"); r.code != 0 {
+			t.Fatalf("network create: %s", r)
+		}
+		tg.e.must("stop")
+		tg.e.must("start")
+		r := tg.run("network", "inspect", "kept")
+		if r.code != 0 || !strings.Contains(r.stdout, "172.29.0.0/16") {
+			t.Fatalf("network inspect after restart: %s", r)
+		}
+		if r := tg.run("run", "--rm", "--network", "kept", tg.reg+"/busybox", "true"); r.code != 0 {
+			t.Fatalf("run on the kept network: %s", r)
+		}
+		tg.run("network", "rm", "kept")
 	})
 	t.Run("run -it through a terminal", func(t *testing.T) {
 		out, code := runInPTY(t, tg.e, 30, 100, "stty size; tty; exit 5\n", "run", "-it", "--rm", tg.reg+"/busybox", "sh")
