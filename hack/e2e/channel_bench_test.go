@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -98,39 +99,49 @@ func freeLoopbackPort(b *testing.B) int {
 
 // ncTransfer runs listener (busybox nc) in the guest and times moving
 // channelBytes through the forwarded port: to the guest when up, else from
-// it. slirp accepts a forwarded connection before the guest listens, so
-// the listener gets a second to start before the clock runs, and the host
-// retries should it still have been early.
+// it.
 func ncTransfer(ctx context.Context, b *testing.B, e *env, name string, port int, listener string, up bool) time.Duration {
 	b.Helper()
 	guest := e.cmd(ctx, "shell", "--name", name, "--", "sh", "-c", listener)
+	return timedTransfer(ctx, b, guest, fmt.Sprintf("127.0.0.1:%d", port), "guest", up)
+}
+
+// timedTransfer starts listener, a command whose nc listens behind addr and,
+// when up, prints the number of bytes it received, and times moving
+// channelBytes through addr: to the listener when up, else from it. A
+// forwarder (slirp, a published port) may accept a connection before the
+// listener listens, so the listener gets a second before the clock runs
+// and a transfer that moved nothing is tried again.
+func timedTransfer(ctx context.Context, b *testing.B, listener *exec.Cmd, addr, what string, up bool) time.Duration {
+	b.Helper()
 	var received syncBuffer
-	guest.Stdout = &received
-	if err := guest.Start(); err != nil {
+	listener.Stdout = &received
+	if err := listener.Start(); err != nil {
 		b.Fatal(err)
 	}
 	done := make(chan error, 1)
-	go func() { done <- guest.Wait() }()
+	go func() { done <- listener.Wait() }()
 	time.Sleep(time.Second)
-	start := time.Now()
-	for attempt := 0; attempt < 50; attempt++ {
-		c, err := net.Dial("tcp", fmt.Sprintf("127.0.0.1:%d", port))
+	for attempt := 0; attempt < 300; attempt++ {
+		c, err := net.Dial("tcp", addr)
 		if err != nil {
-			b.Fatal(err)
+			time.Sleep(100 * time.Millisecond)
+			continue
 		}
+		start := time.Now()
 		var n int64
 		if up {
 			n, err = io.Copy(c, io.LimitReader(zeroReader{}, channelBytes))
 			c.Close()
 			if err == nil && n == channelBytes {
 				if err := <-done; err != nil {
-					b.Fatalf("guest listener: %v", err)
+					b.Fatalf("%s listener: %v", what, err)
 				}
 				d := time.Since(start)
-				// The guest counts what it received: the floor is only a
-				// floor if all of it arrived.
+				// The listener counts what it received: a transfer only
+				// counts if all of it arrived.
 				if got := strings.TrimSpace(received.String()); got != strconv.Itoa(channelBytes) {
-					b.Fatalf("the guest received %s bytes of %d", got, channelBytes)
+					b.Fatalf("the %s received %s bytes of %d", what, got, channelBytes)
 				}
 				return d
 			}
@@ -142,14 +153,19 @@ func ncTransfer(ctx context.Context, b *testing.B, e *env, name string, port int
 				return time.Since(start)
 			}
 			if n > 0 {
-				b.Fatalf("floor moved %d bytes of %d", n, channelBytes)
+				// A write can fill socket buffers before a refusal shows;
+				// a short read cannot be early.
+				b.Fatalf("moved %d bytes of %d from the %s", n, channelBytes, what)
 			}
 		}
-		time.Sleep(100 * time.Millisecond)
-		start = time.Now()
+		select {
+		case <-ctx.Done():
+			b.Fatal(ctx.Err())
+		case <-time.After(100 * time.Millisecond):
+		}
 	}
-	guest.Process.Kill()
+	listener.Process.Kill()
 	<-done
-	b.Fatal("no transfer through the forwarded port")
+	b.Fatalf("no transfer through %s to the %s", addr, what)
 	return 0
 }

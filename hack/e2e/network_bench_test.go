@@ -7,8 +7,6 @@ import (
 	"net"
 	"path/filepath"
 	"sort"
-	"strconv"
-	"strings"
 	"testing"
 	"time"
 
@@ -109,61 +107,9 @@ func containerTransfer(ctx context.Context, b *testing.B, e *env, ref, listener 
 	b.Helper()
 	port := freeLoopbackPort(b)
 	ctr := e.cmd(ctx, "run", "--rm", "-p", fmt.Sprintf("%d:5555", port), ref, "sh", "-c", listener)
-	var received syncBuffer
-	ctr.Stdout = &received
-	if err := ctr.Start(); err != nil {
-		b.Fatal(err)
-	}
-	done := make(chan error, 1)
-	go func() { done <- ctr.Wait() }()
 	// The port is bound before the container's command runs, which then
-	// needs a moment to listen: a refused attempt moves nothing.
-	addr := fmt.Sprintf("127.0.0.1:%d", port)
-	time.Sleep(time.Second)
-	for attempt := 0; attempt < 300; attempt++ {
-		c, err := net.Dial("tcp", addr)
-		if err != nil {
-			time.Sleep(100 * time.Millisecond)
-			continue
-		}
-		start := time.Now()
-		var n int64
-		if up {
-			n, err = io.Copy(c, io.LimitReader(zeroReader{}, channelBytes))
-			c.Close()
-			if err == nil && n == channelBytes {
-				if err := <-done; err != nil {
-					b.Fatalf("container listener: %v", err)
-				}
-				d := time.Since(start)
-				if got := strings.TrimSpace(received.String()); got != strconv.Itoa(channelBytes) {
-					b.Fatalf("the container received %s bytes of %d", got, channelBytes)
-				}
-				return d
-			}
-		} else {
-			n, _ = io.Copy(io.Discard, c)
-			c.Close()
-			if n == channelBytes {
-				<-done
-				return time.Since(start)
-			}
-		}
-		if n > 0 && !up {
-			// A write can fill socket buffers before a refusal shows; a
-			// short read cannot be early.
-			b.Fatalf("moved %d bytes of %d", n, channelBytes)
-		}
-		select {
-		case <-ctx.Done():
-			b.Fatal(ctx.Err())
-		case <-time.After(100 * time.Millisecond):
-		}
-	}
-	ctr.Process.Kill()
-	<-done
-	b.Fatal("no transfer through the published port")
-	return 0
+	// needs a moment to listen.
+	return timedTransfer(ctx, b, ctr, fmt.Sprintf("127.0.0.1:%d", port), "container", up)
 }
 
 // freeRange finds n consecutive free loopback TCP ports.
