@@ -401,15 +401,21 @@ func listenOne(proto string, addr netip.AddrPort) (io.Closer, uint16, error) {
 	var s io.Closer
 	var port uint16
 	var err error
+	// One family per address, as Docker binds: 0.0.0.0 is IPv4's every
+	// address, not a dual-stack [::] that also takes IPv6.
+	family := "4"
+	if addr.Addr().Is6() {
+		family = "6"
+	}
 	switch proto {
 	case "tcp":
 		var l net.Listener
-		if l, err = net.Listen("tcp", addr.String()); err == nil {
+		if l, err = net.Listen("tcp"+family, addr.String()); err == nil {
 			s, port = l, l.Addr().(*net.TCPAddr).AddrPort().Port()
 		}
 	default:
 		var pc net.PacketConn
-		if pc, err = net.ListenPacket("udp", addr.String()); err == nil {
+		if pc, err = net.ListenPacket("udp"+family, addr.String()); err == nil {
 			s, port = pc, pc.LocalAddr().(*net.UDPAddr).AddrPort().Port()
 		}
 	}
