@@ -231,10 +231,11 @@ func (e *Engine) prepareNetwork(c *managedContainer, spec *container.Spec) (*net
 			return err
 		}
 		if len(ports) > 0 {
-			got, err := e.opts.Ports.Publish(ctx, rec.ID, ns.endpoints[0].Addr.Addr(), ports)
+			first := ns.endpoints[0] // undo forgets the endpoints
+			got, err := e.opts.Ports.Publish(ctx, rec.ID, first.Addr.Addr(), ports)
 			if err != nil {
 				ns.undo()
-				return fmt.Errorf("driver failed programming external connectivity on endpoint %s (%s): %w", rec.Name, ns.endpoints[0].ID, err)
+				return fmt.Errorf("driver failed programming external connectivity on endpoint %s (%s): %w", rec.Name, first.ID, err)
 			}
 			ns.ports, ns.published = got, true
 		}
