@@ -49,7 +49,7 @@ func BenchmarkPublishedPort(b *testing.B) {
 
 	// Connection set-up: connect, send a byte, read its echo.
 	echoPort := freeLoopbackPort(b)
-	e.must("run", "-d", "--name", "echo", "-p", fmt.Sprintf("%d:7", echoPort), ref, "sh", "-c", "exec nc -lk -p 7 -e cat")
+	e.must("run", "-d", "--name", "echo", "-p", fmt.Sprintf("%d:7", echoPort), ref, "sh", "-c", "exec nc -ll -p 7 -e cat")
 	addr := fmt.Sprintf("127.0.0.1:%d", echoPort)
 	echo := func() (time.Duration, error) {
 		start := time.Now()
