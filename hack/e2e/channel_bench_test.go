@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -111,7 +112,8 @@ func ncTransfer(ctx context.Context, b *testing.B, e *env, name string, port int
 // channelBytes through addr: to the listener when up, else from it. A
 // forwarder (slirp, a published port) may accept a connection before the
 // listener listens, so the listener gets a second before the clock runs
-// and a transfer that moved nothing is tried again.
+// and a transfer that moved nothing is tried again. The clock stops when
+// the last byte has arrived: at the count (up) or at EOF (down).
 func timedTransfer(ctx context.Context, b *testing.B, listener *exec.Cmd, addr, what string, up bool) time.Duration {
 	b.Helper()
 	var received syncBuffer
@@ -134,10 +136,13 @@ func timedTransfer(ctx context.Context, b *testing.B, listener *exec.Cmd, addr, 
 			n, err = io.Copy(c, io.LimitReader(zeroReader{}, channelBytes))
 			c.Close()
 			if err == nil && n == channelBytes {
-				if err := <-done; err != nil {
+				// The clock stops when the count arrives, not when the
+				// listener's command has exited: a container's teardown
+				// is no part of moving bytes.
+				d, err := countArrives(start, &received, done)
+				if err != nil {
 					b.Fatalf("%s listener: %v", what, err)
 				}
-				d := time.Since(start)
 				// The listener counts what it received: a transfer only
 				// counts if all of it arrived.
 				if got := strings.TrimSpace(received.String()); got != strconv.Itoa(channelBytes) {
@@ -147,10 +152,11 @@ func timedTransfer(ctx context.Context, b *testing.B, listener *exec.Cmd, addr, 
 			}
 		} else {
 			n, _ = io.Copy(io.Discard, c)
+			d := time.Since(start)
 			c.Close()
 			if n == channelBytes {
 				<-done
-				return time.Since(start)
+				return d
 			}
 			if n > 0 {
 				// A write can fill socket buffers before a refusal shows;
@@ -168,4 +174,22 @@ func timedTransfer(ctx context.Context, b *testing.B, listener *exec.Cmd, addr, 
 	<-done
 	b.Fatalf("no transfer through %s to the %s", addr, what)
 	return 0
+}
+
+// countArrives waits for the listener to print its count (a line on out)
+// and returns the time since start then; the listener's exit status
+// follows from done.
+func countArrives(start time.Time, out *syncBuffer, done <-chan error) (time.Duration, error) {
+	for !strings.Contains(out.String(), "\n") {
+		select {
+		case err := <-done:
+			if err == nil {
+				err = errors.New("exited without printing a count")
+			}
+			return 0, err
+		case <-time.After(2 * time.Millisecond):
+		}
+	}
+	d := time.Since(start)
+	return d, <-done
 }
