@@ -83,6 +83,13 @@ func setupNetwork(ctx, bg context.Context, cfg vmconfig.Network, hostname, etcDi
 		return nil, err
 	}
 	t.Add("network "+name+" up", start)
+	if cfg.ProxyARP {
+		// /proc/sys/net is the opening thread's namespace, like rt.
+		if err := os.WriteFile(filepath.Join("/proc/sys/net/ipv4/conf", name, "proxy_arp"), []byte("1"), 0o644); err != nil {
+			rt.Close()
+			return nil, fmt.Errorf("proxy ARP on %s: %w", name, err)
+		}
+	}
 
 	switch cfg.Mode {
 	case vmconfig.NetworkStatic:

@@ -23,7 +23,7 @@ func TestSetupNetworkStatic(t *testing.T) {
 	var st NetworkState
 	netnstest.Run(t, ns, func() {
 		ctx := context.Background()
-		cfg := vmconfig.Network{Mode: vmconfig.NetworkStatic, Interface: "eth9", Address: "10.0.2.15/24", Gateway: "10.0.2.2", DNS: []string{"10.0.2.3"}, Search: []string{"corp.example"}}
+		cfg := vmconfig.Network{Mode: vmconfig.NetworkStatic, Interface: "eth9", Address: "10.0.2.15/24", Gateway: "10.0.2.2", DNS: []string{"10.0.2.3"}, Search: []string{"corp.example"}, ProxyARP: true}
 		n, err := setupNetwork(ctx, ctx, cfg, "box1", etc, &Timings{}, t.Logf)
 		if err != nil {
 			t.Error(err)
@@ -31,6 +31,9 @@ func TestSetupNetworkStatic(t *testing.T) {
 		}
 		defer n.Close()
 		st = n.State()
+		if b, err := os.ReadFile("/proc/sys/net/ipv4/conf/eth9/proxy_arp"); err != nil || string(b) != "1\n" {
+			t.Errorf("proxy_arp on eth9 = %q, %v; want 1", b, err)
+		}
 	})
 	if t.Failed() {
 		return

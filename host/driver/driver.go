@@ -6,6 +6,7 @@ package driver
 import (
 	"context"
 	"net"
+	"net/netip"
 
 	"github.com/vmbox/vmbox/guest/api/vmconfig"
 )
@@ -84,4 +85,17 @@ type VM interface {
 	Pid() int
 	// Accelerator names what runs the guest's CPUs ("kvm", "hvf", "whpx", "tcg", "vz").
 	Accelerator() string
+}
+
+// GuestForwarder is a VM whose hypervisor can forward a host loopback port
+// straight to an address the guest routes (QEMU's user networking): a
+// published TCP port's connections then reach the container through the
+// guest's kernel alone, instead of being received and sent again by the
+// forwarding gateway, which halves what the guest's CPUs do per byte.
+type GuestForwarder interface {
+	// ForwardToGuest makes a new host loopback port whose TCP connections
+	// reach target inside the guest, and returns its address.
+	ForwardToGuest(ctx context.Context, target netip.AddrPort) (netip.AddrPort, error)
+	// RemoveForward ends a forward ForwardToGuest made.
+	RemoveForward(ctx context.Context, host netip.AddrPort) error
 }

@@ -137,6 +137,11 @@ type Network struct {
 	DNS []string `json:"dns,omitempty"`
 	// Search are DNS search domains.
 	Search []string `json:"search,omitempty"`
+	// ProxyARP makes the guest answer ARP on the interface for the
+	// addresses it routes through its other interfaces (its containers'):
+	// QEMU's user networking then delivers a forwarded host port's
+	// connection straight to a container's address.
+	ProxyARP bool `json:"proxyARP,omitempty"`
 }
 
 // DataDisk describes the disk holding the guest's persistent state.

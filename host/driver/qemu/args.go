@@ -43,6 +43,10 @@ const (
 	SlirpDNS          = "10.0.2.3"
 )
 
+// slirpNetdev is the id of the user-networking backend, which hostfwd
+// commands name.
+const slirpNetdev = "net0"
+
 // slirpGuestIP is SlirpGuestAddress without its prefix length.
 func slirpGuestIP() string {
 	ip, _, _ := strings.Cut(SlirpGuestAddress, "/")
@@ -236,9 +240,9 @@ func Args(c Config) []string {
 		// The agent is reached through user networking: the host's
 		// loopback port is forwarded to the agent's port on the guest's
 		// static address, and only loopback can reach it.
-		"-netdev", fmt.Sprintf("user,id=net0,net=%s,host=%s,dns=%s,hostfwd=tcp:127.0.0.1:%d-%s:%d,hostfwd=tcp:127.0.0.1:%d-%s:%d",
-			SlirpNet, SlirpGateway, SlirpDNS, c.AgentPort, slirpGuestIP(), api.AgentPort, c.ForwardPort, slirpGuestIP(), api.ForwardPort),
-		"-device", dev("net")+",netdev=net0",
+		"-netdev", fmt.Sprintf("user,id=%s,net=%s,host=%s,dns=%s,hostfwd=tcp:127.0.0.1:%d-%s:%d,hostfwd=tcp:127.0.0.1:%d-%s:%d",
+			slirpNetdev, SlirpNet, SlirpGateway, SlirpDNS, c.AgentPort, slirpGuestIP(), api.AgentPort, c.ForwardPort, slirpGuestIP(), api.ForwardPort),
+		"-device", dev("net")+",netdev="+slirpNetdev,
 		// The builtin backend reads the host's getrandom/BCryptGenRandom
 		// on every host OS.
 		"-device", dev("rng"),

@@ -120,9 +120,10 @@ func checkArch(arch string) error {
 }
 
 // GuestNetwork is the static address QEMU's user networking expects
-// (10.0.2.15/24, gateway 10.0.2.2, DNS 10.0.2.3): no DHCP round trip at boot.
+// (10.0.2.15/24, gateway 10.0.2.2, DNS 10.0.2.3): no DHCP round trip at
+// boot. Proxy ARP lets ForwardToGuest reach containers' addresses.
 func (d *Driver) GuestNetwork() vmconfig.Network {
-	return vmconfig.Network{Mode: vmconfig.NetworkStatic, Address: SlirpGuestAddress, Gateway: SlirpGateway, DNS: []string{SlirpDNS}}
+	return vmconfig.Network{Mode: vmconfig.NetworkStatic, Address: SlirpGuestAddress, Gateway: SlirpGateway, DNS: []string{SlirpDNS}, ProxyARP: true}
 }
 
 // GuestModules are the modules for the devices Args gives a guest of arch:
@@ -206,7 +207,7 @@ func (d *Driver) Start(ctx context.Context, spec driver.Spec) (driver.VM, error)
 func freeLoopbackPort() (int, error) {
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
-		return 0, fmt.Errorf("pick a loopback port for the agent: %w", err)
+		return 0, fmt.Errorf("pick a free loopback port: %w", err)
 	}
 	defer l.Close()
 	return l.Addr().(*net.TCPAddr).Port, nil
