@@ -24,11 +24,13 @@ import (
 // ports publishes containers' ports on the host for the agent: it listens
 // where a publish request says and carries each connection to the agent's
 // forwarding gateway (driver.VM.DialForward) under a token only this
-// process and the agent know.
+// process and the agent know, or, for TCP where the hypervisor can
+// forward to a guest address, straight to the container.
 type ports struct {
-	fwd   *portfwd.Forwarder
-	token []byte
-	log   *slog.Logger
+	fwd    *portfwd.Forwarder
+	direct *directForwards // nil when the hypervisor cannot
+	token  []byte
+	log    *slog.Logger
 }
 
 func newPorts(vm driver.VM, log *slog.Logger) (*ports, error) {
@@ -36,14 +38,24 @@ func newPorts(vm driver.VM, log *slog.Logger) (*ports, error) {
 	if _, err := rand.Read(token); err != nil {
 		return nil, fmt.Errorf("forwarding token: %w", err)
 	}
+	var direct *directForwards
+	if gf, ok := vm.(driver.GuestForwarder); ok {
+		direct = newDirectForwards(gf, log)
+	}
 	dial := func(ctx context.Context, t portfwd.Target) (net.Conn, error) {
+		if direct != nil {
+			c, err := direct.dial(ctx, t)
+			if err == nil || !errors.Is(err, errNotDirect) {
+				return c, err
+			}
+		}
 		c, err := vm.DialForward(ctx)
 		if err != nil {
 			return nil, fmt.Errorf("reach the VM's forwarding port: %w", err)
 		}
 		return portfwd.DialThrough(ctx, c, token, t)
 	}
-	return &ports{fwd: portfwd.NewForwarder(dial, log), token: token, log: log}, nil
+	return &ports{fwd: portfwd.NewForwarder(dial, log), direct: direct, token: token, log: log}, nil
 }
 
 // register makes the agent send this process its publish requests.
@@ -71,6 +83,9 @@ func (p *ports) serve(req *ssh.Request) (bool, []byte) {
 	}
 	if req.Type == sshproto.ReqUnpublish {
 		p.fwd.Unpublish(pr.Container)
+		if p.direct != nil {
+			p.direct.unpublish(pr.Container)
+		}
 		return true, nil
 	}
 	var reply api.PublishReply
@@ -79,6 +94,8 @@ func (p *ports) serve(req *ssh.Request) (bool, []byte) {
 		reply.Error = fmt.Sprintf("publish: container address %q: %v", pr.IP, err)
 	} else if reply.Ports, err = p.fwd.Publish(pr.Container, ip, pr.Ports); err != nil {
 		reply.Error = err.Error()
+	} else if p.direct != nil {
+		p.direct.publish(pr.Container, ip)
 	}
 	b, _ := json.Marshal(reply)
 	return true, ssh.Marshal(sshproto.JSONMessage{JSON: string(b)})
@@ -89,6 +106,10 @@ func (p *ports) close() { p.fwd.Close() }
 // hostStats reports this process's goroutines and open files, for the
 // leak checks of forwarded connections.
 func hostStats() sshproto.HostStats {
+	// The net package keeps the pipes it splices TCP through in a pool
+	// that only a collection empties: without one, those descriptors
+	// would look like a leak of the connections that used them.
+	runtime.GC()
 	st := sshproto.HostStats{Goroutines: runtime.NumGoroutine(), OpenFiles: -1}
 	if runtime.GOOS != "windows" {
 		if ents, err := os.ReadDir("/dev/fd"); err == nil {
