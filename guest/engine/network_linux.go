@@ -230,8 +230,13 @@ func (e *Engine) prepareNetwork(c *managedContainer, spec *container.Spec) (*net
 			ns.undo()
 			return err
 		}
+		first := ns.endpoints[0] // undo forgets the endpoints
+		if n, err := e.opts.Networks.Get(first.NetworkID); err == nil && n.Internal {
+			// Docker publishes nothing from an internal network: nothing
+			// enters or leaves it.
+			ports = nil
+		}
 		if len(ports) > 0 {
-			first := ns.endpoints[0] // undo forgets the endpoints
 			got, err := e.opts.Ports.Publish(ctx, rec.ID, first.Addr.Addr(), ports)
 			if err != nil {
 				ns.undo()

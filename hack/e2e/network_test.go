@@ -240,6 +240,25 @@ func networkCases(t *testing.T, tg *target, instName string) {
 			t.Fatalf("removing a network in use: %s", r)
 		}
 	})
+	t.Run("an internal network publishes nothing, as Docker", func(t *testing.T) {
+		if r := tg.run("network", "create", "--internal", "sealed"); r.code != 0 {
+			t.Fatalf("network create --internal: %s", r)
+		}
+		defer tg.run("network", "rm", "sealed")
+		port := freePort(t)
+		r := tg.run(append([]string{"run", "-d", "--name", "sealed1", "--network", "sealed", "-p", strconv.Itoa(port) + ":80", bb}, httpdCmd("sealed")...)...)
+		if r.code != 0 {
+			t.Fatalf("run -d -p on an internal network: %s", r)
+		}
+		defer tg.run("rm", "-f", "sealed1")
+		if out := tg.run("port", "sealed1"); out.code != 0 || strings.TrimSpace(out.stdout) != "" {
+			t.Fatalf("port: %s", out)
+		}
+		if c, err := net.DialTimeout("tcp", fmt.Sprintf("127.0.0.1:%d", port), 2*time.Second); err == nil {
+			c.Close()
+			t.Fatalf("127.0.0.1:%d accepted a connection for a container on an internal network", port)
+		}
+	})
 	t.Run("outbound reaches the host", func(t *testing.T) {
 		// The test registry listens on the host's loopback.
 		port := tg.reg[strings.LastIndex(tg.reg, ":")+1:]
