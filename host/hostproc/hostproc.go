@@ -207,7 +207,11 @@ func connectAgent(ctx context.Context, vm driver.VM, keys *instance.Keys, exited
 			res <- result{err: err}
 			return
 		}
-		c, err := sshclient.NewServing(conn, keys, serve)
+		var ciphers []string
+		if vm.Accelerator() == "tcg" {
+			ciphers = sshclient.EmulatedCPUCiphers()
+		}
+		c, err := sshclient.NewServing(conn, keys, ciphers, serve)
 		if err != nil {
 			conn.Close()
 			res <- result{err: err}

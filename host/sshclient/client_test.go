@@ -181,7 +181,8 @@ func TestNewServingAnswersTheAgent(t *testing.T) {
 		answers <- answer{ok, string(payload), err}
 	}()
 	seen := make(chan string, 2)
-	c, err := NewServing(hostSide, keys, func(req *ssh.Request) (bool, []byte) {
+	// The agent's server must take the emulated-CPU preference.
+	c, err := NewServing(hostSide, keys, EmulatedCPUCiphers(), func(req *ssh.Request) (bool, []byte) {
 		seen <- req.Type
 		return req.Type == "second@test", append([]byte("pong:"), req.Payload...)
 	})
