@@ -32,7 +32,7 @@ func (a *app) imagesCommand() *cobra.Command {
 			return printList(a.stdout, out, list, func(im api.ImageSummary) string { return shortID(im.ID) },
 				"REPOSITORY\tTAG\tIMAGE ID\tCREATED\tSIZE",
 				func(w io.Writer, im api.ImageSummary) {
-					created := humanDuration(time.Since(time.Unix(im.Created, 0))) + " ago"
+					created := createdSince(im.Created)
 					tags := im.RepoTags
 					if len(tags) == 0 {
 						tags = []string{"<none>:<none>"}
@@ -293,4 +293,14 @@ func dirOf(p string) string {
 		return p[:i+1]
 	}
 	return "."
+}
+
+// createdSince is an image's age as docker images shows it: "N/A" for an
+// image whose config has no creation time.
+func createdSince(unix int64) string {
+	t := time.Unix(unix, 0)
+	if t.IsZero() {
+		return "N/A"
+	}
+	return humanDuration(time.Since(t)) + " ago"
 }

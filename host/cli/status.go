@@ -77,7 +77,13 @@ func humanDuration(d time.Duration) string {
 		return "About an hour"
 	case d.Hours() < 48:
 		return fmt.Sprintf("%d hours", int(d.Hours()))
-	default:
+	case d.Hours() < 24*7*2:
 		return fmt.Sprintf("%d days", int(d.Hours()/24))
+	case d.Hours() < 24*30*2:
+		return fmt.Sprintf("%d weeks", int(d.Hours()/24/7))
+	case d.Hours() < 24*365*2:
+		return fmt.Sprintf("%d months", int(d.Hours()/24/30))
+	default:
+		return fmt.Sprintf("%d years", int(d.Hours()/24/365))
 	}
 }
