@@ -3,6 +3,7 @@ package agent
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"io"
 	"log/slog"
 	"net"
@@ -123,7 +124,13 @@ func (s *Server) ServeConn(ctx context.Context, c net.Conn) {
 	s.firstClientOnce.Do(func() { close(s.firstClient) })
 	conn, chans, reqs, err := ssh.NewServerConn(c, s.config)
 	if err != nil {
-		s.log.Warn("ssh handshake failed", "remote", c.RemoteAddr(), "err", err)
+		level := slog.LevelWarn
+		if errors.Is(err, io.EOF) {
+			// The host's spare connection attempts, closed unused once one
+			// of them got through.
+			level = slog.LevelDebug
+		}
+		s.log.Log(ctx, level, "ssh handshake failed", "remote", c.RemoteAddr(), "err", err)
 		return
 	}
 	defer conn.Close()
