@@ -7,6 +7,7 @@ import (
 	"strings"
 	"time"
 
+	units "github.com/docker/go-units"
 	"github.com/spf13/cobra"
 
 	"github.com/vmbox/vmbox/guest/api"
@@ -70,7 +71,7 @@ func (a *app) psCommand() *cobra.Command {
 						names[i] = strings.TrimPrefix(n, "/")
 					}
 					fmt.Fprintf(w, "%s\t%s\t%s\t%s ago\t%s\t%s\t%s\n", shortID(c.ID), c.Image, quoteCommand(c.Command),
-						humanDuration(time.Since(time.Unix(c.Created, 0))), c.Status, formatPorts(c.Ports), strings.Join(names, ","))
+						units.HumanDuration(time.Since(time.Unix(c.Created, 0))), c.Status, formatPorts(c.Ports), strings.Join(names, ","))
 				})
 		},
 	}

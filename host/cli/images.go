@@ -9,6 +9,7 @@ import (
 	"strings"
 	"time"
 
+	units "github.com/docker/go-units"
 	"github.com/spf13/cobra"
 
 	"github.com/vmbox/vmbox/guest/api"
@@ -302,5 +303,5 @@ func createdSince(unix int64) string {
 	if t.IsZero() {
 		return "N/A"
 	}
-	return humanDuration(time.Since(t)) + " ago"
+	return units.HumanDuration(time.Since(t)) + " ago"
 }

@@ -5,6 +5,7 @@ import (
 	"io"
 	"time"
 
+	units "github.com/docker/go-units"
 	"github.com/spf13/cobra"
 
 	"github.com/vmbox/vmbox/host/lifecycle"
@@ -14,7 +15,7 @@ func uptime(s lifecycle.Status) string {
 	if s.State != lifecycle.StateRunning {
 		return "-"
 	}
-	return humanDuration(time.Duration(s.UptimeSeconds) * time.Second)
+	return units.HumanDuration(time.Duration(s.UptimeSeconds) * time.Second)
 }
 
 // printStatus writes instances as a table or JSON; in a table, each
@@ -58,32 +59,4 @@ func (a *app) statusCommand() *cobra.Command {
 	}
 	addOutputFlags(c, &out, false)
 	return c
-}
-
-// humanDuration renders durations the way docker ps does ("3 seconds", "2 hours").
-func humanDuration(d time.Duration) string {
-	switch s := d.Seconds(); {
-	case s < 1:
-		return "Less than a second"
-	case s < 2:
-		return "1 second"
-	case s < 60:
-		return fmt.Sprintf("%d seconds", int(s))
-	case d.Minutes() < 2:
-		return "About a minute"
-	case d.Minutes() < 60:
-		return fmt.Sprintf("%d minutes", int(d.Minutes()))
-	case d.Hours() < 2:
-		return "About an hour"
-	case d.Hours() < 48:
-		return fmt.Sprintf("%d hours", int(d.Hours()))
-	case d.Hours() < 24*7*2:
-		return fmt.Sprintf("%d days", int(d.Hours()/24))
-	case d.Hours() < 24*30*2:
-		return fmt.Sprintf("%d weeks", int(d.Hours()/24/7))
-	case d.Hours() < 24*365*2:
-		return fmt.Sprintf("%d months", int(d.Hours()/24/30))
-	default:
-		return fmt.Sprintf("%d years", int(d.Hours()/24/365))
-	}
 }
