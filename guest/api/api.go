@@ -152,6 +152,9 @@ type ContainerConfig struct {
 	ReadOnly   bool     `json:"ReadonlyRootfs,omitempty"`
 	Pull       string   `json:"Pull,omitempty"` // "missing" (default), "always", "never"
 	Platform   string   `json:"Platform,omitempty"`
+	// RestartPolicy says whether the engine starts the container again
+	// when it exits and when the engine itself starts.
+	RestartPolicy RestartPolicy `json:"RestartPolicy,omitzero"`
 }
 
 // RunArgs is OpRun: create, attach the streams, start, wait, and remove when
@@ -272,8 +275,11 @@ type ResizeArgs struct {
 
 // State is a container's persisted state, shaped like Docker's State object.
 type State struct {
-	Status     string    `json:"Status"` // created, running, exited
+	Status string `json:"Status"` // created, running, restarting, exited
+	// Running: the container's process runs. Restarting: it exited and
+	// its restart policy starts it again after a delay.
 	Running    bool      `json:"Running"`
+	Restarting bool      `json:"Restarting"`
 	OOMKilled  bool      `json:"OOMKilled"`
 	Pid        int       `json:"Pid"`
 	ExitCode   int       `json:"ExitCode"`
@@ -293,6 +299,9 @@ type ContainerInspect struct {
 	Image   string          `json:"Image"` // image ID
 	Config  ContainerConfig `json:"Config"`
 	LogPath string          `json:"LogPath"`
+	// RestartCount is how many times the restart policy has started the
+	// container since it was last started by hand.
+	RestartCount int `json:"RestartCount"`
 	// HostnamePath, HostsPath and ResolvConfPath are the files the
 	// container sees at /etc/hostname, /etc/hosts and /etc/resolv.conf.
 	HostnamePath    string          `json:"HostnamePath"`

@@ -36,6 +36,11 @@ type record struct {
 	Networks []netAttachment `json:"networks,omitempty"`
 	// ImageExposedPorts are the image's EXPOSE entries ("80/tcp").
 	ImageExposedPorts []string `json:"imageExposedPorts,omitempty"`
+	// RestartCount counts the restart policy's starts since the last start
+	// by hand; ManuallyStopped is set by stop and kill and cleared by a
+	// start by hand (Docker's HasBeenManuallyStopped).
+	RestartCount    int  `json:"restartCount,omitempty"`
+	ManuallyStopped bool `json:"manuallyStopped,omitempty"`
 }
 
 const (
@@ -44,6 +49,9 @@ const (
 	statusCreated = "created"
 	statusRunning = "running"
 	statusExited  = "exited"
+	// statusRestarting: exited, and the restart policy starts it again
+	// after a delay.
+	statusRestarting = "restarting"
 )
 
 // managedContainer is one container the engine keeps. mu guards rec and the run fields; outMu
@@ -65,6 +73,10 @@ type managedContainer struct {
 	monitorDone chan struct{}
 	removed     chan struct{}
 	removing    bool
+	// restartCancel, while a restart is pending, cancels it when closed;
+	// restartDelay is the last restart's delay, which the next doubles.
+	restartCancel chan struct{}
+	restartDelay  time.Duration
 
 	outMu     sync.Mutex
 	attached  map[*attachment]struct{}
@@ -130,12 +142,14 @@ func syncDir(dir string) error {
 	return d.Sync()
 }
 
-// load reads the containers of an earlier run.
-func (e *Engine) load() error {
+// load reads the containers of an earlier run and returns the IDs of
+// those it interrupted.
+func (e *Engine) load() (wasRunning map[string]bool, err error) {
 	ents, err := os.ReadDir(e.dirs)
 	if err != nil {
-		return err
+		return nil, err
 	}
+	wasRunning = map[string]bool{}
 	for _, ent := range ents {
 		dir := filepath.Join(e.dirs, ent.Name())
 		b, err := os.ReadFile(filepath.Join(dir, stateFile))
@@ -147,14 +161,16 @@ func (e *Engine) load() error {
 			// A create that did not finish, or an AutoRemove container
 			// (never persisted): nothing a user keeps.
 			if err := os.RemoveAll(dir); err != nil && !errors.Is(err, os.ErrNotExist) {
-				return fmt.Errorf("remove leftover container %s: %w", ent.Name(), err)
+				return nil, fmt.Errorf("remove leftover container %s: %w", ent.Name(), err)
 			}
 			continue
 		}
 		c := newContainer(e, rec)
-		if rec.State.Status == statusRunning || rec.State.Running {
+		switch {
+		case rec.State.Status == statusRunning || rec.State.Running:
 			// Its processes died with the engine (or were killed by the
 			// runtime just now), without an exit status.
+			wasRunning[rec.ID] = true
 			c.rec.State.Status = statusExited
 			c.rec.State.Running = false
 			c.rec.State.Pid = 0
@@ -162,11 +178,15 @@ func (e *Engine) load() error {
 			c.rec.State.Error = "the engine stopped while the container was running"
 			c.rec.State.FinishedAt = time.Now().UTC()
 			if err := c.persist(); err != nil {
-				return err
+				return nil, err
 			}
+		case rec.State.Status == statusRestarting || rec.State.Restarting:
+			// Its restart was pending: the policy decides again.
+			wasRunning[rec.ID] = true
+			c.rec.State.Status, c.rec.State.Restarting = statusExited, false
 		}
 		e.byID[rec.ID] = c
 		e.byName[rec.Name] = c
 	}
-	return nil
+	return wasRunning, nil
 }

@@ -35,6 +35,12 @@ func (e *Engine) Create(ctx context.Context, cfg api.ContainerConfig, pull PullO
 	if cfg.Memory > 0 && cfg.Memory < 6<<20 {
 		return api.CreateReply{}, fmt.Errorf("%w: minimum memory limit allowed is 6MB", ErrInvalid)
 	}
+	if err := cfg.RestartPolicy.Validate(); err != nil {
+		return api.CreateReply{}, fmt.Errorf("%w: %w", ErrInvalid, err)
+	}
+	if cfg.AutoRemove && !cfg.RestartPolicy.IsNone() {
+		return api.CreateReply{}, fmt.Errorf("%w: can't create 'AutoRemove' container with restart policy", ErrInvalid)
+	}
 	img, err := e.image(ctx, cfg, pull)
 	if err != nil {
 		return api.CreateReply{}, err

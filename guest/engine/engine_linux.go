@@ -137,9 +137,11 @@ func New(opts Options) (*Engine, error) {
 	}
 	e.emptyTrash()
 	e.unmountLeftovers()
-	if err := e.load(); err != nil {
+	wasRunning, err := e.load()
+	if err != nil {
 		return fail(err)
 	}
+	e.restartOnOpen(wasRunning)
 	return e, nil
 }
 

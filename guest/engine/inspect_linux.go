@@ -27,7 +27,7 @@ func (e *Engine) List(all bool) []api.ContainerSummary {
 		rec := c.rec
 		ports, networks := c.portSummaries(), c.networkNames()
 		c.mu.Unlock()
-		if !all && rec.State.Status != statusRunning {
+		if !all && rec.State.Status != statusRunning && rec.State.Status != statusRestarting {
 			continue
 		}
 		out = append(out, api.ContainerSummary{
@@ -72,6 +72,8 @@ func statusText(st api.State, now time.Time) string {
 		return "Up " + units.HumanDuration(now.Sub(st.StartedAt))
 	case statusExited:
 		return fmt.Sprintf("Exited (%d) %s ago", st.ExitCode, units.HumanDuration(now.Sub(st.FinishedAt)))
+	case statusRestarting:
+		return fmt.Sprintf("Restarting (%d) %s ago", st.ExitCode, units.HumanDuration(now.Sub(st.FinishedAt)))
 	}
 	return "Created"
 }
@@ -99,6 +101,7 @@ func (e *Engine) Inspect(ref string) (api.ContainerInspect, error) {
 		Config:  cfg,
 		LogPath: c.logPath(),
 
+		RestartCount:    rec.RestartCount,
 		HostnamePath:    filepath.Join(c.dir, hostnameFile),
 		HostsPath:       filepath.Join(c.dir, hostsFile),
 		ResolvConfPath:  filepath.Join(c.dir, resolvConfFile),

@@ -80,3 +80,65 @@ func TestLogWriterAndTail(t *testing.T) {
 		t.Errorf("missing log: %v %v", missing, err)
 	}
 }
+
+func TestShouldRestart(t *testing.T) {
+	onFailure2 := api.RestartPolicy{Name: api.RestartOnFailure, MaximumRetryCount: 2}
+	for _, tt := range []struct {
+		name   string
+		p      api.RestartPolicy
+		code   int
+		manual bool
+		count  int
+		want   bool
+	}{
+		{"no policy", api.RestartPolicy{}, 1, false, 0, false},
+		{"no", api.RestartPolicy{Name: api.RestartNo}, 1, false, 0, false},
+		{"always after success", api.RestartPolicy{Name: api.RestartAlways}, 0, false, 5, true},
+		{"always stopped by hand", api.RestartPolicy{Name: api.RestartAlways}, 137, true, 0, false},
+		{"unless-stopped", api.RestartPolicy{Name: api.RestartUnlessStopped}, 0, false, 0, true},
+		{"on-failure after success", onFailure2, 0, false, 0, false},
+		{"on-failure within retries", onFailure2, 1, false, 1, true},
+		{"on-failure out of retries", onFailure2, 1, false, 2, false},
+		{"on-failure without bound", api.RestartPolicy{Name: api.RestartOnFailure}, 1, false, 100, true},
+	} {
+		if got := shouldRestart(tt.p, tt.code, tt.manual, tt.count); got != tt.want {
+			t.Errorf("%s: shouldRestart = %v, want %v", tt.name, got, tt.want)
+		}
+	}
+}
+
+func TestStartsWithEngine(t *testing.T) {
+	for _, tt := range []struct {
+		name               string
+		p                  api.RestartPolicy
+		wasRunning, manual bool
+		want               bool
+	}{
+		{"always, even stopped by hand", api.RestartPolicy{Name: api.RestartAlways}, false, true, true},
+		{"unless-stopped, exited on its own", api.RestartPolicy{Name: api.RestartUnlessStopped}, false, false, true},
+		{"unless-stopped, stopped by hand", api.RestartPolicy{Name: api.RestartUnlessStopped}, false, true, false},
+		{"on-failure, interrupted", api.RestartPolicy{Name: api.RestartOnFailure}, true, false, true},
+		{"on-failure, exited before", api.RestartPolicy{Name: api.RestartOnFailure}, false, false, false},
+		{"no policy, interrupted", api.RestartPolicy{}, true, false, false},
+	} {
+		if got := startsWithEngine(tt.p, tt.wasRunning, tt.manual, 0); got != tt.want {
+			t.Errorf("%s: startsWithEngine = %v, want %v", tt.name, got, tt.want)
+		}
+	}
+}
+
+func TestNextRestartDelay(t *testing.T) {
+	for _, tt := range []struct {
+		prev, ran, want time.Duration
+	}{
+		{0, 0, restartFirstDelay},
+		{restartFirstDelay, time.Second, 2 * restartFirstDelay},
+		{40 * time.Second, time.Second, restartMaxDelay},
+		{restartMaxDelay, time.Second, restartMaxDelay},
+		{restartMaxDelay, restartReset, restartFirstDelay},
+	} {
+		if got := nextRestartDelay(tt.prev, tt.ran); got != tt.want {
+			t.Errorf("nextRestartDelay(%v, %v) = %v, want %v", tt.prev, tt.ran, got, tt.want)
+		}
+	}
+}

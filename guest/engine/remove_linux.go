@@ -65,6 +65,13 @@ func (e *Engine) Remove(ctx context.Context, ref string, force bool) error {
 		<-c.removed
 		return nil
 	}
+	if c.restartCancel != nil {
+		if !force {
+			c.mu.Unlock()
+			return fmt.Errorf("%w: you cannot remove a restarting container %s: stop the container before attempting removal or force remove", ErrConflict, ref)
+		}
+		c.cancelRestart()
+	}
 	c.removing = true
 	c.mu.Unlock()
 	e.remove(c)

@@ -41,6 +41,9 @@ func (c *managedContainer) current() *run {
 // nothing. A command that cannot run fails with a *container.StartError (see
 // container.ExitCode), is recorded as the container's exit code, and removes
 // an AutoRemove container.
+//
+// A start by hand also cancels a pending restart, clears the stop by hand
+// and the restart count.
 func (e *Engine) Start(ctx context.Context, ref string) error {
 	if e.isClosed() {
 		return ErrClosed
@@ -49,6 +52,22 @@ func (e *Engine) Start(ctx context.Context, ref string) error {
 	if err != nil {
 		return err
 	}
+	c.mu.Lock()
+	if c.rc == nil && !c.removing {
+		c.cancelRestart()
+		c.rec.ManuallyStopped, c.rec.RestartCount = false, 0
+	}
+	c.mu.Unlock()
+	return e.start(ctx, c)
+}
+
+// start starts c unless it runs already: Start's work, also the restart
+// policy's.
+func (e *Engine) start(ctx context.Context, c *managedContainer) error {
+	if e.isClosed() {
+		return ErrClosed
+	}
+	ref := c.rec.ID
 	c.mu.Lock()
 	if c.removing {
 		c.mu.Unlock()
@@ -187,6 +206,10 @@ func (c *managedContainer) monitor(r *run, lw *logWriter, done chan struct{}) {
 		st.ExitCode, st.Error = container.ExitEngineError, werr.Error()
 	}
 	r.code = st.ExitCode
+	if !c.removing && !c.e.isClosed() &&
+		shouldRestart(c.rec.Config.RestartPolicy, st.ExitCode, c.rec.ManuallyStopped, c.rec.RestartCount) {
+		c.scheduleRestart(nextRestartDelay(c.restartDelay, st.FinishedAt.Sub(st.StartedAt)))
+	}
 	_ = c.persist() // the exit is known in memory; a full disk must not hang the engine
 	autoRemove := c.rec.Config.AutoRemove && !c.removing
 	if autoRemove {

@@ -13,7 +13,8 @@ import (
 
 // Stop sends SIGTERM and, if the container has not exited after timeout
 // (negative: 10 s), SIGKILL. A container that is not running gives
-// ErrNotRunning.
+// ErrNotRunning; one whose restart is pending stays exited. Either way
+// its restart policy no longer starts it, until it is started by hand.
 func (e *Engine) Stop(ctx context.Context, ref string, timeout time.Duration) error {
 	c, err := e.lookup(ref)
 	if err != nil {
@@ -21,7 +22,18 @@ func (e *Engine) Stop(ctx context.Context, ref string, timeout time.Duration) er
 	}
 	c.mu.Lock()
 	r := c.current()
+	restarting := c.restartCancel != nil
+	if r != nil || restarting {
+		c.rec.ManuallyStopped = true
+		c.cancelRestart()
+	}
+	if restarting {
+		_ = c.persist()
+	}
 	c.mu.Unlock()
+	if restarting {
+		return nil
+	}
 	if r == nil {
 		return fmt.Errorf("%w: %s", ErrNotRunning, ref)
 	}
@@ -67,6 +79,13 @@ func (e *Engine) Kill(ctx context.Context, ref, signal string) error {
 	}
 	c.mu.Lock()
 	r := c.current()
+	if r == nil && c.restartCancel != nil {
+		c.mu.Unlock()
+		return fmt.Errorf("%w: container %s is restarting, wait until the container is running", ErrConflict, ref)
+	}
+	if r != nil {
+		c.rec.ManuallyStopped = true // as Docker's kill, whatever the signal
+	}
 	c.mu.Unlock()
 	if r == nil {
 		return fmt.Errorf("%w: %s", ErrNotRunning, ref)

@@ -363,6 +363,20 @@ func restartedPortCases(t *testing.T, tg *target) {
 		t.Fatalf("run: %s", r)
 	}
 	fetch(t, fmt.Sprintf("http://127.0.0.1:%d/", port))
+	// Restart policies: "always" comes back with the VM by itself,
+	// "unless-stopped" does not once stopped by hand.
+	autoPort := freePort(t)
+	if r := tg.run(append([]string{"run", "-d", "--name", "auto", "--restart", "always", "-p", strconv.Itoa(autoPort) + ":80", bb}, httpdCmd("auto")...)...); r.code != 0 {
+		t.Fatalf("run --restart always: %s", r)
+	}
+	defer tg.run("rm", "-f", "auto")
+	if r := tg.run("run", "-d", "--name", "held", "--restart", "unless-stopped", bb, "sleep", "600"); r.code != 0 {
+		t.Fatalf("run --restart unless-stopped: %s", r)
+	}
+	defer tg.run("rm", "-f", "held")
+	if r := tg.run("stop", "-t", "0", "held"); r.code != 0 {
+		t.Fatalf("stop held: %s", r)
+	}
 	tg.e.must("stop")
 	if c, err := net.DialTimeout("tcp", fmt.Sprintf("127.0.0.1:%d", port), time.Second); err == nil {
 		c.Close()
@@ -375,8 +389,18 @@ func restartedPortCases(t *testing.T, tg *target) {
 	if got := fetch(t, fmt.Sprintf("http://127.0.0.1:%d/", port)); got != "kept\n" {
 		t.Fatalf("page after restart %q", got)
 	}
+	if got := fetch(t, fmt.Sprintf("http://127.0.0.1:%d/", autoPort)); got != "auto\n" {
+		t.Fatalf("the --restart always container after the VM restart: %q", got)
+	}
+	var ins []api.ContainerInspect
+	if r := tg.run("inspect", "held"); r.code != 0 || json.Unmarshal([]byte(r.stdout), &ins) != nil || len(ins) != 1 || ins[0].State.Status != "exited" {
+		t.Fatalf("the unless-stopped container stopped by hand after the VM restart: %s", r)
+	}
 	if r := tg.run("rm", "-f", "keep"); r.code != 0 {
 		t.Fatalf("rm: %s", r)
+	}
+	if r := tg.run("run", "--rm", "--restart", "always", bb, "true"); r.code != 125 || !strings.Contains(r.stderr, "Conflicting options: --restart and --rm") {
+		t.Fatalf("--rm with --restart: %s", r)
 	}
 }
 

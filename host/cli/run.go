@@ -18,6 +18,7 @@ type runFlags struct {
 	name, workdir, user, hostname, domainname, memory, cpus, entrypoint, pull, platform string
 	rm, detach, interactive, tty, privileged, readOnly, noStart                         bool
 	env, envFiles                                                                       []string
+	restart                                                                             string
 	pidsLimit                                                                           int64
 	net                                                                                 networkFlags
 }
@@ -79,6 +80,7 @@ func addRunFlags(c *cobra.Command, f *runFlags) {
 	// instance is then chosen with VMBOX_INSTANCE.
 	fl.StringVar(&f.name, "name", "", "assign a name to the container")
 	fl.BoolVar(&f.rm, "rm", false, "remove the container when it exits")
+	fl.StringVar(&f.restart, "restart", "no", "restart policy when the container exits: no, always, unless-stopped or on-failure[:MAX-RETRIES]")
 	fl.BoolVarP(&f.detach, "detach", "d", false, "run in the background and print the container ID")
 	fl.BoolVarP(&f.interactive, "interactive", "i", false, "keep stdin open and forward it")
 	fl.BoolVarP(&f.tty, "tty", "t", false, "allocate a terminal")
@@ -117,6 +119,16 @@ func (f *runFlags) config(args []string, entrypointSet bool) (api.ContainerConfi
 		if f.entrypoint != "" {
 			cfg.Entrypoint = []string{f.entrypoint}
 		}
+	}
+	policy, err := api.ParseRestartPolicy(f.restart)
+	if err != nil {
+		return cfg, usageError("%v", err)
+	}
+	if f.rm && !policy.IsNone() {
+		return cfg, usageError("Conflicting options: --restart and --rm")
+	}
+	if !policy.IsNone() {
+		cfg.RestartPolicy = policy
 	}
 	switch f.pull {
 	case "missing", "always", "never":
