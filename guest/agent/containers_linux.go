@@ -64,7 +64,7 @@ func (o *containerOps) Serve(ctx context.Context, s *Session) int {
 		return o.answer(s, &args, func() (any, error) { return o.eng.Wait(ctx, args.Container, "") })
 	case api.OpPs:
 		var args api.PsArgs
-		return o.answer(s, &args, func() (any, error) { return o.eng.List(args.All), nil })
+		return o.answer(s, &args, func() (any, error) { return o.eng.List(args) })
 	case api.OpLogs:
 		var args api.LogsArgs
 		if err := s.Request.Decode(&args); err != nil {

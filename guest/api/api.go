@@ -143,15 +143,16 @@ type ContainerConfig struct {
 	ExposedPorts []string `json:"ExposedPorts,omitempty"`
 	// ExtraHosts are "name:ip" lines added to the container's /etc/hosts;
 	// the ip "host-gateway" means the host.
-	ExtraHosts []string `json:"ExtraHosts,omitempty"`
-	DNS        []string `json:"Dns,omitempty"`
-	DNSSearch  []string `json:"DnsSearch,omitempty"`
-	DNSOptions []string `json:"DnsOptions,omitempty"`
-	Domainname string   `json:"Domainname,omitempty"`
-	Privileged bool     `json:"Privileged,omitempty"`
-	ReadOnly   bool     `json:"ReadonlyRootfs,omitempty"`
-	Pull       string   `json:"Pull,omitempty"` // "missing" (default), "always", "never"
-	Platform   string   `json:"Platform,omitempty"`
+	ExtraHosts []string          `json:"ExtraHosts,omitempty"`
+	DNS        []string          `json:"Dns,omitempty"`
+	DNSSearch  []string          `json:"DnsSearch,omitempty"`
+	DNSOptions []string          `json:"DnsOptions,omitempty"`
+	Domainname string            `json:"Domainname,omitempty"`
+	Privileged bool              `json:"Privileged,omitempty"`
+	ReadOnly   bool              `json:"ReadonlyRootfs,omitempty"`
+	Pull       string            `json:"Pull,omitempty"` // "missing" (default), "always", "never"
+	Platform   string            `json:"Platform,omitempty"`
+	Labels     map[string]string `json:"Labels,omitempty"`
 	// RestartPolicy says whether the engine starts the container again
 	// when it exits and when the engine itself starts.
 	RestartPolicy RestartPolicy `json:"RestartPolicy,omitzero"`
@@ -194,6 +195,9 @@ type WaitReply struct {
 // PsArgs is OpPs.
 type PsArgs struct {
 	All bool `json:"all,omitempty"`
+	// Filters are Docker's: id, name, label, status, ancestor, exited and
+	// network. A status filter lists stopped containers too.
+	Filters Filters `json:"filters,omitempty"`
 }
 
 // ContainerSummary is one row of OpPs, shaped like Docker's /containers/json.
@@ -208,7 +212,8 @@ type ContainerSummary struct {
 	Status  string        `json:"Status"`  // e.g. "Exited (3) 1 second ago"
 	Ports   []PortSummary `json:"Ports"`
 	// Networks names the networks the container is on.
-	Networks []string `json:"Networks,omitempty"`
+	Networks []string          `json:"Networks,omitempty"`
+	Labels   map[string]string `json:"Labels"`
 }
 
 // LogsArgs is OpLogs.

@@ -187,7 +187,7 @@ func TestRunCommands(t *testing.T) {
 	if err != nil || o.stdout != "PIPED IN\n" {
 		t.Errorf("stdin: %+v %v", o, err)
 	}
-	if got := e.List(true); len(got) != 0 {
+	if got := list(t, e, true); len(got) != 0 {
 		t.Errorf("AutoRemove containers left: %+v", got)
 	}
 }
@@ -223,7 +223,7 @@ func TestNotRunnable(t *testing.T) {
 			t.Errorf("%v: code %d err %v, want %d", tc.cmd, o.code, err, tc.code)
 		}
 	}
-	if got := e.List(true); len(got) != 0 {
+	if got := list(t, e, true); len(got) != 0 {
 		t.Errorf("AutoRemove containers left after failed starts: %+v", got)
 	}
 	// Without AutoRemove the failure is recorded, as Docker does.
@@ -275,11 +275,11 @@ func TestLifecycle(t *testing.T) {
 	if _, err := e.Create(ctx, api.ContainerConfig{Image: "busybox", Name: "life"}, engine.PullOptions{}); !errors.Is(err, engine.ErrConflict) {
 		t.Errorf("duplicate name: %v", err)
 	}
-	ps := e.List(true)
+	ps := list(t, e, true)
 	if len(ps) != 1 || ps[0].Status != "Created" || ps[0].State != "created" || ps[0].Names[0] != "/life" {
 		t.Fatalf("ps: %+v", ps)
 	}
-	if len(e.List(false)) != 0 {
+	if len(list(t, e, false)) != 0 {
 		t.Error("created container listed as running")
 	}
 	// Wait for next-exit before the start, attach, then start. (The
@@ -303,7 +303,7 @@ func TestLifecycle(t *testing.T) {
 		t.Fatalf("attach: %q", line)
 	}
 	go io.Copy(io.Discard, pr)
-	ps = e.List(false)
+	ps = list(t, e, false)
 	if len(ps) != 1 || !strings.HasPrefix(ps[0].Status, "Up ") || ps[0].Command != "sh -c 'trap 'echo term; exit 143' TERM; echo up; while :; do sleep 0.05; done'" {
 		t.Errorf("ps running: %+v", ps)
 	}
@@ -323,7 +323,7 @@ func TestLifecycle(t *testing.T) {
 	if ins.State.Status != "exited" || ins.State.ExitCode != 143 || ins.State.Running || ins.Name != "/life" || ins.Path != "sh" {
 		t.Errorf("inspect: %+v", ins)
 	}
-	if st := e.List(true)[0].Status; !strings.HasPrefix(st, "Exited (143) ") || !strings.HasSuffix(st, " ago") {
+	if st := list(t, e, true)[0].Status; !strings.HasPrefix(st, "Exited (143) ") || !strings.HasSuffix(st, " ago") {
 		t.Errorf("status %q", st)
 	}
 	if err := e.Kill(ctx, "life", "KILL"); !errors.Is(err, engine.ErrNotRunning) {
@@ -384,8 +384,8 @@ func TestLifecycle(t *testing.T) {
 	if err := e.Remove(ctx, cr2.ID[:12], true); err != nil {
 		t.Fatal(err)
 	}
-	if len(e.List(true)) != 0 {
-		t.Errorf("left: %+v", e.List(true))
+	if len(list(t, e, true)) != 0 {
+		t.Errorf("left: %+v", list(t, e, true))
 	}
 }
 
@@ -647,7 +647,7 @@ func TestRestartShowsExited(t *testing.T) {
 	if err != nil || ins.ID != id || ins.State.Running || ins.State.Status != "exited" || ins.State.ExitCode != 255 {
 		t.Errorf("after restart: %+v %v", ins.State, err)
 	}
-	if ps := e.List(false); len(ps) != 0 {
+	if ps := list(t, e, false); len(ps) != 0 {
 		t.Errorf("running after restart: %+v", ps)
 	}
 	// It can run again.
@@ -704,4 +704,14 @@ func TestLayeredImage(t *testing.T) {
 	if o.stdout != "changed\nkept\nkept\nnew\n" {
 		t.Errorf("layered image: %q %q", o.stdout, o.stderr)
 	}
+}
+
+// list is List without filters.
+func list(t testing.TB, e *engine.Engine, all bool) []api.ContainerSummary {
+	t.Helper()
+	ps, err := e.List(api.PsArgs{All: all})
+	if err != nil {
+		t.Fatalf("list: %v", err)
+	}
+	return ps
 }

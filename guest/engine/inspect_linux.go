@@ -12,8 +12,14 @@ import (
 	"github.com/vmbox/vmbox/guest/api"
 )
 
-// List returns the containers, newest first; only running ones unless all.
-func (e *Engine) List(all bool) []api.ContainerSummary {
+// List returns the containers that pass args.Filters, newest first; only
+// running ones unless args.All or a status filter.
+func (e *Engine) List(args api.PsArgs) ([]api.ContainerSummary, error) {
+	filter, err := newContainerFilter(args.Filters)
+	if err != nil {
+		return nil, err
+	}
+	all := args.All || filter.listsStopped()
 	e.mu.Lock()
 	cs := make([]*managedContainer, 0, len(e.byID))
 	for _, c := range e.byID {
@@ -30,6 +36,9 @@ func (e *Engine) List(all bool) []api.ContainerSummary {
 		if !all && rec.State.Status != statusRunning && rec.State.Status != statusRestarting {
 			continue
 		}
+		if !filter.matches(&rec, networks) {
+			continue
+		}
 		out = append(out, api.ContainerSummary{
 			ID:       rec.ID,
 			Names:    []string{"/" + rec.Name},
@@ -41,6 +50,7 @@ func (e *Engine) List(all bool) []api.ContainerSummary {
 			Status:   statusText(rec.State, now),
 			Ports:    ports,
 			Networks: networks,
+			Labels:   labelsOrEmpty(rec.Config.Labels),
 		})
 	}
 	sort.Slice(out, func(i, j int) bool {
@@ -49,7 +59,15 @@ func (e *Engine) List(all bool) []api.ContainerSummary {
 		}
 		return out[i].ID < out[j].ID
 	})
-	return out
+	return out, nil
+}
+
+// labelsOrEmpty is labels, or an empty map where Docker's JSON has {}.
+func labelsOrEmpty(labels map[string]string) map[string]string {
+	if labels == nil {
+		return map[string]string{}
+	}
+	return labels
 }
 
 // command formats the command as Docker's list does.

@@ -80,7 +80,7 @@ func TestRestartPolicies(t *testing.T) {
 	t.Run("always restarts until stopped by hand", func(t *testing.T) {
 		startDetached(t, e, bb("loop", api.RestartPolicy{Name: api.RestartAlways}, "sleep 0.1"))
 		eventually(t, e, "loop", "two restarts", func(in api.ContainerInspect) bool { return in.RestartCount >= 2 })
-		if ps := e.List(false); !listed(ps, "/loop") {
+		if ps := list(t, e, false); !listed(ps, "/loop") {
 			t.Errorf("a restarting container is missing from ps: %+v", ps)
 		}
 		// It may be running or waiting to restart: a stop ends both.

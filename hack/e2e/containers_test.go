@@ -3,6 +3,7 @@ package e2e
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
 	"os"
@@ -12,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/vmbox/vmbox/guest/api"
 	"github.com/vmbox/vmbox/guest/image/imagetest"
 )
 
@@ -178,6 +180,46 @@ func containerCases(t *testing.T, tg *target) {
 		}
 		waitFor(t, func() bool { return strings.Contains(tg.run("ps", "-a").stdout, "Exited (137)") })
 		tg.run("rm", id)
+	})
+	t.Run("labels and ps filters", func(t *testing.T) {
+		r := tg.run("run", "-d", "--name", "lab1", "--label", "app=e2e", "-l", "tier=front", bb, "sleep", "300")
+		if r.code != 0 {
+			t.Fatalf("run -d --label: %s", r)
+		}
+		id1 := strings.TrimSpace(r.stdout)
+		defer tg.run("rm", "-f", "lab1")
+		r = tg.run("run", "--name", "lab2", "--label", "app=e2e", bb, "sh", "-c", "exit 4")
+		if r.code != 4 {
+			t.Fatalf("run --label, exit 4: %s", r)
+		}
+		defer tg.run("rm", "-f", "lab2")
+		idsOf := func(args ...string) string {
+			t.Helper()
+			r := tg.run(append([]string{"ps", "-q"}, args...)...)
+			if r.code != 0 {
+				t.Fatalf("ps %v: %s", args, r)
+			}
+			return strings.Join(strings.Fields(r.stdout), " ")
+		}
+		if got := idsOf("--filter", "label=app=e2e"); got != id1[:12] {
+			t.Errorf("running with app=e2e: %q, want %s", got, id1[:12])
+		}
+		if got := idsOf("-a", "--filter", "label=app=e2e", "--filter", "label=tier=front"); got != id1[:12] {
+			t.Errorf("app=e2e and tier=front: %q", got)
+		}
+		if got := idsOf("--filter", "label=app=e2e", "--filter", "exited=4"); got == "" || strings.Contains(got, id1[:12]) {
+			t.Errorf("exited=4 with app=e2e: %q", got)
+		}
+		if got := idsOf("-a", "--filter", "name=^lab1$", "--filter", "status=running"); got != id1[:12] {
+			t.Errorf("name and status: %q", got)
+		}
+		var ps []api.ContainerSummary
+		if r := tg.run("ps", "--filter", "name=lab1", "--format", "json"); r.code != 0 || json.Unmarshal([]byte(r.stdout), &ps) != nil || len(ps) != 1 || ps[0].Labels["tier"] != "front" {
+			t.Errorf("ps --format json labels: %s", r)
+		}
+		if r := tg.run("ps", "--filter", "colour=red"); r.code != 125 || strings.TrimSpace(r.stderr) != "vmbox: invalid filter 'colour'" {
+			t.Errorf("unknown filter: %s", r)
+		}
 	})
 	t.Run("pids limit stops a fork bomb", func(t *testing.T) {
 		r := tg.run("run", "--rm", "--pids-limit", "20", bb, "sh", "-c",

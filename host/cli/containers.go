@@ -50,6 +50,7 @@ func (a *app) forEachNamed(ctx context.Context, names []string, op func(c *sshcl
 
 func (a *app) psCommand() *cobra.Command {
 	var all bool
+	var filterValues []string
 	var out outputFlags
 	c := &cobra.Command{
 		Use:   "ps [flags]",
@@ -59,8 +60,12 @@ func (a *app) psCommand() *cobra.Command {
 			if err := out.check(); err != nil {
 				return err
 			}
+			filters, err := api.ParseFilters(filterValues, "id", "name", "label", "status", "ancestor", "exited", "network")
+			if err != nil {
+				return usageError("%v", err)
+			}
 			var list []api.ContainerSummary
-			if err := a.call(cmd.Context(), api.OpPs, api.PsArgs{All: all}, &list); err != nil {
+			if err := a.call(cmd.Context(), api.OpPs, api.PsArgs{All: all, Filters: filters}, &list); err != nil {
 				return err
 			}
 			return printList(a.stdout, out, list, func(c api.ContainerSummary) string { return shortID(c.ID) },
@@ -76,6 +81,7 @@ func (a *app) psCommand() *cobra.Command {
 		},
 	}
 	c.Flags().BoolVarP(&all, "all", "a", false, "show all containers, not only running ones")
+	c.Flags().StringArrayVarP(&filterValues, "filter", "f", nil, "show only containers that match: id=, name=, label=KEY[=VALUE], status=, ancestor=IMAGE, exited=CODE, network= (repeatable)")
 	addOutputFlags(c, &out, true)
 	return c
 }

@@ -255,14 +255,7 @@ func (f networkFilter) matches(n api.NetworkResource) bool {
 	if len(f.drivers) > 0 && !slices.Contains(f.drivers, n.Driver) {
 		return false
 	}
-	for _, label := range f.labels {
-		key, want, hasValue := strings.Cut(label, "=")
-		got, ok := n.Labels[key]
-		if !ok || (hasValue && got != want) {
-			return false
-		}
-	}
-	return true
+	return api.MatchLabels(n.Labels, f.labels)
 }
 
 func (a *app) networkInspectCommand() *cobra.Command {

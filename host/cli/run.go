@@ -19,6 +19,7 @@ type runFlags struct {
 	rm, detach, interactive, tty, privileged, readOnly, noStart                         bool
 	env, envFiles                                                                       []string
 	restart                                                                             string
+	labels, labelFiles                                                                  []string
 	pidsLimit                                                                           int64
 	net                                                                                 networkFlags
 }
@@ -80,6 +81,8 @@ func addRunFlags(c *cobra.Command, f *runFlags) {
 	// instance is then chosen with VMBOX_INSTANCE.
 	fl.StringVar(&f.name, "name", "", "assign a name to the container")
 	fl.BoolVar(&f.rm, "rm", false, "remove the container when it exits")
+	fl.StringArrayVarP(&f.labels, "label", "l", nil, "set a label KEY=VALUE on the container (repeatable)")
+	fl.StringArrayVar(&f.labelFiles, "label-file", nil, "read labels from a file of KEY=VALUE lines")
 	fl.StringVar(&f.restart, "restart", "no", "restart policy when the container exits: no, always, unless-stopped or on-failure[:MAX-RETRIES]")
 	fl.BoolVarP(&f.detach, "detach", "d", false, "run in the background and print the container ID")
 	fl.BoolVarP(&f.interactive, "interactive", "i", false, "keep stdin open and forward it")
@@ -156,6 +159,9 @@ func (f *runFlags) config(args []string, entrypointSet bool) (api.ContainerConfi
 	if f.pidsLimit < 0 {
 		return cfg, usageError("invalid --pids-limit %d: use a positive number, or 0 for no limit", f.pidsLimit)
 	}
+	if cfg.Labels, err = collectLabels(f.labelFiles, f.labels); err != nil {
+		return cfg, err
+	}
 	env, err := collectEnv(f.envFiles, f.env)
 	if err != nil {
 		return cfg, err
@@ -189,27 +195,12 @@ func collectEnv(files, vars []string) ([]string, error) {
 		env = append(env, v)
 	}
 	for _, file := range files {
-		fh, err := os.Open(file)
+		lines, err := readDefinitions("--env-file", file)
 		if err != nil {
-			return nil, usageError("--env-file: %v", err)
+			return nil, err
 		}
-		sc := bufio.NewScanner(fh)
-		line := 0
-		for sc.Scan() {
-			line++
-			l := strings.TrimSpace(sc.Text())
-			if l == "" || strings.HasPrefix(l, "#") {
-				continue
-			}
-			if strings.HasPrefix(l, "=") {
-				fh.Close()
-				return nil, usageError("--env-file %s line %d: variable name is empty", file, line)
-			}
+		for _, l := range lines {
 			add(l)
-		}
-		fh.Close()
-		if err := sc.Err(); err != nil {
-			return nil, usageError("--env-file %s: %v", file, err)
 		}
 	}
 	for _, v := range vars {
@@ -236,4 +227,44 @@ func (a *app) connectOrStart(ctx context.Context, noStart bool) (*sshclient.Clie
 		return nil, err
 	}
 	return a.connect(ctx)
+}
+
+// readDefinitions reads a --env-file or --label-file: its KEY=VALUE (or
+// KEY) lines, blank lines and # comments skipped.
+func readDefinitions(flag, file string) ([]string, error) {
+	fh, err := os.Open(file)
+	if err != nil {
+		return nil, usageError("%s: %v", flag, err)
+	}
+	defer fh.Close()
+	var out []string
+	sc := bufio.NewScanner(fh)
+	for line := 1; sc.Scan(); line++ {
+		l := strings.TrimSpace(sc.Text())
+		if l == "" || strings.HasPrefix(l, "#") {
+			continue
+		}
+		if strings.HasPrefix(l, "=") {
+			return nil, usageError("%s %s line %d: variable name is empty", flag, file, line)
+		}
+		out = append(out, l)
+	}
+	if err := sc.Err(); err != nil {
+		return nil, usageError("%s %s: %v", flag, file, err)
+	}
+	return out, nil
+}
+
+// collectLabels reads --label-file files, then --label values, into the
+// container's labels (a later KEY wins; KEY alone is an empty value).
+func collectLabels(files, values []string) (map[string]string, error) {
+	var all []string
+	for _, file := range files {
+		lines, err := readDefinitions("--label-file", file)
+		if err != nil {
+			return nil, err
+		}
+		all = append(all, lines...)
+	}
+	return keyValues("--label", append(all, values...))
 }

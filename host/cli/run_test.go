@@ -2,6 +2,8 @@ package cli
 
 import (
 	"errors"
+	"maps"
+	"os"
 	"testing"
 
 	"github.com/vmbox/vmbox/guest/api"
@@ -32,5 +34,26 @@ func TestRunRestartFlag(t *testing.T) {
 		if err != nil || cfg.RestartPolicy != tt.want {
 			t.Errorf("%q: policy %+v, %v; want %+v", tt.args, cfg.RestartPolicy, err, tt.want)
 		}
+	}
+}
+
+func TestRunLabels(t *testing.T) {
+	file := t.TempDir() + "/labels"
+	if err := os.WriteFile(file, []byte("# comment\napp=web\n\ntier=front\nflag\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := runConfig(t, "--label-file", file, "-l", "tier=back", "--label", "owner=me", "busybox")
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]string{"app": "web", "tier": "back", "flag": "", "owner": "me"}
+	if !maps.Equal(cfg.Labels, want) {
+		t.Errorf("labels %v, want %v", cfg.Labels, want)
+	}
+	if _, err := runConfig(t, "--label", "=x", "busybox"); err == nil {
+		t.Error("a label without a key was accepted")
+	}
+	if _, err := runConfig(t, "--label-file", file+".missing", "busybox"); err == nil {
+		t.Error("a missing label file was accepted")
 	}
 }
