@@ -153,6 +153,9 @@ type ContainerConfig struct {
 	Pull       string            `json:"Pull,omitempty"` // "missing" (default), "always", "never"
 	Platform   string            `json:"Platform,omitempty"`
 	Labels     map[string]string `json:"Labels,omitempty"`
+	// Tmpfs mounts a new tmpfs at each path (absolute, in the container)
+	// with Docker's --tmpfs options ("size=64m,mode=755", may be empty).
+	Tmpfs map[string]string `json:"Tmpfs,omitempty"`
 	// RestartPolicy says whether the engine starts the container again
 	// when it exits and when the engine itself starts.
 	RestartPolicy RestartPolicy `json:"RestartPolicy,omitzero"`

@@ -76,8 +76,9 @@ type Spec struct {
 	// /proc/PID/ns/net is the container's network namespace to plumb. An
 	// error fails the start.
 	Prepare func(pid int) error
-	// Mounts are bind mounts into the root filesystem (sources are paths
-	// of the VM, targets absolute paths in the container).
+	// Mounts are made into the root filesystem: bind mounts (sources are
+	// paths of the VM) and tmpfs; targets are absolute paths in the
+	// container.
 	Mounts []Mount
 
 	Privileged bool
@@ -92,8 +93,17 @@ type Resources struct {
 	PidsLimit int64
 }
 
-// Mount is one bind mount into a container.
+// Mount is one mount into a container: a bind mount, or a tmpfs.
 type Mount = nsinit.Mount
+
+// MountTmpfs is Mount.Type for a tmpfs.
+const MountTmpfs = nsinit.MountTmpfs
+
+// CheckTmpfsOptions checks Docker's --tmpfs options ("size=64m,mode=755").
+func CheckTmpfsOptions(opts string) error {
+	_, _, err := nsinit.TmpfsOptions(opts)
+	return err
+}
 
 // ExecSpec describes a process started inside a running container.
 type ExecSpec struct {

@@ -35,6 +35,14 @@ func (e *Engine) Create(ctx context.Context, cfg api.ContainerConfig, pull PullO
 	if cfg.Memory > 0 && cfg.Memory < 6<<20 {
 		return api.CreateReply{}, fmt.Errorf("%w: minimum memory limit allowed is 6MB", ErrInvalid)
 	}
+	for path, opts := range cfg.Tmpfs {
+		if !strings.HasPrefix(path, "/") || path == "/" {
+			return api.CreateReply{}, fmt.Errorf("%w: invalid tmpfs path %q: it must be absolute and not /", ErrInvalid, path)
+		}
+		if err := container.CheckTmpfsOptions(opts); err != nil {
+			return api.CreateReply{}, fmt.Errorf("%w: --tmpfs %s: %w", ErrInvalid, path, err)
+		}
+	}
 	if err := cfg.RestartPolicy.Validate(); err != nil {
 		return api.CreateReply{}, fmt.Errorf("%w: %w", ErrInvalid, err)
 	}

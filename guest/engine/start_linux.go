@@ -4,7 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"path/filepath"
+	"slices"
 	"sync"
 	"syscall"
 	"time"
@@ -167,7 +169,17 @@ func (c *managedContainer) spec() *container.Spec {
 		Privileged:  cfg.Privileged,
 		ReadOnly:    cfg.ReadOnly,
 		Resources:   container.Resources{Memory: cfg.Memory, NanoCPUs: cfg.NanoCPUs, PidsLimit: cfg.PidsLimit},
+		Mounts:      tmpfsMounts(cfg.Tmpfs),
 	}
+}
+
+// tmpfsMounts are the --tmpfs mounts, a parent before what it holds.
+func tmpfsMounts(tmpfs map[string]string) []container.Mount {
+	var out []container.Mount
+	for _, path := range slices.Sorted(maps.Keys(tmpfs)) {
+		out = append(out, container.Mount{Type: container.MountTmpfs, Target: filepath.Clean(path), Options: tmpfs[path]})
+	}
+	return out
 }
 
 // runtimeNetworkMode is what the runtime needs of a network mode: the

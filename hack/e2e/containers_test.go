@@ -126,6 +126,7 @@ func containerCases(t *testing.T, tg *target) {
 		wantErr  string
 	}{
 		{"overridden command", "", []string{bb, "echo", "hi"}, 0, "hi\n", ""},
+		{"tmpfs on a read-only root", "", []string{"--read-only", "--tmpfs", "/scratch:size=1m", bb, "sh", "-c", "echo x > /scratch/f && grep -c ' /scratch tmpfs ' /proc/mounts"}, 0, "1\n", ""},
 		{"exit code", "", []string{bb, "sh", "-c", "exit 3"}, 3, "", ""},
 		{"stdin with -i", "piped\n", []string{"-i", bb, "cat"}, 0, "piped\n", ""},
 		{"stdout and stderr apart", "", []string{bb, "sh", "-c", "echo out; echo err >&2"}, 0, "out\n", "err\n"},

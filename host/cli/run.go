@@ -19,7 +19,7 @@ type runFlags struct {
 	rm, detach, interactive, tty, privileged, readOnly, noStart                         bool
 	env, envFiles                                                                       []string
 	restart                                                                             string
-	labels, labelFiles                                                                  []string
+	labels, labelFiles, tmpfs                                                           []string
 	pidsLimit                                                                           int64
 	net                                                                                 networkFlags
 }
@@ -83,6 +83,7 @@ func addRunFlags(c *cobra.Command, f *runFlags) {
 	fl.BoolVar(&f.rm, "rm", false, "remove the container when it exits")
 	fl.StringArrayVarP(&f.labels, "label", "l", nil, "set a label KEY=VALUE on the container (repeatable)")
 	fl.StringArrayVar(&f.labelFiles, "label-file", nil, "read labels from a file of KEY=VALUE lines")
+	fl.StringArrayVar(&f.tmpfs, "tmpfs", nil, "mount a tmpfs: PATH[:OPTIONS], options as mount's (size=64m,mode=755,exec) (repeatable)")
 	fl.StringVar(&f.restart, "restart", "no", "restart policy when the container exits: no, always, unless-stopped or on-failure[:MAX-RETRIES]")
 	fl.BoolVarP(&f.detach, "detach", "d", false, "run in the background and print the container ID")
 	fl.BoolVarP(&f.interactive, "interactive", "i", false, "keep stdin open and forward it")
@@ -161,6 +162,16 @@ func (f *runFlags) config(args []string, entrypointSet bool) (api.ContainerConfi
 	}
 	if cfg.Labels, err = collectLabels(f.labelFiles, f.labels); err != nil {
 		return cfg, err
+	}
+	for _, t := range f.tmpfs {
+		path, opts, _ := strings.Cut(t, ":")
+		if !strings.HasPrefix(path, "/") {
+			return cfg, usageError("invalid --tmpfs %q: the path must be absolute", t)
+		}
+		if cfg.Tmpfs == nil {
+			cfg.Tmpfs = map[string]string{}
+		}
+		cfg.Tmpfs[path] = opts
 	}
 	env, err := collectEnv(f.envFiles, f.env)
 	if err != nil {

@@ -57,3 +57,16 @@ func TestRunLabels(t *testing.T) {
 		t.Error("a missing label file was accepted")
 	}
 }
+
+func TestRunTmpfs(t *testing.T) {
+	cfg, err := runConfig(t, "--tmpfs", "/run", "--tmpfs", "/cache:size=8m,mode=700", "busybox")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := map[string]string{"/run": "", "/cache": "size=8m,mode=700"}; !maps.Equal(cfg.Tmpfs, want) {
+		t.Errorf("tmpfs %v, want %v", cfg.Tmpfs, want)
+	}
+	if _, err := runConfig(t, "--tmpfs", "cache", "busybox"); err == nil {
+		t.Error("a relative --tmpfs path was accepted")
+	}
+}

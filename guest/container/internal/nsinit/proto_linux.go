@@ -41,20 +41,27 @@ type Config struct {
 	ReadOnly   bool     `json:"readonly,omitempty"`
 	// Trace asks the init to report the time spent in each step on stderr.
 	Trace bool `json:"trace,omitempty"`
-	// Mounts are bind mounts made into the root filesystem before the
-	// pivot: their sources are paths of the VM.
+	// Mounts are made into the root filesystem before the pivot: bind
+	// mounts (their sources are paths of the VM) and tmpfs.
 	Mounts []Mount `json:"mounts,omitempty"`
 	// JoinNetNS says the last descriptor sent with the configuration is a
 	// network namespace the init enters (another container's).
 	JoinNetNS bool `json:"joinNetns,omitempty"`
 }
 
-// Mount is one bind mount into a container.
+// Mount is one mount into a container: a bind mount of Source, or with
+// Type "tmpfs" a new tmpfs with Options (Docker's --tmpfs options, checked
+// by TmpfsOptions).
 type Mount struct {
-	Source   string `json:"source"`
+	Source   string `json:"source,omitempty"`
 	Target   string `json:"target"` // absolute, inside the container
 	ReadOnly bool   `json:"ro,omitempty"`
+	Type     string `json:"type,omitempty"`
+	Options  string `json:"options,omitempty"`
 }
+
+// MountTmpfs is Mount.Type for a tmpfs.
+const MountTmpfs = "tmpfs"
 
 // ErrorMsg is the init's report of a failure before execve.
 type ErrorMsg struct {

@@ -167,7 +167,11 @@ func setupRootfs(cfg *Config, tr *Tracer) (*ttyPair, error) {
 	}
 	tr.Step("overlay")
 	for _, m := range cfg.Mounts {
-		if err := bindMount(rootfs, m); err != nil {
+		mountOne := bindMount
+		if m.Type == MountTmpfs {
+			mountOne = tmpfsMount
+		}
+		if err := mountOne(rootfs, m); err != nil {
 			return nil, err
 		}
 	}
