@@ -38,12 +38,15 @@ func (f *loopbackForwarder) RemoveForward(_ context.Context, host netip.AddrPort
 	return nil
 }
 
-func TestDirectForwards(t *testing.T) {
+// closingListener listens on loopback, closing what it accepts, until the
+// test ends.
+func closingListener(t *testing.T) netip.AddrPort {
+	t.Helper()
 	l, err := net.Listen("tcp4", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer l.Close()
+	t.Cleanup(func() { l.Close() })
 	go func() {
 		for {
 			c, err := l.Accept()
@@ -53,7 +56,11 @@ func TestDirectForwards(t *testing.T) {
 			c.Close()
 		}
 	}()
-	target := l.Addr().(*net.TCPAddr).AddrPort()
+	return l.Addr().(*net.TCPAddr).AddrPort()
+}
+
+func TestDirectForwards(t *testing.T) {
+	target := closingListener(t)
 	ctx := context.Background()
 
 	for _, tc := range []struct {
@@ -107,21 +114,7 @@ func TestDirectForwards(t *testing.T) {
 // TestDirectForwardsConcurrent: many first connections at once make one
 // forward.
 func TestDirectForwardsConcurrent(t *testing.T) {
-	l, err := net.Listen("tcp4", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	go func() {
-		for {
-			c, err := l.Accept()
-			if err != nil {
-				return
-			}
-			c.Close()
-		}
-	}()
-	target := l.Addr().(*net.TCPAddr).AddrPort()
+	target := closingListener(t)
 	vm := &loopbackForwarder{}
 	d := newDirectForwards(vm, slog.New(slog.DiscardHandler))
 	d.publish("c1", target.Addr())

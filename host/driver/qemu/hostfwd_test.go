@@ -4,7 +4,6 @@ import (
 	"context"
 	"net"
 	"net/netip"
-	"os/exec"
 	"testing"
 	"time"
 )
@@ -13,23 +12,9 @@ import (
 // networking (no guest: slirp accepts the host's connection itself, then
 // would carry it to the address inside).
 func TestForwardToGuest(t *testing.T) {
-	needQEMU(t, "amd64")
-	bin, err := New(Options{}).binary("amd64")
-	if err != nil {
-		t.Fatal(err)
-	}
-	sock := QMPSocket(t.TempDir())
-	cmd := exec.Command(bin, "-machine", "none", "-nodefaults", "-display", "none",
-		"-netdev", "user,id="+slirpNetdev, "-qmp", "unix:"+Escape(sock)+",server=on,wait=off")
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
+	sock, exited := startBareQEMU(t, "-netdev", "user,id="+slirpNetdev)
 	v := &VM{name: "test", qmpSocket: sock, done: make(chan struct{})}
-	go func() { cmd.Wait(); close(v.done) }()
-	t.Cleanup(func() {
-		cmd.Process.Kill()
-		<-v.done
-	})
+	go func() { <-exited; close(v.done) }()
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	for i := 0; ; i++ {

@@ -15,24 +15,7 @@ import (
 // TestQMP drives a real QEMU (no guest: -machine none) through the
 // client: status, pause, resume, an unknown command, and quit.
 func TestQMP(t *testing.T) {
-	needQEMU(t, "amd64")
-	bin, err := New(Options{}).binary("amd64")
-	if err != nil {
-		t.Fatal(err)
-	}
-	sock := QMPSocket(t.TempDir())
-	cmd := exec.Command(bin, "-machine", "none", "-nodefaults", "-display", "none",
-		"-qmp", "unix:"+Escape(sock)+",server=on,wait=off")
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	exited := make(chan error, 1)
-	done := make(chan struct{})
-	go func() { exited <- cmd.Wait(); close(done) }()
-	t.Cleanup(func() {
-		cmd.Process.Kill()
-		<-done
-	})
+	sock, exited := startBareQEMU(t)
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 
@@ -70,7 +53,7 @@ func TestQMP(t *testing.T) {
 		}
 	}
 	// A command with arguments, answered with an error.
-	_, err = QMP(ctx, sock, "human-monitor-command-nonexistent", map[string]string{"command-line": "info status"})
+	_, err := QMP(ctx, sock, "human-monitor-command-nonexistent", map[string]string{"command-line": "info status"})
 	var qerr *QMPError
 	if !errors.As(err, &qerr) || qerr.Class != "CommandNotFound" {
 		t.Fatalf("unknown command: err = %v, want a CommandNotFound QMPError", err)
@@ -90,6 +73,31 @@ func TestQMP(t *testing.T) {
 	case <-time.After(30 * time.Second):
 		t.Fatal("QEMU still running 30 s after quit")
 	}
+}
+
+// startBareQEMU runs QEMU without a guest (-machine none) with args and a
+// QMP socket, killed when the test ends; exited receives how it ended.
+func startBareQEMU(t *testing.T, args ...string) (sock string, exited <-chan error) {
+	t.Helper()
+	needQEMU(t, "amd64")
+	bin, err := New(Options{}).binary("amd64")
+	if err != nil {
+		t.Fatal(err)
+	}
+	sock = QMPSocket(t.TempDir())
+	cmd := exec.Command(bin, append([]string{"-machine", "none", "-nodefaults", "-display", "none",
+		"-qmp", "unix:" + Escape(sock) + ",server=on,wait=off"}, args...)...)
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	ch := make(chan error, 1)
+	done := make(chan struct{})
+	go func() { ch <- cmd.Wait(); close(done) }()
+	t.Cleanup(func() {
+		cmd.Process.Kill()
+		<-done
+	})
+	return sock, ch
 }
 
 // TestQMPContext checks that ctx bounds a QMP exchange with a peer that
