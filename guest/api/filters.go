@@ -10,6 +10,11 @@ import (
 // hold.
 type Filters map[string][]string
 
+// ContainerFilterKeys are the filters a container list takes, as Docker's.
+func ContainerFilterKeys() []string {
+	return []string{"id", "name", "label", "status", "ancestor", "exited", "network"}
+}
+
 // ParseFilters reads --filter KEY=VALUE values, accepting only keys.
 func ParseFilters(values []string, keys ...string) (Filters, error) {
 	if len(values) == 0 {

@@ -10,12 +10,6 @@ import (
 	"github.com/vmbox/vmbox/guest/api"
 )
 
-// containerFilterKeys are the filters List takes, as Docker's list.
-var containerFilterKeys = []string{"id", "name", "label", "status", "ancestor", "exited", "network"}
-
-// containerStatuses are the values Docker's status filter accepts.
-var containerStatuses = []string{"created", "restarting", "running", "removing", "paused", "exited", "dead"}
-
 // containerFilter is api.Filters checked and compiled.
 type containerFilter struct {
 	f      api.Filters
@@ -24,7 +18,7 @@ type containerFilter struct {
 }
 
 func newContainerFilter(f api.Filters) (*containerFilter, error) {
-	if err := f.Validate(containerFilterKeys...); err != nil {
+	if err := f.Validate(api.ContainerFilterKeys()...); err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrInvalid, err)
 	}
 	cf := &containerFilter{f: f}
@@ -42,8 +36,10 @@ func newContainerFilter(f api.Filters) (*containerFilter, error) {
 		}
 		cf.exited = append(cf.exited, code)
 	}
+	// The values Docker's status filter accepts.
+	statuses := []string{"created", "restarting", "running", "removing", "paused", "exited", "dead"}
 	for _, v := range f["status"] {
-		if !slices.Contains(containerStatuses, v) {
+		if !slices.Contains(statuses, v) {
 			return nil, fmt.Errorf("%w: invalid filter 'status=%s'", ErrInvalid, v)
 		}
 	}

@@ -88,11 +88,13 @@ func timedCopy(b *testing.B, transfer func() (int64, error)) time.Duration {
 	return d
 }
 
-func freeLoopbackPort(b *testing.B) int {
-	b.Helper()
+// freeLoopbackPort returns a TCP port on 127.0.0.1 that was free a moment
+// ago.
+func freeLoopbackPort(tb testing.TB) int {
+	tb.Helper()
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
-		b.Fatal(err)
+		tb.Fatal(err)
 	}
 	defer l.Close()
 	return l.Addr().(*net.TCPAddr).Port

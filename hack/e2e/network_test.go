@@ -55,16 +55,6 @@ func fetch(t *testing.T, url string) string {
 	return ""
 }
 
-func freePort(t *testing.T) int {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
-}
-
 // hostStats asks the instance's host process for its goroutines and files.
 func hostStats(t *testing.T, e *env, name string) sshproto.HostStats {
 	t.Helper()
@@ -115,7 +105,7 @@ func listening(t *testing.T, hexAddr string, port int) bool {
 func networkCases(t *testing.T, tg *target, instName string) {
 	bb := tg.reg + "/busybox"
 	t.Run("published port serves the host on loopback only", func(t *testing.T) {
-		port := freePort(t)
+		port := freeLoopbackPort(t)
 		r := tg.run(append([]string{"run", "-d", "--name", "web1", "-p", strconv.Itoa(port) + ":80", bb}, httpdCmd("hello-web1")...)...)
 		if r.code != 0 {
 			t.Fatalf("run -d -p: %s", r)
@@ -141,7 +131,7 @@ func networkCases(t *testing.T, tg *target, instName string) {
 		}
 	})
 	t.Run("0.0.0.0 binds every address", func(t *testing.T) {
-		port := freePort(t)
+		port := freeLoopbackPort(t)
 		r := tg.run(append([]string{"run", "-d", "--name", "web2", "-p", fmt.Sprintf("0.0.0.0:%d:80", port), bb}, httpdCmd("hello-web2")...)...)
 		if r.code != 0 {
 			t.Fatalf("run: %s", r)
@@ -174,7 +164,7 @@ func networkCases(t *testing.T, tg *target, instName string) {
 		}
 	})
 	t.Run("UDP echo", func(t *testing.T) {
-		port := freePort(t)
+		port := freeLoopbackPort(t)
 		// Debian's busybox has no UDP server: the echo is a static Go
 		// program in a layer of its own.
 		img := imagetest.NewImage(t, v1.Config{Env: []string{imagetest.DefaultPath}},
@@ -245,7 +235,7 @@ func networkCases(t *testing.T, tg *target, instName string) {
 			t.Fatalf("network create --internal: %s", r)
 		}
 		defer tg.run("network", "rm", "sealed")
-		port := freePort(t)
+		port := freeLoopbackPort(t)
 		r := tg.run(append([]string{"run", "-d", "--name", "sealed1", "--network", "sealed", "-p", strconv.Itoa(port) + ":80", bb}, httpdCmd("sealed")...)...)
 		if r.code != 0 {
 			t.Fatalf("run -d -p on an internal network: %s", r)
@@ -302,7 +292,7 @@ func networkCases(t *testing.T, tg *target, instName string) {
 		tg.run("rm", "-f", "taken")
 	})
 	t.Run("1000 short connections leak nothing", func(t *testing.T) {
-		port := freePort(t)
+		port := freeLoopbackPort(t)
 		r := tg.run("run", "-d", "--name", "echo1", "-p", fmt.Sprintf("%d:7", port), bb, "sh", "-c", "exec nc -ll -p 7 -e cat")
 		if r.code != 0 {
 			t.Fatalf("run: %s", r)
@@ -357,7 +347,7 @@ func networkCases(t *testing.T, tg *target, instName string) {
 // the container again and fetch through its port.
 func restartedPortCases(t *testing.T, tg *target) {
 	bb := tg.reg + "/busybox"
-	port := freePort(t)
+	port := freeLoopbackPort(t)
 	r := tg.run(append([]string{"run", "-d", "--name", "keep", "-p", strconv.Itoa(port) + ":80", bb}, httpdCmd("kept")...)...)
 	if r.code != 0 {
 		t.Fatalf("run: %s", r)
@@ -365,7 +355,7 @@ func restartedPortCases(t *testing.T, tg *target) {
 	fetch(t, fmt.Sprintf("http://127.0.0.1:%d/", port))
 	// Restart policies: "always" comes back with the VM by itself,
 	// "unless-stopped" does not once stopped by hand.
-	autoPort := freePort(t)
+	autoPort := freeLoopbackPort(t)
 	if r := tg.run(append([]string{"run", "-d", "--name", "auto", "--restart", "always", "-p", strconv.Itoa(autoPort) + ":80", bb}, httpdCmd("auto")...)...); r.code != 0 {
 		t.Fatalf("run --restart always: %s", r)
 	}

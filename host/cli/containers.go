@@ -60,7 +60,7 @@ func (a *app) psCommand() *cobra.Command {
 			if err := out.check(); err != nil {
 				return err
 			}
-			filters, err := api.ParseFilters(filterValues, "id", "name", "label", "status", "ancestor", "exited", "network")
+			filters, err := api.ParseFilters(filterValues, api.ContainerFilterKeys()...)
 			if err != nil {
 				return usageError("%v", err)
 			}
