@@ -70,6 +70,7 @@ func runGuest(log *slog.Logger) error {
 	}
 
 	srv.ForwardHost = ports.register
+	srv.DockerSocket = api.DockerSocket
 	go func() {
 		l, err := listenHost(ctx, sys, cfg.Agent, cfg.Agent.Port)
 		if err == nil {

@@ -46,6 +46,8 @@ type LocalOptions struct {
 	// Networks gives containers Docker's networks on this machine: a
 	// bridge, NAT rules and published ports on its own addresses.
 	Networks bool
+	// DockerSocket, when set, is where the Docker Engine API is served.
+	DockerSocket string
 }
 
 func runLocal(args []string, log *slog.Logger) error {
@@ -55,6 +57,7 @@ func runLocal(args []string, log *slog.Logger) error {
 	fs.StringVar(&o.HostKey, "host-key", "", "SSH host private key file")
 	fs.StringVar(&o.AuthorizedKey, "authorized-key", "", "public key file of the client to admit")
 	fs.StringVar(&o.DataDir, "data-dir", "/var/lib/vmbox", "engine state directory")
+	fs.StringVar(&o.DockerSocket, "docker-socket", "", "also serve the Docker Engine API on this Unix socket path")
 	fs.BoolVar(&o.Networks, "networks", false, "give containers Docker's networks on this machine (bridge, NAT, published ports); without it they get loopback only")
 	if err := fs.Parse(args); err != nil {
 		return err
@@ -94,13 +97,22 @@ func ServeLocal(ctx context.Context, o LocalOptions, log *slog.Logger) error {
 		return err
 	}
 	defer closeEngine()
+	if o.DockerSocket != "" {
+		ops := a.Containers.(*containerOps)
+		if err := a.serveDockerAPI(ctx, ops, o.DockerSocket, o.DataDir); err != nil {
+			return err
+		}
+		defer os.Remove(o.DockerSocket)
+	}
 	l, err := listenUnix(path)
 	if err != nil {
 		return fmt.Errorf("listen: %w", err)
 	}
 	defer os.Remove(path)
 	log.Info("agent serving", "socket", path)
-	return NewServer(hostKey, authorized, a, log).Serve(ctx, l)
+	srv := NewServer(hostKey, authorized, a, log)
+	srv.DockerSocket = o.DockerSocket
+	return srv.Serve(ctx, l)
 }
 
 func loadKeyFiles(hostKeyFile, authorizedFile string) (ssh.Signer, ssh.PublicKey, error) {

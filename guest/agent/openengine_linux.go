@@ -6,6 +6,7 @@ import (
 	"net/netip"
 	"path/filepath"
 
+	"github.com/vmbox/vmbox/guest/api"
 	"github.com/vmbox/vmbox/guest/api/vmconfig"
 	"github.com/vmbox/vmbox/guest/boot"
 	"github.com/vmbox/vmbox/guest/engine"
@@ -57,6 +58,11 @@ func (a *Agent) openGuestEngine(ctx context.Context, sys *boot.System, ports eng
 			containers: true, hostAddr: st.Gateway, ports: ports, loadModule: sys.Modules.EnsureModule,
 		})
 		*ops.openErr = err
+		if err == nil {
+			if err := a.serveDockerAPI(ctx, ops, api.DockerSocket, vmconfig.DataMountPoint); err != nil {
+				a.Log.Error("docker api", "err", err)
+			}
+		}
 		if fn == nil {
 			fn = func() {}
 		}

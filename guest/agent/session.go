@@ -14,6 +14,7 @@ import (
 
 	"github.com/vmbox/vmbox/guest/api"
 	"github.com/vmbox/vmbox/guest/api/sshproto"
+	"github.com/vmbox/vmbox/internal/portfwd"
 )
 
 // PTYRequest is what a client asked for with "pty-req".
@@ -54,6 +55,9 @@ type Server struct {
 	// ForwardHost, when set, serves sshproto.ReqForwardHost: conn is the
 	// host process's connection, which publishes containers' ports.
 	ForwardHost func(conn ssh.Conn, payload []byte) error
+	// DockerSocket, when set, is the one Unix socket that
+	// sshproto.ChanStreamLocal channels may open: the Docker API's.
+	DockerSocket string
 }
 
 // NewServer makes a server that presents hostKey and admits only clients
@@ -142,8 +146,12 @@ func (s *Server) ServeConn(ctx context.Context, c net.Conn) {
 		conn.Close()
 	}()
 	for nc := range chans {
+		if nc.ChannelType() == sshproto.ChanStreamLocal {
+			go s.serveStreamLocal(ctx, nc)
+			continue
+		}
 		if nc.ChannelType() != "session" {
-			nc.Reject(ssh.UnknownChannelType, "only session channels are served")
+			nc.Reject(ssh.UnknownChannelType, "only session and streamlocal channels are served")
 			continue
 		}
 		ch, chReqs, err := nc.Accept()
@@ -261,4 +269,32 @@ func (s *Server) serveSession(ctx context.Context, ch ssh.Channel, reqs <-chan *
 	ch.CloseWrite()
 	ch.SendRequest("exit-status", false, ssh.Marshal(sshproto.ExitStatus{Status: uint32(code)}))
 	ch.Close()
+}
+
+// serveStreamLocal joins a ChanStreamLocal channel to the Unix socket it
+// names, which must be DockerSocket: no other guest socket is the host's
+// to reach.
+func (s *Server) serveStreamLocal(ctx context.Context, nc ssh.NewChannel) {
+	var m sshproto.StreamLocal
+	if err := ssh.Unmarshal(nc.ExtraData(), &m); err != nil {
+		nc.Reject(ssh.ConnectionFailed, "malformed streamlocal request")
+		return
+	}
+	if s.DockerSocket == "" || m.SocketPath != s.DockerSocket {
+		nc.Reject(ssh.Prohibited, "socket "+m.SocketPath+" is not served to the host")
+		return
+	}
+	var d net.Dialer
+	c, err := d.DialContext(ctx, "unix", m.SocketPath)
+	if err != nil {
+		nc.Reject(ssh.ConnectionFailed, err.Error())
+		return
+	}
+	ch, reqs, err := nc.Accept()
+	if err != nil {
+		c.Close()
+		return
+	}
+	go ssh.DiscardRequests(reqs)
+	portfwd.Join(ch, c)
 }

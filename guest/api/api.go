@@ -225,6 +225,10 @@ type LogsArgs struct {
 	Follow     bool   `json:"follow,omitempty"`
 	Tail       int    `json:"tail"` // -1 = all
 	Timestamps bool   `json:"timestamps,omitempty"`
+	// Since and Until, when set, keep only the lines recorded in that
+	// time range.
+	Since time.Time `json:"since,omitzero"`
+	Until time.Time `json:"until,omitzero"`
 }
 
 // ExecArgs is OpExec.
@@ -420,3 +424,8 @@ type ImageConfig struct {
 // host forwarding), an AF_VSOCK port under vz. Every connection is a plain
 // SSH connection, and any number may be open at once.
 const AgentPort = 2222
+
+// DockerSocket is where the agent serves the Docker Engine API in the
+// guest: containers may mount it, and the host process relays its own
+// socket there (sshproto.ChanStreamLocal).
+const DockerSocket = "/var/run/docker.sock"

@@ -40,16 +40,18 @@ func (e *Engine) Resize(ref string, size api.TermSize) error {
 // returns when that run's output has all been delivered, a write to the
 // client failed, or ctx ends. Attaching before Start loses no output.
 func (e *Engine) Attach(ctx context.Context, ref string, s Streams) error {
-	serve, err := e.attachNow(ref, s)
+	serve, err := e.AttachNow(ref, s)
 	if err != nil {
 		return err
 	}
 	return serve(ctx)
 }
 
-// attachNow registers the attachment before it returns (from then on no
-// output of the run is lost) and returns what serves it, as Attach does.
-func (e *Engine) attachNow(ref string, s Streams) (serve func(context.Context) error, err error) {
+// AttachNow registers the attachment before it returns (from then on no
+// output of the run is lost) and returns what serves it, as Attach does:
+// for a client that must answer before it serves the streams (the Docker
+// API's upgrade to a raw stream).
+func (e *Engine) AttachNow(ref string, s Streams) (serve func(context.Context) error, err error) {
 	c, err := e.lookup(ref)
 	if err != nil {
 		return nil, err

@@ -7,7 +7,7 @@ import "context"
 // Calling Attach in a goroutine and then Start races: the attachment may
 // register after the container has written its first output.
 func AttachAsync(ctx context.Context, e *Engine, ref string, s Streams) (<-chan error, error) {
-	serve, err := e.attachNow(ref, s)
+	serve, err := e.AttachNow(ref, s)
 	if err != nil {
 		return nil, err
 	}

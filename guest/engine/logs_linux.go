@@ -41,6 +41,9 @@ func (e *Engine) Logs(ctx context.Context, args api.LogsArgs, stdout, stderr io.
 	}
 	write := func(es []logEntry) error {
 		for _, en := range es {
+			if !args.Since.IsZero() && en.Time.Before(args.Since) || !args.Until.IsZero() && en.Time.After(args.Until) {
+				continue
+			}
 			w := stdout
 			if en.Stream == "stderr" {
 				w = stderr

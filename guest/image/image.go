@@ -20,6 +20,11 @@ import (
 // ErrNotFound is returned (wrapped) when no image matches a reference.
 var ErrNotFound = errors.New("no such image")
 
+// ErrConflict is returned (wrapped) when an image cannot be removed
+// without force: a container uses it, or it has names in several
+// repositories.
+var ErrConflict = errors.New("conflict")
+
 // Image is a stored image, unpacked and ready to be a container's root filesystem.
 type Image struct {
 	ID       string // "sha256:<config digest>"

@@ -69,7 +69,7 @@ func removeOne(x *index, ref string, force bool, inUse func(string) bool) ([]api
 
 	if byName != nil {
 		if used && !force && x.refCount(rec) == 1 {
-			return nil, fmt.Errorf("conflict: unable to remove repository reference %q (must force) - a container is using its referenced image %s", ref, shortID(id))
+			return nil, fmt.Errorf("%w: unable to remove repository reference %q (must force) - a container is using its referenced image %s", ErrConflict, ref, shortID(id))
 		}
 		if byName.digest != "" {
 			c := byName.canonical()
@@ -99,7 +99,7 @@ func removeOne(x *index, ref string, force bool, inUse func(string) bool) ([]api
 	}
 
 	if used && !force {
-		return nil, fmt.Errorf("conflict: unable to delete %s (must be forced) - image is being used by a container", shortID(id))
+		return nil, fmt.Errorf("%w: unable to delete %s (must be forced) - image is being used by a container", ErrConflict, shortID(id))
 	}
 	tags := x.repoTags(id)
 	if !force {
@@ -111,7 +111,7 @@ func removeOne(x *index, ref string, force bool, inUse func(string) bool) ([]api
 			repos[repoOf(d)] = true
 		}
 		if len(repos) > 1 {
-			return nil, fmt.Errorf("conflict: unable to delete %s (must be forced) - image is referenced in multiple repositories", shortID(id))
+			return nil, fmt.Errorf("%w: unable to delete %s (must be forced) - image is referenced in multiple repositories", ErrConflict, shortID(id))
 		}
 	}
 	for _, t := range tags {
@@ -155,4 +155,28 @@ func joinErrors(errs []error) error {
 		return errs[0]
 	}
 	return joinedError(errs)
+}
+
+// Tag gives the image src names (name[:tag], tag "latest" when left out;
+// a name that named another image moves to this one), as docker tag does.
+func (s *Store) Tag(src, dst string) error {
+	pr, err := parseRef(dst)
+	if err != nil {
+		return fmt.Errorf("invalid reference format %q: %w", dst, err)
+	}
+	if pr.digest != "" {
+		return fmt.Errorf("refusing to create a tag with a digest reference: %s", dst)
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	next := s.idx.clone()
+	rec, _, err := next.lookup(src)
+	if err != nil {
+		return err
+	}
+	if next.Tags[pr.canonical()] == rec.ID {
+		return nil
+	}
+	next.Tags[pr.canonical()] = rec.ID
+	return s.commit(next)
 }

@@ -252,7 +252,7 @@ func (f *Forwarder) forwardTCP(p *publication, c net.Conn, t Target) {
 		return
 	}
 	defer p.untrack(s)
-	join(c, s)
+	Join(c, s)
 }
 
 // udpFlow is the stream that carries one client's datagrams.

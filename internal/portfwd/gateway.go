@@ -88,7 +88,7 @@ func (g *Gateway) ServeConn(ctx context.Context, c net.Conn) {
 		return
 	}
 	if t.Proto == "tcp" {
-		join(c, target)
+		Join(c, target)
 		return
 	}
 	serveUDPFlow(c, target)

@@ -4,17 +4,16 @@ import (
 	"encoding/binary"
 	"errors"
 	"io"
-	"net"
 	"os"
 	"sync/atomic"
 	"time"
 )
 
-// join copies both ways between a and b until both directions end, then
-// closes both. A clean end of one direction (EOF) is passed on as a
+// Join copies both ways between a and b until both directions end, then
+// closes both. Any stream works: connections, SSH channels. A clean end of one direction (EOF) is passed on as a
 // half-close, so a client that shuts its write side still reads the
 // answer; an error in either direction closes both at once.
-func join(a, b net.Conn) {
+func Join(a, b io.ReadWriteCloser) {
 	done := make(chan error, 2)
 	go func() { done <- pass(a, b) }()
 	go func() { done <- pass(b, a) }()
@@ -28,7 +27,7 @@ func join(a, b net.Conn) {
 }
 
 // pass copies src to dst and half-closes dst at src's EOF.
-func pass(dst, src net.Conn) error {
+func pass(dst, src io.ReadWriteCloser) error {
 	if _, err := io.Copy(dst, src); err != nil {
 		return err
 	}

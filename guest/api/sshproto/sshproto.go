@@ -136,6 +136,19 @@ const (
 	ReqHostStats = "host-stats@vmbox"
 )
 
+// ChanStreamLocal is the channel type that opens a connection to a Unix
+// socket in the guest (OpenSSH's "direct-streamlocal", RFC 4254's
+// direct-tcpip for Unix sockets); its extra data is a StreamLocal. The
+// agent admits only the sockets it serves for the host: api.DockerSocket.
+const ChanStreamLocal = "direct-streamlocal@openssh.com"
+
+// StreamLocal is the extra data of a ChanStreamLocal channel open.
+type StreamLocal struct {
+	SocketPath string
+	Reserved0  string
+	Reserved1  uint32
+}
+
 // HostStats is the host process's resource use, for leak checks.
 type HostStats struct {
 	Goroutines int `json:"goroutines"`

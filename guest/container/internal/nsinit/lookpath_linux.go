@@ -26,7 +26,7 @@ func LookCommand(name, path string) (string, error) {
 		case err != nil:
 			return "", &StartError{Code: ExitNotExecutable, Msg: fmt.Sprintf("exec: %q: %v", name, err)}
 		case fi.IsDir():
-			return "", &StartError{Code: ExitNotExecutable, Msg: fmt.Sprintf("exec: %q: is a directory", name)}
+			return "", &StartError{Code: ExitNotExecutable, Msg: fmt.Sprintf("exec: %q: is a directory: permission denied", name)}
 		case fi.Mode().Perm()&0o111 == 0:
 			return "", &StartError{Code: ExitNotExecutable, Msg: fmt.Sprintf("exec: %q: permission denied", name)}
 		}

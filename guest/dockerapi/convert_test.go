@@ -1,0 +1,94 @@
+package dockerapi
+
+import (
+	"encoding/json"
+	"reflect"
+	"testing"
+
+	"github.com/moby/moby/api/types/container"
+
+	"github.com/vmbox/vmbox/guest/api"
+)
+
+// TestCreateConfig feeds create bodies as clients send them (JSON) and
+// checks the engine configuration they become.
+func TestCreateConfig(t *testing.T) {
+	tests := []struct {
+		name    string
+		body    string
+		want    api.ContainerConfig
+		wantErr bool
+	}{
+		{
+			name: "plain",
+			body: `{"Image":"busybox","Cmd":["echo","hi"],"Env":["A=1"],"Labels":{"k":"v"}}`,
+			want: api.ContainerConfig{Image: "busybox", Name: "n", Cmd: []string{"echo", "hi"}, Env: []string{"A=1"}, Labels: map[string]string{"k": "v"}, Pull: "never"},
+		},
+		{
+			name: "entrypoint cleared",
+			body: `{"Image":"busybox","Entrypoint":[""]}`,
+			want: api.ContainerConfig{Image: "busybox", Name: "n", EntrypointSet: true, Pull: "never"},
+		},
+		{
+			name: "host config",
+			body: `{"Image":"busybox","ExposedPorts":{"80/tcp":{}},"HostConfig":{"AutoRemove":true,"Memory":67108864,"CpuQuota":50000,"CpuPeriod":100000,"PidsLimit":10,
+				"NetworkMode":"mynet","PortBindings":{"80/tcp":[{"HostIp":"","HostPort":"8080"}],"53/udp":[{"HostIp":"0.0.0.0","HostPort":""}]},
+				"RestartPolicy":{"Name":"on-failure","MaximumRetryCount":3},"Dns":["1.1.1.1"],"Tmpfs":{"/run":"size=1m"},
+				"Mounts":[{"Type":"tmpfs","Target":"/tmp","TmpfsOptions":{"SizeBytes":1024,"Mode":1023}}]},
+				"NetworkingConfig":{"EndpointsConfig":{"mynet":{"Aliases":["web"]}}}}`,
+			want: api.ContainerConfig{Image: "busybox", Name: "n", Pull: "never", ExposedPorts: []string{"80/tcp"},
+				AutoRemove: true, Memory: 64 << 20, NanoCPUs: 5e8, PidsLimit: 10, NetworkMode: "mynet", NetworkAliases: []string{"web"},
+				PortBindings:  []api.PortBinding{{HostIP: "0.0.0.0", ContainerPort: 53, Proto: "udp"}, {HostPort: 8080, ContainerPort: 80, Proto: "tcp"}},
+				RestartPolicy: api.RestartPolicy{Name: "on-failure", MaximumRetryCount: 3}, DNS: []string{"1.1.1.1"},
+				Tmpfs: map[string]string{"/run": "size=1m", "/tmp": "size=1024,mode=1777"}},
+		},
+		{
+			name: "restart no is none",
+			body: `{"Image":"busybox","HostConfig":{"RestartPolicy":{"Name":"no"},"NetworkMode":"default"}}`,
+			want: api.ContainerConfig{Image: "busybox", Name: "n", Pull: "never"},
+		},
+		{name: "binds refused", body: `{"Image":"busybox","HostConfig":{"Binds":["/a:/b"]}}`, wantErr: true},
+		{name: "volume mount refused", body: `{"Image":"busybox","HostConfig":{"Mounts":[{"Type":"volume","Target":"/data"}]}}`, wantErr: true},
+		{name: "bad host port", body: `{"Image":"busybox","HostConfig":{"PortBindings":{"80/tcp":[{"HostPort":"x"}]}}}`, wantErr: true},
+		{name: "no config", body: `{}`, wantErr: true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var req container.CreateRequest
+			if err := json.Unmarshal([]byte(tt.body), &req); err != nil {
+				t.Fatal(err)
+			}
+			if tt.name == "no config" {
+				req.Config = nil
+			}
+			got, err := createConfig("n", req)
+			if (err != nil) != tt.wantErr {
+				t.Fatalf("error %v, want error %v", err, tt.wantErr)
+			}
+			if err == nil && !reflect.DeepEqual(got, tt.want) {
+				t.Errorf("got  %+v\nwant %+v", got, tt.want)
+			}
+		})
+	}
+}
+
+func TestMatchImage(t *testing.T) {
+	im := api.ImageSummary{RepoTags: []string{"busybox:latest", "127.0.0.1:5000/busybox:v1"}}
+	tests := []struct {
+		filters  api.Filters
+		wantOK   bool
+		wantTags []string
+	}{
+		{api.Filters{}, true, im.RepoTags},
+		{api.Filters{"reference": {"busybox"}}, true, []string{"busybox:latest"}},
+		{api.Filters{"reference": {"*/busybox:v1"}}, true, []string{"127.0.0.1:5000/busybox:v1"}},
+		{api.Filters{"reference": {"alpine"}}, false, nil},
+		{api.Filters{"dangling": {"true"}}, false, nil},
+	}
+	for _, tt := range tests {
+		got, ok := matchImage(im, tt.filters)
+		if ok != tt.wantOK || ok && !reflect.DeepEqual(got.RepoTags, tt.wantTags) {
+			t.Errorf("matchImage(%v) = %v %v, want %v %v", tt.filters, got.RepoTags, ok, tt.wantTags, tt.wantOK)
+		}
+	}
+}

@@ -1,0 +1,346 @@
+package dockerapi
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"path"
+	"slices"
+	"strings"
+	"sync"
+
+	dockerspec "github.com/moby/docker-image-spec/specs-go/v1"
+	"github.com/moby/moby/api/pkg/authconfig"
+	"github.com/moby/moby/api/types/image"
+	"github.com/moby/moby/api/types/registry"
+	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
+
+	"github.com/vmbox/vmbox/guest/api"
+	"github.com/vmbox/vmbox/guest/engine"
+	gimage "github.com/vmbox/vmbox/guest/image"
+)
+
+func imageSummary(im api.ImageSummary) image.Summary {
+	return image.Summary{
+		ID:          im.ID,
+		RepoTags:    nonNil(im.RepoTags),
+		RepoDigests: nonNil(im.RepoDigests),
+		Created:     im.Created,
+		Size:        im.Size,
+		SharedSize:  -1,
+		Containers:  -1,
+		Labels:      map[string]string{},
+	}
+}
+
+func (s *Server) imageList(w http.ResponseWriter, r *http.Request) error {
+	filters, err := parseFilters(r.URL.Query().Get("filters"))
+	if err != nil {
+		return err
+	}
+	if err := filters.Validate("reference", "dangling"); err != nil {
+		return fmt.Errorf("%w: %w", errBadRequest, err)
+	}
+	// The 20.10 CLI still sends the old filter parameter for
+	// "docker images NAME".
+	if f := r.URL.Query().Get("filter"); f != "" {
+		filters["reference"] = append(filters["reference"], f)
+	}
+	imgs, err := s.imgs.List()
+	if err != nil {
+		return err
+	}
+	out := []image.Summary{}
+	for _, im := range imgs {
+		if im, ok := matchImage(im, filters); ok {
+			out = append(out, imageSummary(im))
+		}
+	}
+	return writeJSON(w, http.StatusOK, out)
+}
+
+// matchImage applies the reference (a name pattern, with or without tag)
+// and dangling filters. With a reference filter only the names that match
+// are kept, as Docker lists them.
+func matchImage(im api.ImageSummary, f api.Filters) (api.ImageSummary, bool) {
+	for _, d := range f["dangling"] {
+		if (d == "true" || d == "1") != (len(im.RepoTags) == 0) {
+			return im, false
+		}
+	}
+	patterns := f["reference"]
+	if len(patterns) == 0 {
+		return im, true
+	}
+	matches := func(name string) bool {
+		repo := name
+		if i := strings.LastIndexAny(name, ":@"); i > strings.LastIndex(name, "/") {
+			repo = name[:i]
+		}
+		for _, p := range patterns {
+			if ok, _ := path.Match(p, name); ok {
+				return true
+			}
+			if ok, _ := path.Match(p, repo); ok {
+				return true
+			}
+		}
+		return false
+	}
+	tags := slices.DeleteFunc(slices.Clone(im.RepoTags), func(t string) bool { return !matches(t) })
+	digests := slices.DeleteFunc(slices.Clone(im.RepoDigests), func(d string) bool { return !matches(d) })
+	if len(tags) == 0 && len(digests) == 0 {
+		return im, false
+	}
+	im.RepoTags, im.RepoDigests = tags, digests
+	return im, true
+}
+
+// registryAuth decodes the X-Registry-Auth header.
+func registryAuth(r *http.Request) (*api.RegistryAuth, error) {
+	h := r.Header.Get(registry.AuthHeader)
+	if h == "" {
+		return nil, nil
+	}
+	ac, err := authconfig.Decode(h)
+	if err != nil {
+		return nil, fmt.Errorf("%w: invalid X-Registry-Auth header: %w", errBadRequest, err)
+	}
+	if ac.Username == "" && ac.Password == "" && ac.Auth == "" && ac.IdentityToken == "" && ac.RegistryToken == "" {
+		return nil, nil
+	}
+	return &api.RegistryAuth{Username: ac.Username, Password: ac.Password, Auth: ac.Auth, IdentityToken: ac.IdentityToken, RegistryToken: ac.RegistryToken}, nil
+}
+
+// imageCreate pulls (fromImage) and streams the progress as JSON
+// messages. An error before any progress is answered with its status
+// code; after it, as an errorDetail message, as Docker does.
+func (s *Server) imageCreate(w http.ResponseWriter, r *http.Request) error {
+	q := r.URL.Query()
+	if q.Get("fromSrc") != "" {
+		return fmt.Errorf("%w: POST /images/create?fromSrc (docker import) is not implemented by vmbox", errNotImplemented)
+	}
+	ref := q.Get("fromImage")
+	if ref == "" {
+		return fmt.Errorf("%w: fromImage is required", errBadRequest)
+	}
+	if tag := q.Get("tag"); tag != "" {
+		if strings.HasPrefix(tag, "sha256:") {
+			ref += "@" + tag
+		} else {
+			ref += ":" + tag
+		}
+	}
+	auth, err := registryAuth(r)
+	if err != nil {
+		return err
+	}
+	var (
+		mu      sync.Mutex
+		started bool
+	)
+	out := flushing(w)
+	enc := json.NewEncoder(out)
+	begin := func() {
+		if !started {
+			started = true
+			w.Header().Set("Content-Type", "application/json")
+			w.WriteHeader(http.StatusOK)
+		}
+	}
+	progress := func(p api.PullProgress) {
+		mu.Lock()
+		defer mu.Unlock()
+		begin()
+		enc.Encode(jsonMessage(p))
+	}
+	_, err = s.eng.Pull(r.Context(), ref, q.Get("platform"), engine.PullOptions{Auth: auth, InsecureRegistries: s.opts.InsecureRegistries, Progress: progress})
+	mu.Lock()
+	defer mu.Unlock()
+	if err != nil && !started {
+		if errors.Is(err, gimage.ErrNotFound) {
+			return &apiError{code: http.StatusNotFound, msg: errorMessage(err)}
+		}
+		return err
+	}
+	if err != nil {
+		msg := errorMessage(err)
+		enc.Encode(map[string]any{"errorDetail": map[string]string{"message": msg}, "error": msg})
+	}
+	begin()
+	return nil
+}
+
+// jsonMessage is a progress line in the API's JSON message shape.
+func jsonMessage(p api.PullProgress) map[string]any {
+	m := map[string]any{}
+	if p.Status != "" {
+		m["status"] = p.Status
+	}
+	if p.ID != "" {
+		m["id"] = p.ID
+	}
+	if p.ProgressDetail != nil {
+		m["progressDetail"] = p.ProgressDetail
+	}
+	if p.Error != "" {
+		m["errorDetail"] = map[string]string{"message": p.Error}
+		m["error"] = p.Error
+	}
+	return m
+}
+
+// imageGetByName serves GET /images/{name}/json, /history and /get: the
+// name may hold slashes, so the action is its last element.
+func (s *Server) imageGetByName(w http.ResponseWriter, r *http.Request) error {
+	full := r.PathValue("name")
+	switch {
+	case strings.HasSuffix(full, "/json"):
+		return s.imageInspect(w, strings.TrimSuffix(full, "/json"))
+	case strings.HasSuffix(full, "/get"):
+		return s.imageSave(w, []string{strings.TrimSuffix(full, "/get")})
+	}
+	return fmt.Errorf("%w: GET /images/%s is not implemented by vmbox", errNotImplemented, full)
+}
+
+func (s *Server) imagePostByName(w http.ResponseWriter, r *http.Request) error {
+	full := r.PathValue("name")
+	if name, ok := strings.CutSuffix(full, "/tag"); ok {
+		repo := r.URL.Query().Get("repo")
+		if repo == "" {
+			return fmt.Errorf("%w: repository name (repo parameter) is required", errBadRequest)
+		}
+		dst := repo
+		if tag := r.URL.Query().Get("tag"); tag != "" {
+			dst += ":" + tag
+		}
+		if err := s.imgs.Tag(name, dst); err != nil {
+			if errors.Is(err, gimage.ErrNotFound) {
+				return err
+			}
+			return fmt.Errorf("%w: %w", errBadRequest, err)
+		}
+		w.WriteHeader(http.StatusCreated)
+		return nil
+	}
+	return fmt.Errorf("%w: POST /images/%s is not implemented by vmbox", errNotImplemented, full)
+}
+
+func (s *Server) imageInspect(w http.ResponseWriter, name string) error {
+	im, err := s.imgs.Inspect(name)
+	if err != nil {
+		return err
+	}
+	cfg := &dockerspec.DockerOCIImageConfig{ImageConfig: ocispec.ImageConfig{
+		User: im.Config.User, Env: im.Config.Env, Entrypoint: im.Config.Entrypoint, Cmd: im.Config.Cmd,
+		WorkingDir: im.Config.WorkingDir, ExposedPorts: map[string]struct{}{}, Labels: map[string]string{},
+	}}
+	for _, p := range im.Config.ExposedPorts {
+		cfg.ExposedPorts[p] = struct{}{}
+	}
+	return writeJSON(w, http.StatusOK, image.InspectResponse{
+		ID:           im.ID,
+		RepoTags:     nonNil(im.RepoTags),
+		RepoDigests:  nonNil(im.RepoDigests),
+		Created:      im.Created,
+		Config:       cfg,
+		Architecture: im.Architecture,
+		Os:           im.Os,
+		Size:         im.Size,
+		RootFS:       image.RootFS{Type: im.RootFS.Type, Layers: im.RootFS.Layers},
+	})
+}
+
+func (s *Server) imageDelete(w http.ResponseWriter, r *http.Request) error {
+	name := r.PathValue("name")
+	res, err := s.imgs.Remove([]string{name}, boolParam(r, "force"), s.eng.InUse)
+	if err != nil {
+		return err
+	}
+	out := []image.DeleteResponse{}
+	for _, d := range res {
+		out = append(out, image.DeleteResponse{Untagged: d.Untagged, Deleted: d.Deleted})
+	}
+	return writeJSON(w, http.StatusOK, out)
+}
+
+func (s *Server) imageLoad(w http.ResponseWriter, r *http.Request) error {
+	loaded, err := s.imgs.Load(r.Body)
+	if err != nil {
+		return fmt.Errorf("%w: %w", errBadRequest, err)
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(http.StatusOK)
+	enc := json.NewEncoder(w)
+	for _, name := range loaded {
+		what := "Loaded image: "
+		if strings.HasPrefix(name, "sha256:") {
+			what = "Loaded image ID: "
+		}
+		enc.Encode(map[string]string{"stream": what + name + "\n"})
+	}
+	return nil
+}
+
+func (s *Server) imageGet(w http.ResponseWriter, r *http.Request) error {
+	return s.imageSave(w, r.URL.Query()["names"])
+}
+
+// imageSave streams a docker-save archive; names are checked first so
+// that a missing one is a 404, not a cut archive.
+func (s *Server) imageSave(w http.ResponseWriter, names []string) error {
+	if len(names) == 0 {
+		return fmt.Errorf("%w: no image names given", errBadRequest)
+	}
+	for _, n := range names {
+		if _, err := s.imgs.Get(n); err != nil {
+			return err
+		}
+	}
+	w.Header().Set("Content-Type", "application/x-tar")
+	w.WriteHeader(http.StatusOK)
+	if err := s.imgs.Save(w, names); err != nil {
+		s.log.Warn("image save", "names", names, "err", err)
+		return errWritten
+	}
+	return nil
+}
+
+// imagePrune removes images without a name that no container uses
+// (dangling=false: every image no container uses).
+func (s *Server) imagePrune(w http.ResponseWriter, r *http.Request) error {
+	filters, err := parseFilters(r.URL.Query().Get("filters"))
+	if err != nil {
+		return err
+	}
+	if err := filters.Validate("dangling"); err != nil {
+		return fmt.Errorf("%w: %w", errBadRequest, err)
+	}
+	danglingOnly := true
+	for _, d := range filters["dangling"] {
+		danglingOnly = d != "false" && d != "0"
+	}
+	imgs, err := s.imgs.List()
+	if err != nil {
+		return err
+	}
+	report := image.PruneReport{ImagesDeleted: []image.DeleteResponse{}}
+	for _, im := range imgs {
+		if danglingOnly && len(im.RepoTags) > 0 || s.eng.InUse(im.ID) {
+			continue
+		}
+		res, err := s.imgs.Remove([]string{im.ID}, true, s.eng.InUse)
+		if err != nil {
+			s.log.Debug("image prune", "image", im.ID, "err", err)
+			continue
+		}
+		for _, d := range res {
+			report.ImagesDeleted = append(report.ImagesDeleted, image.DeleteResponse{Untagged: d.Untagged, Deleted: d.Deleted})
+			if d.Deleted != "" {
+				report.SpaceReclaimed += uint64(im.Size)
+			}
+		}
+	}
+	return writeJSON(w, http.StatusOK, report)
+}

@@ -1,0 +1,390 @@
+package dockerapi_test
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+
+	"github.com/vmbox/vmbox/guest/api"
+	"github.com/vmbox/vmbox/guest/container"
+	"github.com/vmbox/vmbox/guest/container/containertest"
+	"github.com/vmbox/vmbox/guest/dockerapi"
+	"github.com/vmbox/vmbox/guest/engine"
+	"github.com/vmbox/vmbox/guest/image"
+	"github.com/vmbox/vmbox/guest/image/imagetest"
+)
+
+func TestMain(m *testing.M) {
+	if container.IsInit() {
+		container.Init()
+	}
+	os.Exit(m.Run())
+}
+
+// The docker CLIs the API is checked with: the current one and Debian's
+// 20.10 (API 1.41).
+const (
+	dockerCLI     = "/usr/local/bin/docker"
+	dockerCLI2010 = "/usr/bin/docker"
+)
+
+// apiServer is a real engine with its Docker API on a Unix socket.
+type apiServer struct {
+	sock   string
+	eng    *engine.Engine
+	images *image.Store
+	config string // DOCKER_CONFIG for the CLIs: no user's contexts or credentials
+}
+
+func startServer(t *testing.T) *apiServer {
+	t.Helper()
+	containertest.Requirements(t)
+	dir := t.TempDir()
+	imgs, err := image.Open(filepath.Join(dir, "images"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { imgs.Close() })
+	var buf bytes.Buffer
+	imagetest.WriteDockerArchive(t, &buf, map[string]v1.Image{"busybox:latest": imagetest.BusyboxImage(t)})
+	if _, err := imgs.Load(&buf); err != nil {
+		t.Fatal(err)
+	}
+	parent := "vmbox-dapitest-" + containertest.RandHex(4)
+	eng, err := engine.New(engine.Options{Root: filepath.Join(dir, "engine"), Images: imgs, Runtime: container.Options{CgroupParent: parent}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		eng.Close()
+		containertest.RemoveCgroupParent(parent)
+	})
+	sock := filepath.Join(dir, "docker.sock")
+	l, err := net.Listen("unix", sock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	srv := dockerapi.New(dockerapi.Options{Engine: eng, Images: imgs, DataRoot: dir,
+		Version: api.Version{Version: "0.0.0-test", Os: "linux", Arch: "amd64", KernelVersion: "test"}})
+	go func() { done <- srv.Serve(ctx, l) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("serve: %v", err)
+		}
+	})
+	cfg := filepath.Join(dir, "docker-config")
+	os.MkdirAll(cfg, 0o700)
+	return &apiServer{sock: sock, eng: eng, images: imgs, config: cfg}
+}
+
+type result struct {
+	stdout, stderr string
+	code           int
+}
+
+// docker runs a docker CLI against the server.
+func (s *apiServer) docker(t *testing.T, cli string, stdin io.Reader, args ...string) result {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), containertest.Patience)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, cli, args...)
+	cmd.Env = append(os.Environ(), "DOCKER_HOST=unix://"+s.sock, "DOCKER_CONFIG="+s.config, "DOCKER_CLI_HINTS=false")
+	cmd.Stdin = stdin
+	var out, errb bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &errb
+	err := cmd.Run()
+	var ee *exec.ExitError
+	code := 0
+	if errors.As(err, &ee) {
+		code = ee.ExitCode()
+	} else if err != nil {
+		t.Fatalf("%s %v: %v", cli, args, err)
+	}
+	return result{out.String(), errb.String(), code}
+}
+
+func needCLI(t *testing.T, cli string) {
+	t.Helper()
+	if _, err := os.Stat(cli); err != nil {
+		t.Skipf("%s is not installed (hack/deps.sh installs Debian's docker.io)", cli)
+	}
+}
+
+// TestDockerCLIs drives the engine with the real docker CLIs, command by
+// command, checking output and exit codes.
+func TestDockerCLIs(t *testing.T) {
+	s := startServer(t)
+	for name, cli := range map[string]string{"cli28": dockerCLI, "cli20.10": dockerCLI2010} {
+		t.Run(name, func(t *testing.T) {
+			needCLI(t, cli)
+			run := func(stdin io.Reader, args ...string) result { return s.docker(t, cli, stdin, args...) }
+			tests := []struct {
+				name     string
+				args     []string
+				stdin    string
+				wantCode int
+				wantOut  string // substring of stdout
+				wantErr  string // substring of stderr
+			}{
+				{name: "version", args: []string{"version"}, wantOut: "OS/Arch:          linux/amd64"},
+				{name: "info", args: []string{"info", "--format", "{{.OSType}} {{.Architecture}} {{.Swarm.LocalNodeState}}"}, wantOut: "linux x86_64 inactive"},
+				{name: "run rm", args: []string{"run", "--rm", "busybox", "echo", "hello"}, wantOut: "hello\n"},
+				{name: "exit code", args: []string{"run", "--rm", "busybox", "sh", "-c", "exit 3"}, wantCode: 3},
+				{name: "not found", args: []string{"run", "--rm", "busybox", "nosuchcommand"}, wantCode: 127, wantErr: "executable file not found"},
+				{name: "not executable", args: []string{"run", "--rm", "busybox", "/etc"}, wantCode: 126},
+				{name: "engine error", args: []string{"run", "--rm", "--memory", "1k", "busybox", "true"}, wantCode: 125, wantErr: "minimum memory limit"},
+				{name: "stdin", args: []string{"run", "--rm", "-i", "busybox", "tr", "a-z", "A-Z"}, stdin: "piped\n", wantOut: "PIPED\n"},
+				{name: "stderr", args: []string{"run", "--rm", "busybox", "sh", "-c", "echo oops >&2"}, wantErr: "oops\n"},
+				{name: "no such container", args: []string{"logs", "nosuchcontainer"}, wantCode: 1, wantErr: "No such container: nosuchcontainer"},
+				{name: "images", args: []string{"images", "--format", "{{.Repository}}:{{.Tag}}"}, wantOut: "busybox:latest"},
+			}
+			for _, tt := range tests {
+				t.Run(tt.name, func(t *testing.T) {
+					var stdin io.Reader
+					if tt.stdin != "" {
+						stdin = strings.NewReader(tt.stdin)
+					}
+					r := run(stdin, tt.args...)
+					if r.code != tt.wantCode || !strings.Contains(r.stdout, tt.wantOut) || !strings.Contains(r.stderr, tt.wantErr) {
+						t.Errorf("docker %v: exit %d, stdout %q, stderr %q; want exit %d, stdout with %q, stderr with %q",
+							tt.args, r.code, r.stdout, r.stderr, tt.wantCode, tt.wantOut, tt.wantErr)
+					}
+				})
+			}
+		})
+	}
+}
+
+// TestContainerLifecycle: run -d, logs -f, exec, ps filters, stop, kill,
+// rm; cp and stats answer 501 until the engine has them.
+func TestContainerLifecycle(t *testing.T) {
+	s := startServer(t)
+	needCLI(t, dockerCLI)
+	d := func(args ...string) result { return s.docker(t, dockerCLI, nil, args...) }
+	must := func(args ...string) string {
+		t.Helper()
+		r := d(args...)
+		if r.code != 0 {
+			t.Fatalf("docker %v: exit %d: %s", args, r.code, r.stderr)
+		}
+		return r.stdout
+	}
+	id := strings.TrimSpace(must("run", "-d", "--name", "web", "-l", "app=web", "busybox", "sh", "-c", "echo started; trap 'echo bye; exit 0' TERM; while true; do sleep 0.1; done"))
+	if len(id) != 64 {
+		t.Fatalf("run -d printed %q, want an ID", id)
+	}
+	// logs -f follows until the container stops.
+	follow := exec.Command(dockerCLI, "logs", "-f", "web")
+	follow.Env = append(os.Environ(), "DOCKER_HOST=unix://"+s.sock, "DOCKER_CONFIG="+s.config)
+	var followed bytes.Buffer
+	follow.Stdout = &followed
+	if err := follow.Start(); err != nil {
+		t.Fatal(err)
+	}
+	if out := must("exec", "web", "sh", "-c", "echo in-exec; echo exec-err >&2"); out != "in-exec\n" {
+		t.Errorf("exec printed %q", out)
+	}
+	if r := d("exec", "web", "sh", "-c", "exit 4"); r.code != 4 {
+		t.Errorf("exec exit code %d, want 4", r.code)
+	}
+	if r := d("exec", "web", "nosuch"); r.code != 127 {
+		t.Errorf("exec of a missing command: exit %d, want 127", r.code)
+	}
+	if out := must("ps", "-a", "--filter", "label=app=web", "--format", "{{.Names}} {{.State}}"); out != "web running\n" {
+		t.Errorf("ps --filter label: %q", out)
+	}
+	if out := must("ps", "-a", "--filter", "label=app=other", "-q"); out != "" {
+		t.Errorf("ps --filter label=app=other: %q", out)
+	}
+	var insp []map[string]any
+	if err := json.Unmarshal([]byte(must("inspect", "web")), &insp); err != nil || len(insp) != 1 {
+		t.Fatalf("inspect: %v", err)
+	}
+	if cfg, _ := insp[0]["Config"].(map[string]any); cfg == nil || cfg["Labels"].(map[string]any)["app"] != "web" {
+		t.Errorf("inspect Config: %v", insp[0]["Config"])
+	}
+	must("stop", "web")
+	waitErr := make(chan error, 1)
+	go func() { waitErr <- follow.Wait() }()
+	select {
+	case err := <-waitErr:
+		if err != nil {
+			t.Errorf("logs -f: %v", err)
+		}
+	case <-time.After(containertest.Patience):
+		follow.Process.Kill()
+		t.Fatal("logs -f did not end when the container stopped")
+	}
+	if got := followed.String(); got != "started\nbye\n" {
+		t.Errorf("logs -f printed %q", got)
+	}
+	if out := must("ps", "-a", "--filter", "status=exited", "--format", "{{.Names}} {{.Status}}"); !strings.HasPrefix(out, "web Exited (0)") {
+		t.Errorf("ps status=exited: %q", out)
+	}
+	must("rm", "web")
+	if r := d("rm", "web"); r.code != 1 || !strings.Contains(r.stderr, "No such container") {
+		t.Errorf("rm twice: exit %d %q", r.code, r.stderr)
+	}
+
+	// A killed container: 137 from run and from wait.
+	must("run", "-d", "--name", "sleeper", "busybox", "sleep", "60")
+	must("kill", "sleeper")
+	if out := must("wait", "sleeper"); out != "137\n" {
+		t.Errorf("wait after kill: %q", out)
+	}
+	must("rm", "sleeper")
+
+	for _, args := range [][]string{{"stats", "--no-stream", "x"}, {"top", "x"}} {
+		_ = args
+	}
+}
+
+// TestTerminal runs docker run -it under a pseudo-terminal (script(1)).
+func TestTerminal(t *testing.T) {
+	s := startServer(t)
+	needCLI(t, dockerCLI)
+	containertest.NeedTool(t, "script")
+	cmd := exec.Command("script", "-qec", "stty cols 91 rows 33; "+dockerCLI+" run -it --rm busybox sh -c 'tty; stty size; exit 5'", "/dev/null")
+	cmd.Env = append(os.Environ(), "DOCKER_HOST=unix://"+s.sock, "DOCKER_CONFIG="+s.config)
+	out, err := cmd.Output()
+	var ee *exec.ExitError
+	if !errors.As(err, &ee) || ee.ExitCode() != 5 {
+		t.Fatalf("run -it: %v, output %q", err, out)
+	}
+	got := strings.ReplaceAll(string(out), "\r", "")
+	if !strings.Contains(got, "/dev/pts/0\n33 91\n") {
+		t.Errorf("run -it printed %q, want the terminal and its size", got)
+	}
+}
+
+// TestImages: pull from a registry on loopback, tag, rmi, save and load.
+func TestImages(t *testing.T) {
+	s := startServer(t)
+	needCLI(t, dockerCLI)
+	addr := imagetest.StartRegistry(t)
+	digest := imagetest.Push(t, imagetest.HelloImage(t), addr+"/hello:v1")
+	must := func(stdin io.Reader, args ...string) string {
+		t.Helper()
+		r := s.docker(t, dockerCLI, stdin, args...)
+		if r.code != 0 {
+			t.Fatalf("docker %v: exit %d: %s", args, r.code, r.stderr)
+		}
+		return r.stdout
+	}
+	out := must(nil, "pull", addr+"/hello:v1")
+	if !strings.Contains(out, "Digest: "+digest) || !strings.Contains(out, "Downloaded newer image for "+addr+"/hello:v1") {
+		t.Errorf("pull printed %q", out)
+	}
+	if r := s.docker(t, dockerCLI, nil, "pull", addr+"/nosuch:v1"); r.code != 1 {
+		t.Errorf("pull of a missing image: exit %d, %q", r.code, r.stderr)
+	}
+	if out := must(nil, "run", "--rm", addr+"/hello:v1"); !strings.Contains(out, "Hello") {
+		t.Errorf("run of the pulled image printed %q", out)
+	}
+	must(nil, "tag", addr+"/hello:v1", "hello:mine")
+	if out := must(nil, "images", "--format", "{{.Repository}}:{{.Tag}}", "hello"); out != "hello:mine\n" {
+		t.Errorf("images hello: %q", out)
+	}
+	archive := must(nil, "save", "hello:mine")
+	must(nil, "rmi", "hello:mine")
+	if r := s.docker(t, dockerCLI, nil, "image", "inspect", "hello:mine"); r.code != 1 {
+		t.Errorf("inspect after rmi: exit %d", r.code)
+	}
+	if out := must(strings.NewReader(archive), "load"); !strings.Contains(out, "Loaded image: hello:mine") {
+		t.Errorf("load printed %q", out)
+	}
+	if r := s.docker(t, dockerCLI, nil, "run", "-d", "--name", "user", "busybox", "sleep", "30"); r.code != 0 {
+		t.Fatal(r.stderr)
+	}
+	if r := s.docker(t, dockerCLI, nil, "rmi", "busybox"); r.code != 1 || !strings.Contains(r.stderr, "conflict") {
+		t.Errorf("rmi of an image in use: exit %d, %q", r.code, r.stderr)
+	}
+	must(nil, "rm", "-f", "user")
+}
+
+// TestPythonSDK drives the engine with docker-py.
+func TestPythonSDK(t *testing.T) {
+	s := startServer(t)
+	if exec.Command("python3", "-c", "import docker").Run() != nil {
+		t.Skip("python3-docker is not installed (hack/deps.sh installs it)")
+	}
+	script := `
+import docker
+c = docker.DockerClient(base_url="unix://` + s.sock + `")
+v = c.version()
+assert v["Os"] == "linux", v
+ct = c.containers.create("busybox", ["sh", "-c", "echo py-out; exit 7"], labels={"k": "v"})
+ct.start()
+res = ct.wait()
+assert res["StatusCode"] == 7, res
+assert ct.logs() == b"py-out\n", ct.logs()
+assert [x.id for x in c.containers.list(all=True, filters={"label": "k=v"})] == [ct.id]
+ct.remove()
+print(c.containers.run("busybox", "echo run-out", remove=True).decode(), end="")
+`
+	out, err := exec.Command("python3", "-c", script).CombinedOutput()
+	if err != nil || string(out) != "run-out\n" {
+		t.Fatalf("python: %v\n%s", err, out)
+	}
+}
+
+// TestHTTP checks what clients see below the CLIs: negotiation headers,
+// versioned paths, JSON errors and 501s.
+func TestHTTP(t *testing.T) {
+	s := startServer(t)
+	client := &http.Client{Transport: &http.Transport{DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+		var d net.Dialer
+		return d.DialContext(ctx, "unix", s.sock)
+	}}}
+	tests := []struct {
+		method, path string
+		wantCode     int
+		wantBody     string
+	}{
+		{"HEAD", "/_ping", 200, ""},
+		{"GET", "/_ping", 200, "OK"},
+		{"GET", "/v1.41/version", 200, `"ApiVersion":"` + dockerapi.APIVersion + `"`},
+		{"GET", "/v1.99/version", 400, `{"message":"client version 1.99 is too new. Maximum supported API version is ` + dockerapi.APIVersion + `"}`},
+		{"GET", "/v1.12/version", 400, "too old"},
+		{"GET", "/containers/nosuch/json", 404, `{"message":"No such container: nosuch"}`},
+		{"GET", "/images/nosuch:1/json", 404, `"message"`},
+		{"POST", "/containers/create", 400, "config cannot be empty"},
+		{"POST", "/swarm/init", 501, `{"message":"POST /swarm/init is not implemented by vmbox"}`},
+		{"GET", "/containers/json?filters=%7B%22bogus%22%3A%5B%22x%22%5D%7D", 400, "bogus"},
+	}
+	for _, tt := range tests {
+		req, _ := http.NewRequest(tt.method, "http://docker"+tt.path, nil)
+		resp, err := client.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != tt.wantCode || !strings.Contains(string(body), tt.wantBody) {
+			t.Errorf("%s %s: %d %q, want %d with %q", tt.method, tt.path, resp.StatusCode, body, tt.wantCode, tt.wantBody)
+		}
+		if resp.Header.Get("Api-Version") != dockerapi.APIVersion || resp.Header.Get("Ostype") != "linux" {
+			t.Errorf("%s %s: headers %v", tt.method, tt.path, resp.Header)
+		}
+		if resp.StatusCode >= 400 && resp.Header.Get("Content-Type") != "application/json" {
+			t.Errorf("%s %s: error with Content-Type %q", tt.method, tt.path, resp.Header.Get("Content-Type"))
+		}
+	}
+	_ = fmt.Sprint()
+}
