@@ -53,6 +53,10 @@ type cgroup interface {
 	killAll()
 	// empty reports whether no process is left.
 	empty() bool
+	// procs lists the processes in the cgroup.
+	procs() []int
+	// usage reads the resource use the cgroup accounts.
+	usage() (Stats, error)
 	remove() error
 }
 

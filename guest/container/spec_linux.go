@@ -188,3 +188,11 @@ func validID(id string) error {
 	}
 	return nil
 }
+
+// MountRootfs mounts the root filesystem of a container that is not
+// running (spec's Dir and Layers) at target, read-write, in the caller's
+// mount namespace: files copied in there are the container's when it
+// starts. The caller unmounts it before the container starts.
+func MountRootfs(spec *Spec, target string) error {
+	return nsinit.MountOverlay(spec.Dir, spec.Layers, target)
+}

@@ -172,7 +172,7 @@ func TestDockerCLIs(t *testing.T) {
 }
 
 // TestContainerLifecycle: run -d, logs -f, exec, ps filters, stop, kill,
-// rm; cp and stats answer 501 until the engine has them.
+// rm.
 func TestContainerLifecycle(t *testing.T) {
 	s := startServer(t)
 	needCLI(t, dockerCLI)
@@ -250,8 +250,86 @@ func TestContainerLifecycle(t *testing.T) {
 	}
 	must("rm", "sleeper")
 
-	for _, args := range [][]string{{"stats", "--no-stream", "x"}, {"top", "x"}} {
-		_ = args
+}
+
+// TestStatsTop reads a busy container's use through stats and top.
+func TestStatsTop(t *testing.T) {
+	s := startServer(t)
+	needCLI(t, dockerCLI)
+	if r := s.docker(t, dockerCLI, nil, "run", "-d", "--name", "busy", "--memory", "64m", "busybox", "sh", "-c", "while :; do :; done"); r.code != 0 {
+		t.Fatal(r.stderr)
+	}
+	defer s.docker(t, dockerCLI, nil, "rm", "-f", "busy")
+	r := s.docker(t, dockerCLI, nil, "stats", "--no-stream", "--format", "{{.Name}}|{{.CPUPerc}}|{{.MemUsage}}|{{.PIDs}}", "busy")
+	f := strings.Split(strings.TrimSpace(r.stdout), "|")
+	if r.code != 0 || len(f) != 4 || f[0] != "busy" || f[1] == "0.00%" || !strings.HasSuffix(f[2], "/ 64MiB") || f[3] != "1" {
+		t.Errorf("stats: exit %d %q %q", r.code, r.stdout, r.stderr)
+	}
+	r = s.docker(t, dockerCLI, nil, "top", "busy")
+	if r.code != 0 || !strings.Contains(r.stdout, "PID") || !strings.Contains(r.stdout, "while :; do :; done") {
+		t.Errorf("top: exit %d %q %q", r.code, r.stdout, r.stderr)
+	}
+}
+
+// TestCopy: docker cp both ways, into a running and a created container,
+// with symlinks in the container kept inside it.
+func TestCopy(t *testing.T) {
+	s := startServer(t)
+	needCLI(t, dockerCLI)
+	d := func(args ...string) result { return s.docker(t, dockerCLI, nil, args...) }
+	must := func(args ...string) string {
+		t.Helper()
+		r := d(args...)
+		if r.code != 0 {
+			t.Fatalf("docker %v: exit %d: %s", args, r.code, r.stderr)
+		}
+		return r.stdout
+	}
+	src := t.TempDir()
+	os.MkdirAll(filepath.Join(src, "tree", "sub"), 0o755)
+	os.WriteFile(filepath.Join(src, "tree", "a.txt"), []byte("one\n"), 0o640)
+	os.WriteFile(filepath.Join(src, "tree", "sub", "b.txt"), []byte("two\n"), 0o644)
+	os.Symlink("a.txt", filepath.Join(src, "tree", "link"))
+
+	// A container whose /escape points at / and /etcl at /etc: copies
+	// through them must land in its own root, never in this host's.
+	must("run", "-d", "--name", "cp", "busybox", "sh", "-c", "ln -s / /escape; ln -s /etc /etcl; sleep 300")
+	defer d("rm", "-f", "cp")
+	must("cp", filepath.Join(src, "tree"), "cp:/tmp/")
+	if out := must("exec", "cp", "sh", "-c", "cat /tmp/tree/a.txt /tmp/tree/sub/b.txt; readlink /tmp/tree/link; stat -c %a /tmp/tree/a.txt"); out != "one\ntwo\na.txt\n640\n" {
+		t.Errorf("copied in: %q", out)
+	}
+	dst := t.TempDir()
+	must("cp", "cp:/tmp/tree", filepath.Join(dst, "back"))
+	if b, err := os.ReadFile(filepath.Join(dst, "back", "sub", "b.txt")); err != nil || string(b) != "two\n" {
+		t.Errorf("copied out: %q %v", b, err)
+	}
+	marker := "vmbox-cp-escape-" + containertest.RandHex(4)
+	os.WriteFile(filepath.Join(src, marker), []byte("x"), 0o644)
+	must("cp", filepath.Join(src, marker), "cp:/escape/tmp/")
+	if _, err := os.Stat(filepath.Join("/tmp", marker)); err == nil {
+		os.Remove(filepath.Join("/tmp", marker))
+		t.Fatal("a copy through a symlink in the container wrote to the host's /tmp")
+	}
+	if out := must("exec", "cp", "cat", "/tmp/"+marker); out != "x" {
+		t.Errorf("copy through /escape: %q", out)
+	}
+	must("exec", "cp", "sh", "-c", "echo container-hostname > /etc/hostname")
+	must("cp", "cp:/etcl/hostname", filepath.Join(dst, "hostname"))
+	if b, _ := os.ReadFile(filepath.Join(dst, "hostname")); string(b) != "container-hostname\n" {
+		t.Errorf("copy out through /etcl read %q, not the container's /etc/hostname", b)
+	}
+	if r := d("cp", "cp:/nosuchfile", dst); r.code != 1 || !strings.Contains(r.stderr, "Could not find the file /nosuchfile") {
+		t.Errorf("cp of a missing path: exit %d %q", r.code, r.stderr)
+	}
+
+	// A created container gets the file before it ever starts.
+	must("create", "--name", "fresh", "busybox", "cat", "/greeting")
+	defer d("rm", "-f", "fresh")
+	os.WriteFile(filepath.Join(src, "greeting"), []byte("hello before start\n"), 0o644)
+	must("cp", filepath.Join(src, "greeting"), "fresh:/greeting")
+	if out := must("start", "-a", "fresh"); out != "hello before start\n" {
+		t.Errorf("created container read %q", out)
 	}
 }
 

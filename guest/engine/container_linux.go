@@ -73,6 +73,9 @@ type managedContainer struct {
 	monitorDone chan struct{}
 	removed     chan struct{}
 	removing    bool
+	// mountedFS counts the users of the root filesystem mounted outside
+	// the container (Filesystem): it may not start meanwhile.
+	mountedFS int
 	// restartCancel, while a restart is pending, cancels it when closed;
 	// restartDelay is the last restart's delay, which the next doubles.
 	restartCancel chan struct{}

@@ -47,6 +47,10 @@ func (e *Engine) Remove(ctx context.Context, ref string, force bool) error {
 		c.mu.Unlock()
 		return fmt.Errorf("%w: removal of container %s is already in progress", ErrConflict, ref)
 	}
+	if c.mountedFS > 0 {
+		c.mu.Unlock()
+		return fmt.Errorf("%w: files are being copied into or out of container %s", ErrConflict, ref)
+	}
 	if c.rc != nil {
 		if !force {
 			c.mu.Unlock()

@@ -79,6 +79,10 @@ func (e *Engine) start(ctx context.Context, c *managedContainer) error {
 		c.mu.Unlock()
 		return nil
 	}
+	if c.mountedFS > 0 {
+		c.mu.Unlock()
+		return fmt.Errorf("%w: files are being copied into or out of container %s; start it again when that is done", ErrConflict, ref)
+	}
 	r := c.next
 	lw, err := openLog(c.logPath())
 	if err != nil {

@@ -367,3 +367,32 @@ func maskPaths() error {
 	}
 	return nil
 }
+
+// MountOverlay mounts a container's root filesystem (the overlay of its
+// layers and its upper directory in dir) at target, in the caller's mount
+// namespace: for copying files in and out while the container does not
+// run. Layer lists too long for absolute paths are refused, since the
+// relative form needs a chdir that would move every thread of the caller.
+func MountOverlay(dir string, layers []string, target string) error {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return err
+	}
+	for _, d := range []string{upperDir, workDir} {
+		if err := os.Mkdir(filepath.Join(dir, d), 0o755); err != nil && !errors.Is(err, os.ErrExist) {
+			return err
+		}
+	}
+	if len(layers) == 0 {
+		if err := os.Mkdir(filepath.Join(dir, emptyDir), 0o755); err != nil && !errors.Is(err, os.ErrExist) {
+			return err
+		}
+	}
+	opts, chdir, err := overlayOptions(dir, layers)
+	if err != nil {
+		return err
+	}
+	if chdir != "" {
+		return fmt.Errorf("too many image layers (%d) to mount outside the container", len(layers))
+	}
+	return mount("overlay", target, "overlay", unix.MS_NOSUID|unix.MS_NODEV, opts)
+}

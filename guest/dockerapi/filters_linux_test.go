@@ -31,3 +31,24 @@ func TestParseFilters(t *testing.T) {
 		}
 	}
 }
+
+func TestMatchImage(t *testing.T) {
+	im := api.ImageSummary{RepoTags: []string{"busybox:latest", "127.0.0.1:5000/busybox:v1"}}
+	tests := []struct {
+		filters  api.Filters
+		wantOK   bool
+		wantTags []string
+	}{
+		{api.Filters{}, true, im.RepoTags},
+		{api.Filters{"reference": {"busybox"}}, true, []string{"busybox:latest"}},
+		{api.Filters{"reference": {"*/busybox:v1"}}, true, []string{"127.0.0.1:5000/busybox:v1"}},
+		{api.Filters{"reference": {"alpine"}}, false, nil},
+		{api.Filters{"dangling": {"true"}}, false, nil},
+	}
+	for _, tt := range tests {
+		got, ok := matchImage(im, tt.filters)
+		if ok != tt.wantOK || ok && !reflect.DeepEqual(got.RepoTags, tt.wantTags) {
+			t.Errorf("matchImage(%v) = %v %v, want %v %v", tt.filters, got.RepoTags, ok, tt.wantTags, tt.wantOK)
+		}
+	}
+}
