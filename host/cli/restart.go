@@ -37,6 +37,7 @@ func (a *app) restartCommand() *cobra.Command {
 				return err
 			}
 			p.finish(readyLine(a.name, bi))
+			a.ensureDockerContext(inst)
 			return nil
 		},
 	}

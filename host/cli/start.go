@@ -109,6 +109,7 @@ func (a *app) startInstance(ctx context.Context, s lifecycle.Settings, timeout t
 	if errors.Is(err, lifecycle.ErrAlreadyRunning) {
 		p.done()
 		fmt.Fprintf(a.stdout, "instance %q is already running\n", a.name)
+		a.ensureDockerContext(inst)
 		return nil
 	}
 	if err != nil {
@@ -116,6 +117,7 @@ func (a *app) startInstance(ctx context.Context, s lifecycle.Settings, timeout t
 		return err
 	}
 	p.finish(readyLine(a.name, bi))
+	a.ensureDockerContext(inst)
 	return nil
 }
 

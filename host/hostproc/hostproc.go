@@ -1,8 +1,9 @@
 // Package hostproc is the per-instance host process: the detached process
 // (the vmbox binary in a hidden mode) that boots the VM through a driver,
 // holds the one SSH connection to the guest agent, relays CLI invocations
-// onto it through a Unix socket in the instance directory, and shuts the VM
-// down when asked or when it dies.
+// onto it through a Unix socket in the instance directory, relays Docker
+// API clients to the guest's Docker socket through another (docker.sock; a
+// named pipe on Windows), and shuts the VM down when asked or when it dies.
 package hostproc
 
 import (
@@ -66,6 +67,14 @@ func Run(ctx context.Context, o Options) (err error) {
 	if err := instance.WriteFileAtomic(inst.Path(instance.PidFile), []byte(strconv.Itoa(os.Getpid())+"\n"), 0o600); err != nil {
 		return err
 	}
+	// Before the VM boots, so that a path taken by something else fails
+	// the start at once; clients that connect while it boots wait in the
+	// backlog until the agent answers.
+	dockerLn, err := listenDocker(ctx, inst)
+	if err != nil {
+		return fmt.Errorf("serve the Docker API: %w", err)
+	}
+	defer dockerLn.Close()
 
 	keys, err := inst.Keys()
 	if err != nil {
@@ -152,7 +161,9 @@ func Run(ctx context.Context, o Options) (err error) {
 		default: // a stop is already queued
 		}
 	}
+	relay.Log = log
 	go relay.Serve(mctx, ln)
+	go relay.ServeDocker(mctx, dockerLn)
 	if err := inst.WriteBootInfo(info); err != nil {
 		log.Warn("write boot marker", "err", err)
 	}

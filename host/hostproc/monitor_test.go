@@ -4,15 +4,12 @@ import (
 	"context"
 	"io"
 	"log/slog"
-	"net"
-	"path/filepath"
 	"sync/atomic"
 	"testing"
 	"time"
 
 	"golang.org/x/crypto/ssh"
 
-	"github.com/vmbox/vmbox/guest/api"
 	"github.com/vmbox/vmbox/guest/api/sshproto"
 	"github.com/vmbox/vmbox/host/instance"
 )
@@ -48,43 +45,12 @@ func (p *pingServer) serve(reqs <-chan *ssh.Request) {
 
 func monitored(t *testing.T, p *pingServer) (*monitor, *instance.Instance) {
 	t.Helper()
-	inst, err := instance.Store{Root: t.TempDir()}.Create(instance.Config{Name: "m", Arch: "amd64", CPUs: 1, MemoryMiB: 512, DiskGiB: 1})
-	if err != nil {
-		t.Fatal(err)
-	}
-	keys, err := inst.Keys()
-	if err != nil {
-		t.Fatal(err)
-	}
-	l, err := net.Listen("unix", filepath.Join(inst.Dir, "p.sock"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	t.Cleanup(cancel)
-	go sshproto.Serve(ctx, l, func(c net.Conn) {
-		conn, _, reqs, err := ssh.NewServerConn(c, sshproto.ServerConfig(keys.Host, keys.ClientPublic))
-		if err != nil {
-			return
-		}
-		defer conn.Close()
+	conn, inst := agentConn(t, func(chans <-chan ssh.NewChannel, reqs <-chan *ssh.Request) {
+		go rejectChannels(chans)
 		p.serve(reqs)
 	})
-	c, err := net.Dial("unix", l.Addr().String())
-	if err != nil {
-		t.Fatal(err)
-	}
-	conn, chans, reqs, err := ssh.NewClientConn(c, "agent", &ssh.ClientConfig{User: api.SSHUser, Auth: []ssh.AuthMethod{ssh.PublicKeys(keys.Client)}, HostKeyCallback: ssh.FixedHostKey(keys.HostPublic)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	go ssh.DiscardRequests(reqs)
-	go func() {
-		for nc := range chans {
-			nc.Reject(ssh.Prohibited, "")
-		}
-	}()
-	t.Cleanup(func() { conn.Close() })
+	ctx, cancel := context.WithCancel(context.Background())
+	t.Cleanup(cancel)
 	info := instance.BootInfo{Pid: 1, Driver: "test"}
 	if err := inst.WriteBootInfo(info); err != nil {
 		t.Fatal(err)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"io"
+	"log/slog"
 	"net"
 	"sync"
 	"time"
@@ -16,7 +17,8 @@ import (
 // Relay serves CLI connections on a Unix socket and relays each of their
 // SSH channels onto the one SSH connection the host process holds to the
 // agent, which the host process also watches (pings) and which every CLI
-// invocation shares.
+// invocation shares. It relays Docker API clients onto that connection
+// too (ServeDocker).
 type Relay struct {
 	config   *ssh.ServerConfig
 	upstream ssh.Conn
@@ -28,6 +30,9 @@ type Relay struct {
 	Stop func(timeout time.Duration)
 	// Stats, when set, serves sshproto.ReqHostStats.
 	Stats func() sshproto.HostStats
+	// Log, when set, hears why a Docker API connection could not be
+	// relayed (ServeDocker), which its client cannot be told.
+	Log *slog.Logger
 }
 
 // NewRelay makes a relay that presents hostKey (the agent's own, so clients

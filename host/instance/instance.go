@@ -42,6 +42,11 @@ const (
 	SocketFile     = "vmbox.sock"       // where CLI invocations reach the agent
 	InstanceCPIO   = "instance.cpio"    // per-instance initramfs appended to the image's
 	BootMarkerFile = "boot.json"        // when the running VM booted, for uptime
+
+	// DockerSocketFile is where Docker clients reach the guest's Docker
+	// API through the host process while it runs (on Windows a named
+	// pipe instead: DockerPipe).
+	DockerSocketFile = "docker.sock"
 )
 
 // Config is an instance's persistent configuration.

@@ -2,6 +2,7 @@ package lifecycle
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"io"
 	"log/slog"
@@ -104,23 +105,47 @@ func TestStatusAndStopOfStoppedInstance(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if s := StatusOf(inst); s.State != StateStopped || s.UptimeSeconds != 0 {
+	if s := StatusOf(inst); s.State != StateStopped || s.UptimeSeconds != 0 || s.DockerHost != "" {
 		t.Fatalf("status = %+v", s)
 	}
 	lock, err := instance.WaitLock(context.Background(), inst.Path(instance.RunLockFile))
 	if err != nil {
 		t.Fatal(err)
 	}
-	if s := StatusOf(inst); s.State != StateStarting {
-		t.Fatalf("with the run lock held and no boot marker: state = %s", s.State)
+	if s := StatusOf(inst); s.State != StateStarting || s.DockerHost != "" {
+		t.Fatalf("with the run lock held and no boot marker: %+v", s)
 	}
-	if err := inst.WriteBootInfo(instance.BootInfo{Pid: os.Getpid(), Driver: "qemu", Accelerator: "tcg", Started: time.Now(), Ready: time.Now().Add(-time.Minute)}); err != nil {
+	boot := instance.BootInfo{Pid: os.Getpid(), Driver: "qemu", Accelerator: "tcg", Started: time.Now(), Ready: time.Now().Add(-time.Minute)}
+	if err := inst.WriteBootInfo(boot); err != nil {
 		t.Fatal(err)
 	}
-	if s := StatusOf(inst); s.State != StateRunning || s.Accelerator != "tcg" || s.UptimeSeconds < 59 {
+	if s := StatusOf(inst); s.State != StateRunning || s.Accelerator != "tcg" || s.UptimeSeconds < 59 || s.DockerHost != inst.DockerHost() {
 		t.Fatalf("running: %+v", s)
 	}
+	b, err := json.Marshal(StatusOf(inst))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want, _ := json.Marshal(map[string]string{"dockerHost": inst.DockerHost()}); !strings.Contains(string(b), strings.Trim(string(want), "{}")) {
+		t.Fatalf("running instance's JSON %s lacks %s", b, want)
+	}
+	silent := time.Now().Add(-time.Minute)
+	boot.AgentSilentSince = &silent
+	if err := inst.WriteBootInfo(boot); err != nil {
+		t.Fatal(err)
+	}
+	// The socket still listens; its connections close at once.
+	if s := StatusOf(inst); s.State != StateUnresponsive || s.DockerHost != inst.DockerHost() {
+		t.Fatalf("unresponsive: %+v", s)
+	}
 	lock.Release()
+	b, err = json.Marshal(StatusOf(inst))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.Contains(string(b), "dockerHost") {
+		t.Fatalf("a stopped instance's JSON has a dockerHost: %s", b)
+	}
 	stopped, err := m.Stop(context.Background(), inst, time.Second, slog.New(slog.NewTextHandler(io.Discard, nil)))
 	if err != nil || stopped {
 		t.Fatalf("stop of a stopped instance: stopped=%v err=%v", stopped, err)

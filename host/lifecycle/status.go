@@ -32,6 +32,9 @@ type Status struct {
 	DiskGiB       int     `json:"diskGiB"`
 	UptimeSeconds float64 `json:"uptimeSeconds,omitempty"`
 	Dir           string  `json:"dir"`
+	// DockerHost is the DOCKER_HOST that reaches the guest's Docker API,
+	// set while the host process serves it (running or unresponsive).
+	DockerHost string `json:"dockerHost,omitempty"`
 	// Hint says what to do about the state, when something can be done.
 	Hint string `json:"hint,omitempty"`
 }
@@ -50,6 +53,7 @@ func StatusOf(inst *instance.Instance) Status {
 	if bi, err := inst.ReadBootInfo(); err == nil {
 		s.State = StateRunning
 		s.Accelerator = bi.Accelerator
+		s.DockerHost = inst.DockerHost()
 		s.UptimeSeconds = time.Since(bi.Ready).Round(time.Second).Seconds()
 		if bi.AgentSilentSince != nil {
 			s.State = StateUnresponsive
