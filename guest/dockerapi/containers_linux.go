@@ -439,3 +439,15 @@ func (l *lockedFlusher) Write(p []byte) (int, error) {
 	defer l.mu.Unlock()
 	return l.w.Write(p)
 }
+
+func (s *Server) containerRename(w http.ResponseWriter, r *http.Request) error {
+	name := r.URL.Query().Get("name")
+	if name == "" {
+		return fmt.Errorf("%w: the new name (name parameter) is required", errBadRequest)
+	}
+	if err := s.eng.Rename(r.PathValue("id"), name); err != nil {
+		return err
+	}
+	w.WriteHeader(http.StatusNoContent)
+	return nil
+}

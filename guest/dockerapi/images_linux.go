@@ -9,6 +9,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"time"
 
 	dockerspec "github.com/moby/docker-image-spec/specs-go/v1"
 	"github.com/moby/moby/api/pkg/authconfig"
@@ -155,7 +156,10 @@ func (s *Server) imageCreate(w http.ResponseWriter, r *http.Request) error {
 		begin()
 		enc.Encode(jsonMessage(p))
 	}
-	_, err = s.eng.Pull(r.Context(), ref, q.Get("platform"), engine.PullOptions{Auth: auth, InsecureRegistries: s.opts.InsecureRegistries, Progress: progress})
+	img, err := s.eng.Pull(r.Context(), ref, q.Get("platform"), engine.PullOptions{Auth: auth, InsecureRegistries: s.opts.InsecureRegistries, Progress: progress})
+	if err == nil {
+		s.imageEvent("pull", img.ID, ref)
+	}
 	mu.Lock()
 	defer mu.Unlock()
 	if err != nil && !started {
@@ -221,6 +225,9 @@ func (s *Server) imagePostByName(w http.ResponseWriter, r *http.Request) error {
 			}
 			return fmt.Errorf("%w: %w", errBadRequest, err)
 		}
+		if im, err := s.imgs.Get(dst); err == nil {
+			s.imageEvent("tag", im.ID, dst)
+		}
 		w.WriteHeader(http.StatusCreated)
 		return nil
 	}
@@ -261,6 +268,11 @@ func (s *Server) imageDelete(w http.ResponseWriter, r *http.Request) error {
 	out := []image.DeleteResponse{}
 	for _, d := range res {
 		out = append(out, image.DeleteResponse{Untagged: d.Untagged, Deleted: d.Deleted})
+		if d.Untagged != "" {
+			s.imageEvent("untag", d.Untagged, d.Untagged)
+		} else {
+			s.imageEvent("delete", d.Deleted, d.Deleted)
+		}
 	}
 	return writeJSON(w, http.StatusOK, out)
 }
@@ -274,6 +286,7 @@ func (s *Server) imageLoad(w http.ResponseWriter, r *http.Request) error {
 	w.WriteHeader(http.StatusOK)
 	enc := json.NewEncoder(w)
 	for _, name := range loaded {
+		s.imageEvent("load", name, name)
 		what := "Loaded image: "
 		if strings.HasPrefix(name, "sha256:") {
 			what = "Loaded image ID: "
@@ -343,4 +356,9 @@ func (s *Server) imagePrune(w http.ResponseWriter, r *http.Request) error {
 		}
 	}
 	return writeJSON(w, http.StatusOK, report)
+}
+
+// imageEvent tells event subscribers what happened to an image.
+func (s *Server) imageEvent(action, id, name string) {
+	s.eng.Publish(engine.Event{Type: "image", Action: action, ID: id, Attributes: map[string]string{"name": name}, Time: time.Now()})
 }

@@ -81,6 +81,7 @@ func (s *Server) routes() {
 	s.handle("GET /version", s.version)
 	s.handle("GET /info", s.info)
 	s.handle("GET /system/df", s.systemDF)
+	s.handle("GET /events", s.eventsStream)
 
 	s.handle("POST /containers/create", s.containerCreate)
 	s.handle("GET /containers/json", s.containerList)
@@ -95,6 +96,7 @@ func (s *Server) routes() {
 	s.handle("GET /containers/{id}/logs", s.containerLogs)
 	s.handle("GET /containers/{id}/stats", s.containerStats)
 	s.handle("GET /containers/{id}/top", s.containerTop)
+	s.handle("POST /containers/{id}/rename", s.containerRename)
 	s.handle("HEAD /containers/{id}/archive", s.archiveHead)
 	s.handle("GET /containers/{id}/archive", s.archiveGet)
 	s.handle("PUT /containers/{id}/archive", s.archivePut)

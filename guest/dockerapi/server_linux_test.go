@@ -13,6 +13,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -237,7 +238,11 @@ func TestContainerLifecycle(t *testing.T) {
 	if out := must("ps", "-a", "--filter", "status=exited", "--format", "{{.Names}} {{.Status}}"); !strings.HasPrefix(out, "web Exited (0)") {
 		t.Errorf("ps status=exited: %q", out)
 	}
-	must("rm", "web")
+	must("rename", "web", "web2")
+	if out := must("ps", "-a", "--filter", "name=web2", "--format", "{{.Names}}"); out != "web2\n" {
+		t.Errorf("ps after rename: %q", out)
+	}
+	must("rm", "web2")
 	if r := d("rm", "web"); r.code != 1 || !strings.Contains(r.stderr, "No such container") {
 		t.Errorf("rm twice: exit %d %q", r.code, r.stderr)
 	}
@@ -464,5 +469,61 @@ func TestHTTP(t *testing.T) {
 			t.Errorf("%s %s: error with Content-Type %q", tt.method, tt.path, resp.Header.Get("Content-Type"))
 		}
 	}
-	_ = fmt.Sprint()
+}
+
+// TestEvents follows the event stream while a container lives and dies,
+// and reads the same events back with --since/--until.
+func TestEvents(t *testing.T) {
+	s := startServer(t)
+	needCLI(t, dockerCLI)
+	start := time.Now().Add(-time.Second)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	follow := exec.CommandContext(ctx, dockerCLI, "events", "--filter", "container=ev", "--format", "{{.Type}} {{.Action}} {{.Actor.Attributes.name}}")
+	follow.Env = append(os.Environ(), "DOCKER_HOST=unix://"+s.sock, "DOCKER_CONFIG="+s.config)
+	var out syncBuf
+	follow.Stdout = &out
+	if err := follow.Start(); err != nil {
+		t.Fatal(err)
+	}
+	// The stream is subscribed once the CLI has the headers; give it the
+	// moment a process start takes.
+	time.Sleep(500 * time.Millisecond)
+	if r := s.docker(t, dockerCLI, nil, "run", "--rm", "--name", "ev", "busybox", "true"); r.code != 0 {
+		t.Fatal(r.stderr)
+	}
+	s.docker(t, dockerCLI, nil, "run", "--rm", "--name", "other", "busybox", "true")
+	want := "container create ev\ncontainer start ev\ncontainer die ev\ncontainer destroy ev\n"
+	deadline := time.Now().Add(containertest.Patience)
+	for out.String() != want && time.Now().Before(deadline) {
+		time.Sleep(50 * time.Millisecond)
+	}
+	cancel()
+	follow.Wait()
+	if got := out.String(); got != want {
+		t.Errorf("events followed: %q, want %q", got, want)
+	}
+	r := s.docker(t, dockerCLI, nil, "events", "--since", fmt.Sprint(start.Unix()), "--until", fmt.Sprint(time.Now().Unix()+1),
+		"--filter", "event=die", "--format", "{{.Actor.Attributes.name}} {{.Actor.Attributes.exitCode}}")
+	if r.code != 0 || r.stdout != "ev 0\nother 0\n" {
+		t.Errorf("events --since --until: exit %d %q %q", r.code, r.stdout, r.stderr)
+	}
+}
+
+// syncBuf is a buffer a process writes while the test reads it.
+type syncBuf struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuf) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuf) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
 }

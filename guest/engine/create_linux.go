@@ -126,6 +126,9 @@ func (e *Engine) Create(ctx context.Context, cfg api.ContainerConfig, pull PullO
 	if err == nil {
 		c.mu.Lock()
 		err = c.persist()
+		if err == nil {
+			e.events.publish(c.containerEvent("create", nil))
+		}
 		c.mu.Unlock()
 	}
 	if err != nil {

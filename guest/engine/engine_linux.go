@@ -81,6 +81,8 @@ type Engine struct {
 	bg     background
 	closed chan struct{}
 
+	events *eventBus
+
 	mu     sync.Mutex
 	byID   map[string]*managedContainer
 	byName map[string]*managedContainer
@@ -107,6 +109,7 @@ func New(opts Options) (*Engine, error) {
 		dirs:   filepath.Join(root, "containers"),
 		trash:  filepath.Join(root, "trash"),
 		closed: make(chan struct{}),
+		events: newEventBus(),
 		byID:   map[string]*managedContainer{},
 		byName: map[string]*managedContainer{},
 	}

@@ -1,6 +1,8 @@
 package engine
 
 import (
+	"time"
+
 	"context"
 	"fmt"
 	"net/netip"
@@ -32,6 +34,7 @@ func (e *Engine) NetworkCreate(ctx context.Context, args api.NetworkCreateArgs) 
 	if err != nil {
 		return api.NetworkCreateReply{}, networkErr(err)
 	}
+	e.events.publish(networkEvent("create", n.ID, n.Name, ""))
 	return api.NetworkCreateReply{ID: n.ID}, nil
 }
 
@@ -83,7 +86,21 @@ func (e *Engine) NetworkRemove(ctx context.Context, ref string) error {
 	if users := e.networkUsers(n.ID); len(users) > 0 && !n.Predefined {
 		return fmt.Errorf("%w: error while removing network: network %s id %s has active endpoints (containers %v)", ErrConflict, n.Name, n.ID, users)
 	}
-	return networkErr(m.Remove(ctx, n.ID))
+	if err := m.Remove(ctx, n.ID); err != nil {
+		return networkErr(err)
+	}
+	e.events.publish(networkEvent("destroy", n.ID, n.Name, ""))
+	return nil
+}
+
+// networkEvent is an event of network id, with the container it concerns
+// when there is one.
+func networkEvent(action, id, name, containerID string) Event {
+	attrs := map[string]string{"name": name, "type": "bridge"}
+	if containerID != "" {
+		attrs["container"] = containerID
+	}
+	return Event{Type: "network", Action: action, ID: id, Attributes: attrs, Time: time.Now()}
 }
 
 // networkUsers names the containers configured with network id.
@@ -175,6 +192,7 @@ func (e *Engine) NetworkConnect(ctx context.Context, args api.NetworkConnectArgs
 		}
 	}
 	c.rec.Networks = append(c.rec.Networks, a)
+	e.events.publish(networkEvent("connect", n.ID, n.Name, c.rec.ID))
 	return c.persist()
 }
 
@@ -218,5 +236,6 @@ func (e *Engine) NetworkDisconnect(ctx context.Context, args api.NetworkDisconne
 	} else if i == 0 {
 		c.rec.Config.NetworkMode = c.rec.Networks[0].Name
 	}
+	e.events.publish(networkEvent("disconnect", n.ID, n.Name, c.rec.ID))
 	return c.persist()
 }

@@ -23,6 +23,9 @@ func (e *Engine) remove(c *managedContainer) {
 		delete(e.byName, c.rec.Name)
 	}
 	e.mu.Unlock()
+	c.mu.Lock()
+	e.events.publish(c.containerEvent("destroy", nil))
+	c.mu.Unlock()
 	trash := filepath.Join(e.trash, c.rec.ID)
 	if err := os.Rename(c.dir, trash); err != nil {
 		trash = c.dir

@@ -144,6 +144,7 @@ func (e *Engine) start(ctx context.Context, c *managedContainer) error {
 		go func() { defer r.pumps.Done(); c.pump(rc.Stderr, streamStderr, lw, false); rc.Stderr.Close() }()
 	}
 	go c.monitor(r, lw, c.monitorDone)
+	e.events.publish(c.containerEvent("start", nil))
 	close(r.started)
 	if e.isClosed() {
 		_ = rc.Signal(syscall.SIGKILL) // Close may have looked before this run existed
@@ -227,6 +228,7 @@ func (c *managedContainer) monitor(r *run, lw *logWriter, done chan struct{}) {
 		c.scheduleRestart(nextRestartDelay(c.restartDelay, st.FinishedAt.Sub(st.StartedAt)))
 	}
 	_ = c.persist() // the exit is known in memory; a full disk must not hang the engine
+	c.e.events.publish(c.containerEvent("die", exitCodeAttr(st.ExitCode)))
 	autoRemove := c.rec.Config.AutoRemove && !c.removing
 	if autoRemove {
 		c.removing = true

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strconv"
 	"syscall"
 	"time"
 
@@ -40,6 +41,15 @@ func (e *Engine) Stop(ctx context.Context, ref string, timeout time.Duration) er
 	if timeout < 0 {
 		timeout = 10 * time.Second
 	}
+	defer func() {
+		select {
+		case <-r.exited:
+			c.mu.Lock()
+			e.events.publish(c.containerEvent("stop", nil))
+			c.mu.Unlock()
+		default:
+		}
+	}()
 	if timeout > 0 {
 		if err := r.rc.Signal(syscall.SIGTERM); err == nil {
 			t := time.NewTimer(timeout)
@@ -96,5 +106,8 @@ func (e *Engine) Kill(ctx context.Context, ref, signal string) error {
 		}
 		return err
 	}
+	c.mu.Lock()
+	e.events.publish(c.containerEvent("kill", map[string]string{"signal": strconv.Itoa(int(sig))}))
+	c.mu.Unlock()
 	return nil
 }
