@@ -20,6 +20,9 @@ packages=(
   dpkg-dev            # dpkg-deb, to unpack the guest image's packages
   ca-certificates
   gcc libc6-dev       # the trivial static init of the benchmark floor VM
+  docker.io           # the 20.10 docker CLI, a client of the Docker API
+  docker-compose      # Compose 1.29, a client of the Docker API
+  python3-docker      # docker-py, the Python SDK
 )
 
 missing=()

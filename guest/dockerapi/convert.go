@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -242,6 +243,12 @@ func inspectResponse(c api.ContainerInspect) container.InspectResponse {
 		out.NetworkSettings.Ports[port] = bs
 	}
 	for name, ep := range c.NetworkSettings.Networks {
+		// On user networks the short ID is a name peers resolve, and
+		// Docker 20.10 lists it among the aliases: Compose 1.29 checks it
+		// to know a container is already set up on its network.
+		if name != network.NetworkBridge && len(c.ID) >= 12 && !slices.Contains(ep.Aliases, c.ID[:12]) {
+			ep.Aliases = append(slices.Clone(ep.Aliases), c.ID[:12])
+		}
 		out.NetworkSettings.Networks[name] = endpointSettings(ep)
 	}
 	return out

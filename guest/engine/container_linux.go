@@ -34,6 +34,9 @@ type record struct {
 	// Networks are the networks the container joins at start; the first
 	// carries its default route and published ports.
 	Networks []netAttachment `json:"networks,omitempty"`
+	// NetworksCleared: the container left its last network (disconnect)
+	// and may join one again, unlike one created with --network none.
+	NetworksCleared bool `json:"networksCleared,omitempty"`
 	// ImageExposedPorts are the image's EXPOSE entries ("80/tcp").
 	ImageExposedPorts []string `json:"imageExposedPorts,omitempty"`
 	// RestartCount counts the restart policy's starts since the last start

@@ -164,7 +164,7 @@ func (e *Engine) NetworkConnect(ctx context.Context, args api.NetworkConnectArgs
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if len(c.rec.Networks) == 0 {
+	if len(c.rec.Networks) == 0 && !c.rec.NetworksCleared {
 		return fmt.Errorf("%w: container %s is on the %s network mode and cannot join another network", ErrInvalid, c.rec.Name, c.rec.Config.NetworkMode)
 	}
 	for _, a := range c.rec.Networks {
@@ -192,6 +192,10 @@ func (e *Engine) NetworkConnect(ctx context.Context, args api.NetworkConnectArgs
 		}
 	}
 	c.rec.Networks = append(c.rec.Networks, a)
+	if c.rec.NetworksCleared {
+		c.rec.NetworksCleared = false
+		c.rec.Config.NetworkMode = n.Name
+	}
 	e.events.publish(networkEvent("connect", n.ID, n.Name, c.rec.ID))
 	return c.persist()
 }
@@ -233,6 +237,7 @@ func (e *Engine) NetworkDisconnect(ctx context.Context, args api.NetworkDisconne
 		// Docker leaves such a container with no network at all.
 		c.rec.Config.NetworkMode = container.NetworkNone
 		c.rec.Config.PortBindings, c.rec.Config.PublishAllPorts = nil, false
+		c.rec.NetworksCleared = true
 	} else if i == 0 {
 		c.rec.Config.NetworkMode = c.rec.Networks[0].Name
 	}

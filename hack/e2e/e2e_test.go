@@ -113,7 +113,8 @@ func (r result) String() string {
 
 func (e *env) cmd(ctx context.Context, args ...string) *exec.Cmd {
 	c := exec.CommandContext(ctx, e.bin, args...)
-	c.Env = append(os.Environ(), "VMBOX_HOME="+e.home, "VMBOX_IMAGE_DIR="+e.image)
+	// DOCKER_CONFIG: start writes a docker CLI context; never the user's.
+	c.Env = append(os.Environ(), "VMBOX_HOME="+e.home, "VMBOX_IMAGE_DIR="+e.image, "DOCKER_CONFIG="+filepath.Join(e.home, "docker-config"))
 	c.Env = append(c.Env, e.extra...)
 	return c
 }

@@ -35,9 +35,15 @@ func TestContainersThroughVM(t *testing.T) {
 	tg, _ := vmTarget(t, "ctr")
 	containerCases(t, tg)
 	networkCases(t, tg, "ctr")
+	t.Run("Docker API", func(t *testing.T) { dockerAPICases(t, tg) })
 
 	t.Run("image cache survives stop and start", func(t *testing.T) {
+		host := dockerHost(t, tg.e)
 		tg.e.must("stop")
+		// As with Docker Desktop stopped: the socket is gone.
+		if r := (dockerClient{t: t, bin: dockerCLIs["cli28"], host: host, cfg: t.TempDir()}).run("", "version"); r.code == 0 || !strings.Contains(r.stderr, "docker.sock") {
+			t.Errorf("docker version with the VM stopped: %s", r)
+		}
 		tg.e.must("start")
 		if r := tg.run("images"); !strings.Contains(r.stdout, tg.reg+"/busybox") {
 			t.Fatalf("images after restart: %s", r)

@@ -1,0 +1,221 @@
+package e2e
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+// The docker CLIs the API is checked with: the machine's current one and
+// Debian's 20.10 (API 1.41).
+var dockerCLIs = map[string]string{"cli28": "/usr/local/bin/docker", "cli20.10": "/usr/bin/docker"}
+
+// dockerHost is the instance's Docker API endpoint, from status --format json.
+func dockerHost(t *testing.T, e *env) string {
+	t.Helper()
+	r := e.must("status", "--format", "json")
+	var st struct {
+		DockerHost string `json:"dockerHost"`
+	}
+	if err := json.Unmarshal([]byte(r.stdout), &st); err != nil || st.DockerHost == "" {
+		t.Fatalf("status --format json has no dockerHost: %v\n%s", err, r.stdout)
+	}
+	return st.DockerHost
+}
+
+// dockerClient runs a client program against an endpoint.
+type dockerClient struct {
+	t    *testing.T
+	bin  string
+	host string
+	cfg  string // DOCKER_CONFIG: no user's contexts or credentials
+}
+
+func (d dockerClient) run(stdin string, args ...string) result {
+	d.t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
+	defer cancel()
+	c := exec.CommandContext(ctx, d.bin, args...)
+	c.Env = append(os.Environ(), "DOCKER_HOST="+d.host, "DOCKER_CONFIG="+d.cfg, "DOCKER_CLI_HINTS=false")
+	c.Stdin = strings.NewReader(stdin)
+	var out, errb syncBuffer
+	c.Stdout, c.Stderr = &out, &errb
+	err := c.Run()
+	code := 0
+	var ee *exec.ExitError
+	if errors.As(err, &ee) {
+		code = ee.ExitCode()
+	} else if err != nil {
+		d.t.Fatalf("%s %v: %v", d.bin, args, err)
+	}
+	return result{code: code, stdout: out.String(), stderr: errb.String()}
+}
+
+func (d dockerClient) must(args ...string) result {
+	d.t.Helper()
+	r := d.run("", args...)
+	if r.code != 0 {
+		d.t.Fatalf("%s %v: %s", filepath.Base(d.bin), args, r)
+	}
+	return r
+}
+
+// dockerAPICases drive the instance through its Docker API socket with
+// clients nobody here wrote: the docker CLIs, docker-compose and docker-py.
+func dockerAPICases(t *testing.T, tg *target) {
+	host := dockerHost(t, tg.e)
+	cfg := t.TempDir()
+	img := tg.reg + "/busybox"
+	for name, bin := range dockerCLIs {
+		t.Run("docker "+name, func(t *testing.T) {
+			if _, err := os.Stat(bin); err != nil {
+				t.Fatalf("%s is missing (hack/deps.sh installs Debian's docker.io)", bin)
+			}
+			d := dockerClient{t: t, bin: bin, host: host, cfg: cfg}
+			if r := d.must("version"); !strings.Contains(r.stdout, "OS/Arch:          linux/amd64") || !strings.Contains(r.stdout, "Server: vmbox") {
+				t.Errorf("version: %s", r)
+			}
+			if r := d.must("info", "--format", "{{.OSType}}/{{.Architecture}} {{.CgroupVersion}}"); r.stdout != "linux/x86_64 2\n" {
+				t.Errorf("info: %s", r)
+			}
+			if r := d.must("pull", tg.reg+"/hello"); !strings.Contains(r.stdout, "Status: ") {
+				t.Errorf("pull: %s", r)
+			}
+			if r := d.must("run", "--rm", img, "echo", "via-api"); r.stdout != "via-api\n" {
+				t.Errorf("run --rm: %s", r)
+			}
+			for _, c := range []struct {
+				args []string
+				code int
+			}{
+				{[]string{"run", "--rm", img, "sh", "-c", "exit 3"}, 3},
+				{[]string{"run", "--rm", img, "nosuchcommand"}, 127},
+				{[]string{"run", "--rm", img, "/etc"}, 126},
+				{[]string{"run", "--rm", "--network", "nosuchnetwork", img, "true"}, 125},
+			} {
+				if r := d.run("", c.args...); r.code != c.code {
+					t.Errorf("%v: exit %d, want %d\n%s", c.args, r.code, c.code, r)
+				}
+			}
+			name := "api-" + strings.ReplaceAll(name, ".", "")
+			d.must("run", "-d", "--name", name, "-l", "suite=api", img, "sh", "-c", "echo up; trap 'exit 0' TERM; while :; do sleep 1; done")
+			if r := d.must("exec", name, "sh", "-c", "echo exec-ok; exit 0"); r.stdout != "exec-ok\n" {
+				t.Errorf("exec: %s", r)
+			}
+			if r := d.must("ps", "-a", "--filter", "label=suite=api", "--format", "{{.Names}}"); r.stdout != name+"\n" {
+				t.Errorf("ps --filter: %s", r)
+			}
+			if r := d.must("stats", "--no-stream", "--format", "{{.Name}} {{.PIDs}}", name); !strings.HasPrefix(r.stdout, name+" ") {
+				t.Errorf("stats: %s", r)
+			}
+			if r := d.must("logs", name); r.stdout != "up\n" {
+				t.Errorf("logs: %s", r)
+			}
+			d.must("stop", name)
+			d.must("rm", name)
+			d.must("run", "-d", "--name", name, img, "sleep", "300")
+			d.must("kill", name)
+			if r := d.must("wait", name); r.stdout != "137\n" {
+				t.Errorf("wait after kill: %s", r)
+			}
+			d.must("rm", name)
+			d.must("tag", img, "api/tagged:"+name)
+			archive := d.must("save", "api/tagged:"+name).stdout
+			d.must("rmi", "api/tagged:"+name)
+			if r := d.run(archive, "load"); r.code != 0 || !strings.Contains(r.stdout, "Loaded image: api/tagged:"+name) {
+				t.Errorf("load: %s", r)
+			}
+			if r := d.must("images", "--format", "{{.Repository}}:{{.Tag}}", "api/tagged"); r.stdout != "api/tagged:"+name+"\n" {
+				t.Errorf("images: %s", r)
+			}
+			d.must("rmi", "api/tagged:"+name)
+		})
+	}
+	t.Run("docker run -it through a terminal", func(t *testing.T) {
+		cmd := exec.Command("script", "-qec", "stty cols 91 rows 33; /usr/local/bin/docker run -it --rm "+img+" sh -c 'tty; stty size; exit 5'", "/dev/null")
+		cmd.Env = append(os.Environ(), "DOCKER_HOST="+host, "DOCKER_CONFIG="+cfg)
+		out, err := cmd.Output()
+		var ee *exec.ExitError
+		// What script(1) passes on from its own stdin (closed) may echo
+		// before the answers; only the answers are checked.
+		if !errors.As(err, &ee) || ee.ExitCode() != 5 || !strings.Contains(string(out), "/dev/pts/0\r\n") || !strings.Contains(string(out), "33 91\r\n") {
+			t.Fatalf("run -it: %v, %q", err, out)
+		}
+	})
+	t.Run("docker-py", func(t *testing.T) {
+		script := fmt.Sprintf(`
+import docker
+c = docker.DockerClient(base_url=%q)
+ct = c.containers.create(%q, ["sh", "-c", "echo py-out; exit 7"], labels={"py": "1"})
+ct.start()
+assert ct.wait()["StatusCode"] == 7
+assert ct.logs() == b"py-out\n", ct.logs()
+assert [x.id for x in c.containers.list(all=True, filters={"label": "py=1"})] == [ct.id]
+ct.remove()
+print("ok")
+`, host, img)
+		out, err := exec.Command("python3", "-c", script).CombinedOutput()
+		if err != nil || string(out) != "ok\n" {
+			t.Fatalf("python3-docker: %v\n%s", err, out)
+		}
+	})
+	t.Run("docker-compose", func(t *testing.T) {
+		port := freeLoopbackPort(t)
+		dir := t.TempDir()
+		compose := fmt.Sprintf(`version: "2.4"
+services:
+  web:
+    image: %[1]s
+    command: ["sh", "-c", "mkdir -p /www && echo compose-ok > /www/index.html && exec httpd -f -p 80 -h /www"]
+    ports: ["127.0.0.1:%[2]d:80"]
+    restart: always
+    networks: [back]
+  client:
+    image: %[1]s
+    command: ["sh", "-c", "until wget -qO- http://web/; do sleep 1; done; sleep 300"]
+    restart: on-failure
+    networks: [back]
+networks:
+  back: {}
+`, img, port)
+		if err := os.WriteFile(filepath.Join(dir, "docker-compose.yml"), []byte(compose), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		d := dockerClient{t: t, bin: "/usr/bin/docker-compose", host: host, cfg: cfg}
+		run := func(args ...string) result {
+			return d.run("", append([]string{"-p", "e2e", "--project-directory", dir, "-f", filepath.Join(dir, "docker-compose.yml")}, args...)...)
+		}
+		if r := run("up", "-d"); r.code != 0 {
+			t.Fatalf("compose up: %s", r)
+		}
+		if got := fetch(t, fmt.Sprintf("http://127.0.0.1:%d/", port)); got != "compose-ok\n" {
+			t.Errorf("published port served %q", got)
+		}
+		cli := dockerClient{t: t, bin: "/usr/local/bin/docker", host: host, cfg: cfg}
+		waitFor(t, func() bool {
+			return strings.Contains(cli.must("logs", "e2e_client_1").stdout, "compose-ok")
+		})
+		if r := cli.must("inspect", "--format", "{{.HostConfig.RestartPolicy.Name}}", "e2e_web_1"); r.stdout != "always\n" {
+			t.Errorf("restart policy: %s", r)
+		}
+		if r := run("ps"); r.code != 0 || !strings.Contains(r.stdout, "e2e_web_1") {
+			t.Errorf("compose ps: %s", r)
+		}
+		if r := run("down"); r.code != 0 {
+			t.Fatalf("compose down: %s", r)
+		}
+		if r := cli.must("ps", "-a", "--filter", "label=com.docker.compose.project=e2e", "-q"); r.stdout != "" {
+			t.Errorf("containers left after down: %s", r)
+		}
+		if r := cli.run("", "network", "inspect", "e2e_back"); r.code == 0 {
+			t.Errorf("network left after down")
+		}
+	})
+}
