@@ -98,7 +98,9 @@ func (o *containerOps) Serve(ctx context.Context, s *Session) int {
 		return o.answer(s, &args, func() (any, error) { return nil, o.eng.Kill(ctx, args.Container, args.Signal) })
 	case api.OpRm:
 		var args api.RmArgs
-		return o.answer(s, &args, func() (any, error) { return nil, o.eng.Remove(ctx, args.Container, args.Force) })
+		return o.answer(s, &args, func() (any, error) {
+			return nil, o.eng.RemoveWith(ctx, args.Container, engine.RemoveOptions{Force: args.Force, Volumes: args.Volumes})
+		})
 	case api.OpResize:
 		var args api.ResizeArgs
 		return o.answer(s, &args, func() (any, error) {
@@ -108,6 +110,51 @@ func (o *containerOps) Serve(ctx context.Context, s *Session) int {
 		return o.inspect(s)
 	case api.OpPull, api.OpImages, api.OpRmi, api.OpLoad, api.OpSave:
 		return o.serveImageOp(ctx, s)
+	case api.OpVolumeCreate:
+		var args api.VolumeCreateArgs
+		return o.answer(s, &args, func() (any, error) { return o.eng.VolumeCreate(args) })
+	case api.OpVolumeList:
+		var args api.VolumeListArgs
+		return o.answer(s, &args, func() (any, error) { return o.eng.VolumeList(args.Filters) })
+	case api.OpVolumeInspect:
+		var args api.VolumeInspectArgs
+		if err := s.Request.Decode(&args); err != nil {
+			return fail(s, err)
+		}
+		out := []api.Volume{}
+		var errs []string
+		for _, n := range args.Names {
+			v, err := o.eng.VolumeInspect(n)
+			if err != nil {
+				errs = append(errs, oneLine(err))
+				continue
+			}
+			out = append(out, v)
+		}
+		reply(s, out)
+		if len(errs) > 0 {
+			fmt.Fprintln(s.Stderr, strings.Join(errs, "; "))
+			return 1
+		}
+		return 0
+	case api.OpVolumeRemove:
+		var args api.VolumeRemoveArgs
+		if err := s.Request.Decode(&args); err != nil {
+			return fail(s, err)
+		}
+		code := 0
+		for _, n := range args.Names {
+			if err := o.eng.VolumeRemove(n, args.Force); err != nil {
+				fmt.Fprintln(s.Stderr, oneLine(err))
+				code = 1
+				continue
+			}
+			fmt.Fprintln(s.Stdout, n)
+		}
+		return code
+	case api.OpVolumePrune:
+		var args api.VolumePruneArgs
+		return o.answer(s, &args, func() (any, error) { return o.eng.VolumePrune(args.All, args.Filters) })
 	case api.OpNetworkCreate, api.OpNetworkList, api.OpNetworkInspect, api.OpNetworkRemove,
 		api.OpNetworkConnect, api.OpNetworkDisconnect, api.OpNetworkPrune:
 		return o.serveNetworkOp(ctx, s)

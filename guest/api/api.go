@@ -159,6 +159,10 @@ type ContainerConfig struct {
 	// RestartPolicy says whether the engine starts the container again
 	// when it exits and when the engine itself starts.
 	RestartPolicy RestartPolicy `json:"RestartPolicy,omitzero"`
+	// Mounts are the container's volumes and bind mounts (-v, --mount).
+	Mounts []Mount `json:"Mounts,omitempty"`
+	// VolumesFrom takes the mounts of other containers ("NAME[:ro|:rw]").
+	VolumesFrom []string `json:"VolumesFrom,omitempty"`
 }
 
 // RunArgs is OpRun: create, attach the streams, start, wait, and remove when
@@ -260,6 +264,8 @@ type KillArgs struct {
 type RmArgs struct {
 	Container string `json:"container"`
 	Force     bool   `json:"force,omitempty"`
+	// Volumes removes the container's anonymous volumes with it.
+	Volumes bool `json:"volumes,omitempty"`
 }
 
 // InspectArgs is OpInspect. Type is "container", "image" or "" (either).
@@ -320,6 +326,8 @@ type ContainerInspect struct {
 	HostsPath       string          `json:"HostsPath"`
 	ResolvConfPath  string          `json:"ResolvConfPath"`
 	NetworkSettings NetworkSettings `json:"NetworkSettings"`
+	// Mounts are the container's volumes and bind mounts.
+	Mounts []VolumeMountPoint `json:"Mounts"`
 }
 
 // PullArgs is OpPull.
@@ -417,6 +425,9 @@ type ImageConfig struct {
 	User       string   `json:"User,omitempty"`
 	// ExposedPorts are the image's EXPOSE entries ("80/tcp").
 	ExposedPorts []string `json:"ExposedPorts,omitempty"`
+	// Volumes are the image's VOLUME paths: each gets an anonymous
+	// volume unless a mount of the container covers it.
+	Volumes []string `json:"Volumes,omitempty"`
 }
 
 // AgentPort is the port the guest agent serves SSH on: a TCP port on the

@@ -349,7 +349,7 @@ func (s *Server) containerDelete(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	if err := s.eng.Remove(r.Context(), c.ID, boolParam(r, "force")); err != nil {
+	if err := s.eng.RemoveWith(r.Context(), c.ID, engine.RemoveOptions{Force: boolParam(r, "force"), Volumes: boolParam(r, "v")}); err != nil {
 		return err
 	}
 	s.execs.forget(c.ID)

@@ -2,6 +2,7 @@ package dockerapi
 
 import (
 	"fmt"
+	"maps"
 	"net"
 	"net/netip"
 	"slices"
@@ -11,6 +12,7 @@ import (
 	"time"
 
 	"github.com/moby/moby/api/types/container"
+	"github.com/moby/moby/api/types/mount"
 	"github.com/moby/moby/api/types/network"
 
 	"github.com/vmbox/vmbox/guest/api"
@@ -50,6 +52,9 @@ func createConfig(name string, req container.CreateRequest) (api.ContainerConfig
 	for p := range c.ExposedPorts {
 		cfg.ExposedPorts = append(cfg.ExposedPorts, p.String())
 	}
+	for _, p := range slices.Sorted(maps.Keys(c.Volumes)) {
+		cfg.Mounts = append(cfg.Mounts, api.Mount{Type: api.MountVolume, Target: p})
+	}
 	sort.Strings(cfg.ExposedPorts)
 	if h := req.HostConfig; h != nil {
 		if err := applyHostConfig(&cfg, h); err != nil {
@@ -76,32 +81,43 @@ func createConfig(name string, req container.CreateRequest) (api.ContainerConfig
 }
 
 func applyHostConfig(cfg *api.ContainerConfig, h *container.HostConfig) error {
-	if len(h.Binds) > 0 || len(h.VolumesFrom) > 0 {
-		return fmt.Errorf("bind mounts and volumes (Binds, VolumesFrom) are not supported by this engine yet")
+	for _, b := range h.Binds {
+		m, err := api.ParseVolumeSpec(b)
+		if err != nil {
+			return err
+		}
+		cfg.Mounts = append(cfg.Mounts, m)
 	}
 	for _, m := range h.Mounts {
-		if m.Type != "tmpfs" {
-			return fmt.Errorf("mounts of type %q are not supported by this engine yet", m.Type)
-		}
-		opts := []string{}
-		if o := m.TmpfsOptions; o != nil {
-			if o.SizeBytes > 0 {
-				opts = append(opts, "size="+strconv.FormatInt(o.SizeBytes, 10))
+		am := api.Mount{Type: string(m.Type), Source: m.Source, Target: m.Target, ReadOnly: m.ReadOnly}
+		switch m.Type {
+		case "volume":
+			if o := m.VolumeOptions; o != nil {
+				am.NoCopy = o.NoCopy
+				if o.Subpath != "" || o.DriverConfig != nil && o.DriverConfig.Name != "" && o.DriverConfig.Name != "local" {
+					return fmt.Errorf("volume subpaths and drivers are not supported")
+				}
 			}
-			if o.Mode != 0 {
-				// Clients send the octal mode's bits as they are (1777 is
-				// 0o1777, not os.ModeSticky), as Docker formats them.
-				opts = append(opts, "mode="+strconv.FormatUint(uint64(o.Mode)&0o7777, 8))
+		case "bind":
+		case "tmpfs":
+			var opts []string
+			if o := m.TmpfsOptions; o != nil {
+				if o.SizeBytes > 0 {
+					opts = append(opts, "size="+strconv.FormatInt(o.SizeBytes, 10))
+				}
+				if o.Mode != 0 {
+					// Clients send the octal mode's bits as they are (1777 is
+					// 0o1777, not os.ModeSticky), as Docker formats them.
+					opts = append(opts, "mode="+strconv.FormatUint(uint64(o.Mode)&0o7777, 8))
+				}
 			}
+			am.TmpfsOptions = strings.Join(opts, ",")
+		default:
+			return fmt.Errorf("mounts of type %q are not supported", m.Type)
 		}
-		if m.ReadOnly {
-			opts = append(opts, "ro")
-		}
-		if cfg.Tmpfs == nil {
-			cfg.Tmpfs = map[string]string{}
-		}
-		cfg.Tmpfs[m.Target] = strings.Join(opts, ",")
+		cfg.Mounts = append(cfg.Mounts, am)
 	}
+	cfg.VolumesFrom = h.VolumesFrom
 	for path, opts := range h.Tmpfs {
 		if cfg.Tmpfs == nil {
 			cfg.Tmpfs = map[string]string{}
@@ -186,7 +202,7 @@ func inspectResponse(c api.ContainerInspect) container.InspectResponse {
 		RestartCount:   c.RestartCount,
 		Driver:         "overlay",
 		Platform:       "linux",
-		Mounts:         []container.MountPoint{},
+		Mounts:         mountPoints(c.Mounts),
 		State: &container.State{
 			Status:     container.ContainerState(c.State.Status),
 			Running:    c.State.Running,
@@ -364,4 +380,15 @@ func nonNilMap[K comparable, V any](m map[K]V) map[K]V {
 		return map[K]V{}
 	}
 	return m
+}
+
+func mountPoints(ms []api.VolumeMountPoint) []container.MountPoint {
+	out := []container.MountPoint{}
+	for _, m := range ms {
+		out = append(out, container.MountPoint{
+			Type: mount.Type(m.Type), Name: m.Name, Source: m.Source, Destination: m.Destination,
+			Driver: m.Driver, Mode: m.Mode, RW: m.RW, Propagation: mount.Propagation(m.Propagation),
+		})
+	}
+	return out
 }

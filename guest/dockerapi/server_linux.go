@@ -116,6 +116,12 @@ func (s *Server) routes() {
 	s.handle("POST /images/{name...}", s.imagePostByName)
 	s.handle("DELETE /images/{name...}", s.imageDelete)
 
+	s.handle("GET /volumes", s.volumeList)
+	s.handle("POST /volumes/create", s.volumeCreate)
+	s.handle("POST /volumes/prune", s.volumePrune)
+	s.handle("GET /volumes/{name}", s.volumeInspect)
+	s.handle("DELETE /volumes/{name}", s.volumeDelete)
+
 	s.handle("GET /networks", s.networkList)
 	s.handle("POST /networks/create", s.networkCreate)
 	s.handle("POST /networks/prune", s.networkPrune)
@@ -235,7 +241,7 @@ func statusOf(err error) int {
 		return http.StatusBadRequest
 	case errors.Is(err, errNotImplemented):
 		return http.StatusNotImplemented
-	case errors.Is(err, engine.ErrNoSuchContainer), errors.Is(err, engine.ErrNotFound), errors.Is(err, image.ErrNotFound), errors.Is(err, errNoSuchExec):
+	case errors.Is(err, engine.ErrNoSuchContainer), errors.Is(err, engine.ErrNotFound), errors.Is(err, image.ErrNotFound), errors.Is(err, errNoSuchExec), errors.Is(err, engine.ErrNoSuchVolume):
 		return http.StatusNotFound
 	case errors.Is(err, engine.ErrConflict), errors.Is(err, engine.ErrNotRunning), errors.Is(err, image.ErrConflict):
 		return http.StatusConflict

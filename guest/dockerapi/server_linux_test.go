@@ -528,3 +528,52 @@ func (s *syncBuf) String() string {
 	defer s.mu.Unlock()
 	return s.b.String()
 }
+
+// TestVolumesCLI: docker volume commands, -v and --mount, rm -v, a
+// volume in use.
+func TestVolumesCLI(t *testing.T) {
+	s := startServer(t)
+	needCLI(t, dockerCLI)
+	d := func(args ...string) result { return s.docker(t, dockerCLI, nil, args...) }
+	must := func(args ...string) string {
+		t.Helper()
+		r := d(args...)
+		if r.code != 0 {
+			t.Fatalf("docker %v: exit %d: %s", args, r.code, r.stderr)
+		}
+		return r.stdout
+	}
+	if out := must("volume", "create", "--label", "k=v", "data"); out != "data\n" {
+		t.Errorf("volume create: %q", out)
+	}
+	if out := must("volume", "ls", "--filter", "label=k=v", "--format", "{{.Name}} {{.Driver}}"); out != "data local\n" {
+		t.Errorf("volume ls: %q", out)
+	}
+	must("run", "--rm", "-v", "data:/data", "busybox", "sh", "-c", "echo one > /data/f")
+	if out := must("run", "--rm", "--mount", "type=volume,source=data,target=/d,readonly", "busybox", "cat", "/d/f"); out != "one\n" {
+		t.Errorf("read back: %q", out)
+	}
+	if r := d("run", "--rm", "--mount", "type=volume,source=data,target=/d,readonly", "busybox", "touch", "/d/g"); r.code == 0 {
+		t.Error("a read-only volume took a write")
+	}
+	id := strings.TrimSpace(must("create", "-v", "/anon", "busybox", "true"))
+	var insp []struct {
+		Mounts []struct{ Type, Name, Destination string }
+	}
+	json.Unmarshal([]byte(must("inspect", id)), &insp)
+	if len(insp) != 1 || len(insp[0].Mounts) != 1 || insp[0].Mounts[0].Type != "volume" || insp[0].Mounts[0].Destination != "/anon" {
+		t.Fatalf("inspect Mounts: %+v", insp)
+	}
+	anon := insp[0].Mounts[0].Name
+	if r := d("volume", "rm", anon); r.code != 1 || !strings.Contains(r.stderr, "volume is in use") {
+		t.Errorf("rm of a volume in use: exit %d %q", r.code, r.stderr)
+	}
+	must("rm", "-v", id)
+	if r := d("volume", "inspect", anon); r.code != 1 {
+		t.Errorf("anonymous volume left after rm -v: exit %d", r.code)
+	}
+	must("volume", "rm", "data")
+	if out := must("volume", "ls", "-q"); out != "" {
+		t.Errorf("volumes left: %q", out)
+	}
+}

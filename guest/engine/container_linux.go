@@ -34,6 +34,9 @@ type record struct {
 	// Networks are the networks the container joins at start; the first
 	// carries its default route and published ports.
 	Networks []netAttachment `json:"networks,omitempty"`
+	// Mounts are the container's volumes (by name) and bind mounts,
+	// resolved at create, parents before what they hold.
+	Mounts []api.Mount `json:"mounts,omitempty"`
 	// NetworksCleared: the container left its last network (disconnect)
 	// and may join one again, unlike one created with --network none.
 	NetworksCleared bool `json:"networksCleared,omitempty"`
@@ -79,6 +82,9 @@ type managedContainer struct {
 	// mountedFS counts the users of the root filesystem mounted outside
 	// the container (Filesystem): it may not start meanwhile.
 	mountedFS int
+	// removeVolumes: the removal in progress takes the anonymous volumes
+	// along (rm -v).
+	removeVolumes bool
 	// restartCancel, while a restart is pending, cancels it when closed;
 	// restartDelay is the last restart's delay, which the next doubles.
 	restartCancel chan struct{}

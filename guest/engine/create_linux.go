@@ -61,6 +61,14 @@ func (e *Engine) Create(ctx context.Context, cfg api.ContainerConfig, pull PullO
 	if err != nil {
 		return api.CreateReply{}, err
 	}
+	if rec.Mounts, err = e.resolveMounts(&rec.Config, img.Config.Volumes); err != nil {
+		return api.CreateReply{}, err
+	}
+	for path, opts := range rec.Config.Tmpfs {
+		if err := container.CheckTmpfsOptions(opts); err != nil {
+			return api.CreateReply{}, fmt.Errorf("%w: --mount type=tmpfs %s: %w", ErrInvalid, path, err)
+		}
+	}
 	for _, h := range cfg.ExtraHosts {
 		if name, ip, ok := strings.Cut(h, ":"); !ok || name == "" || (ip != "host-gateway" && !validIP(ip)) {
 			return api.CreateReply{}, fmt.Errorf("%w: invalid extra host %q: want name:ip", ErrInvalid, h)

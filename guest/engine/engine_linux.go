@@ -82,6 +82,7 @@ type Engine struct {
 	closed chan struct{}
 
 	events *eventBus
+	vols   *volumeStore
 
 	mu     sync.Mutex
 	byID   map[string]*managedContainer
@@ -110,10 +111,11 @@ func New(opts Options) (*Engine, error) {
 		trash:  filepath.Join(root, "trash"),
 		closed: make(chan struct{}),
 		events: newEventBus(),
+		vols:   &volumeStore{dir: filepath.Join(root, "volumes")},
 		byID:   map[string]*managedContainer{},
 		byName: map[string]*managedContainer{},
 	}
-	for _, d := range []string{e.dirs, e.trash} {
+	for _, d := range []string{e.dirs, e.trash, e.vols.dir} {
 		if err := os.MkdirAll(d, 0o700); err != nil {
 			return nil, fmt.Errorf("engine data directory: %w", err)
 		}

@@ -124,5 +124,27 @@ func (e *Engine) Inspect(ref string) (api.ContainerInspect, error) {
 		HostsPath:       filepath.Join(c.dir, hostsFile),
 		ResolvConfPath:  filepath.Join(c.dir, resolvConfFile),
 		NetworkSettings: c.networkSettings(),
+		Mounts:          c.mountPoints(),
 	}, nil
+}
+
+// mountPoints are the container's mounts as inspect shows them.
+func (c *managedContainer) mountPoints() []api.VolumeMountPoint {
+	out := []api.VolumeMountPoint{}
+	for _, m := range c.rec.Mounts {
+		mp := api.VolumeMountPoint{Type: m.Type, Source: m.Source, Destination: m.Target, RW: !m.ReadOnly}
+		if m.ReadOnly {
+			mp.Mode = "ro"
+		}
+		if m.Type == api.MountVolume {
+			mp.Name, mp.Source, mp.Driver = m.Source, c.e.vols.dataDir(m.Source), "local"
+			if mp.Mode == "" {
+				mp.Mode = "z"
+			}
+		} else {
+			mp.Propagation = "rprivate"
+		}
+		out = append(out, mp)
+	}
+	return out
 }

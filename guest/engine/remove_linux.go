@@ -26,6 +26,10 @@ func (e *Engine) remove(c *managedContainer) {
 	c.mu.Lock()
 	e.events.publish(c.containerEvent("destroy", nil))
 	c.mu.Unlock()
+	if c.removeVolumes || c.rec.Config.AutoRemove {
+		// After the container has left byID: its volumes are free now.
+		defer e.removeAnonymousVolumes(c.rec.Mounts)
+	}
 	trash := filepath.Join(e.trash, c.rec.ID)
 	if err := os.Rename(c.dir, trash); err != nil {
 		trash = c.dir
@@ -41,6 +45,18 @@ func (e *Engine) remove(c *managedContainer) {
 // Remove removes a container. A running one is refused unless force, which
 // kills it first.
 func (e *Engine) Remove(ctx context.Context, ref string, force bool) error {
+	return e.RemoveWith(ctx, ref, RemoveOptions{Force: force})
+}
+
+// RemoveOptions say how Remove works: Force kills a running container;
+// Volumes takes its anonymous volumes along (rm -v).
+type RemoveOptions struct {
+	Force, Volumes bool
+}
+
+// RemoveWith is Remove with options.
+func (e *Engine) RemoveWith(ctx context.Context, ref string, opts RemoveOptions) error {
+	force := opts.Force
 	c, err := e.lookup(ref)
 	if err != nil {
 		return err
@@ -60,7 +76,7 @@ func (e *Engine) Remove(ctx context.Context, ref string, force bool) error {
 			return fmt.Errorf("%w: cannot remove running container %s: stop it first or use force", ErrConflict, ref)
 		}
 		rc, done := c.rc, c.monitorDone
-		c.removing = true // the monitor must not remove it too
+		c.removing, c.removeVolumes = true, opts.Volumes // the monitor must not remove it too
 		c.mu.Unlock()
 		_ = rc.Signal(syscall.SIGKILL)
 		<-done // SIGKILL cannot be ignored: the wait is short
@@ -79,7 +95,7 @@ func (e *Engine) Remove(ctx context.Context, ref string, force bool) error {
 		}
 		c.cancelRestart()
 	}
-	c.removing = true
+	c.removing, c.removeVolumes = true, opts.Volumes
 	c.mu.Unlock()
 	e.remove(c)
 	return nil

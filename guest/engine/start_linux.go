@@ -91,7 +91,11 @@ func (e *Engine) start(ctx context.Context, c *managedContainer) error {
 	}
 	spec := c.spec()
 	var rc *container.Container
-	ns, err := e.prepareNetwork(c, spec)
+	err = e.populateVolumes(c, spec)
+	var ns *netSetup
+	if err == nil {
+		ns, err = e.prepareNetwork(c, spec)
+	}
 	if err == nil {
 		if rc, err = e.rt.Start(ctx, spec); err != nil {
 			ns.undo()
@@ -174,8 +178,21 @@ func (c *managedContainer) spec() *container.Spec {
 		Privileged:  cfg.Privileged,
 		ReadOnly:    cfg.ReadOnly,
 		Resources:   container.Resources{Memory: cfg.Memory, NanoCPUs: cfg.NanoCPUs, PidsLimit: cfg.PidsLimit},
-		Mounts:      tmpfsMounts(cfg.Tmpfs),
+		Mounts:      append(c.volumeMounts(), tmpfsMounts(cfg.Tmpfs)...),
 	}
+}
+
+// volumeMounts are the container's volume and bind mounts for the runtime.
+func (c *managedContainer) volumeMounts() []container.Mount {
+	var out []container.Mount
+	for _, m := range c.rec.Mounts {
+		src := m.Source
+		if m.Type == api.MountVolume {
+			src = c.e.vols.dataDir(m.Source)
+		}
+		out = append(out, container.Mount{Source: src, Target: m.Target, ReadOnly: m.ReadOnly})
+	}
+	return out
 }
 
 // tmpfsMounts are the --tmpfs mounts, a parent before what it holds.

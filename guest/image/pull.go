@@ -310,6 +310,10 @@ func newRecord(configDigest string, cfg *v1.ConfigFile, configSize int64, config
 		r.Config.ExposedPorts = append(r.Config.ExposedPorts, port)
 	}
 	slices.Sort(r.Config.ExposedPorts)
+	for path := range cfg.Config.Volumes {
+		r.Config.Volumes = append(r.Config.Volumes, path)
+	}
+	slices.Sort(r.Config.Volumes)
 	return r
 }
 

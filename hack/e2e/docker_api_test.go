@@ -179,11 +179,14 @@ services:
     networks: [back]
   client:
     image: %[1]s
-    command: ["sh", "-c", "until wget -qO- http://web/; do sleep 1; done; sleep 300"]
+    command: ["sh", "-c", "until wget -qO- http://web/ | tee /pages/got; do sleep 1; done; sleep 300"]
     restart: on-failure
     networks: [back]
+    volumes: ["pages:/pages"]
 networks:
   back: {}
+volumes:
+  pages: {}
 `, img, port)
 		if err := os.WriteFile(filepath.Join(dir, "docker-compose.yml"), []byte(compose), 0o644); err != nil {
 			t.Fatal(err)
@@ -205,11 +208,17 @@ networks:
 		if r := cli.must("inspect", "--format", "{{.HostConfig.RestartPolicy.Name}}", "e2e_web_1"); r.stdout != "always\n" {
 			t.Errorf("restart policy: %s", r)
 		}
+		if r := cli.must("run", "--rm", "-v", "e2e_pages:/p", img, "cat", "/p/got"); r.stdout != "compose-ok\n" {
+			t.Errorf("the named volume holds %q", r.stdout)
+		}
 		if r := run("ps"); r.code != 0 || !strings.Contains(r.stdout, "e2e_web_1") {
 			t.Errorf("compose ps: %s", r)
 		}
-		if r := run("down"); r.code != 0 {
+		if r := run("down", "-v"); r.code != 0 {
 			t.Fatalf("compose down: %s", r)
+		}
+		if r := cli.run("", "volume", "inspect", "e2e_pages"); r.code == 0 {
+			t.Errorf("volume left after down -v")
 		}
 		if r := cli.must("ps", "-a", "--filter", "label=com.docker.compose.project=e2e", "-q"); r.stdout != "" {
 			t.Errorf("containers left after down: %s", r)

@@ -35,6 +35,7 @@ func TestContainersThroughVM(t *testing.T) {
 	tg, _ := vmTarget(t, "ctr")
 	containerCases(t, tg)
 	networkCases(t, tg, "ctr")
+	t.Run("volumes", func(t *testing.T) { volumeCases(t, tg) })
 	t.Run("Docker API", func(t *testing.T) { dockerAPICases(t, tg) })
 
 	t.Run("image cache survives stop and start", func(t *testing.T) {
@@ -51,6 +52,10 @@ func TestContainersThroughVM(t *testing.T) {
 		r := tg.run("run", "--rm", "--pull", "never", tg.reg+"/busybox", "echo", "cached")
 		if r.stdout != "cached\n" || strings.Contains(r.stderr, "Unable to find") {
 			t.Fatalf("run after restart: %s", r)
+		}
+		// The volume the volume cases wrote survives the VM too.
+		if r := tg.run("run", "--rm", "-v", "e2edata:/data", tg.reg+"/busybox", "cat", "/data/f"); r.stdout != "kept\n" {
+			t.Errorf("volume after restart: %s", r)
 		}
 	})
 	t.Run("a published container started again after a VM restart serves again", func(t *testing.T) {

@@ -161,18 +161,19 @@ func (a *app) killCommand() *cobra.Command {
 }
 
 func (a *app) rmCommand() *cobra.Command {
-	var force bool
+	var force, volumes bool
 	c := &cobra.Command{
 		Use:   "rm [flags] CONTAINER...",
 		Short: "Remove containers",
 		Args:  cobra.MinimumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			return a.forEachNamed(cmd.Context(), args, func(cl *sshclient.Client, n string) error {
-				return cl.Call(cmd.Context(), api.OpRm, api.RmArgs{Container: n, Force: force}, nil)
+				return cl.Call(cmd.Context(), api.OpRm, api.RmArgs{Container: n, Force: force, Volumes: volumes}, nil)
 			})
 		},
 	}
 	c.Flags().BoolVarP(&force, "force", "f", false, "kill a running container first")
+	c.Flags().BoolVarP(&volumes, "volumes", "v", false, "remove the container's anonymous volumes too")
 	return c
 }
 

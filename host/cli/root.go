@@ -120,7 +120,7 @@ func (a *app) rootCommand() *cobra.Command {
 		a.deleteCommand(), a.createCommand(), a.shellCommand(), a.logsCommand(), a.versionCommand(),
 		a.hostprocCommand(),
 		a.runCommand(), a.psCommand(), a.execCommand(), a.killCommand(), a.rmCommand(), a.inspectCommand(),
-		a.portCommand(), a.networkCommand(),
+		a.portCommand(), a.networkCommand(), a.volumeCommand(),
 		a.imagesCommand(), a.pullCommand(), a.rmiCommand(), a.loadCommand(), a.saveCommand(),
 	} {
 		root.AddCommand(c)

@@ -20,6 +20,7 @@ type runFlags struct {
 	env, envFiles                                                                       []string
 	restart                                                                             string
 	labels, labelFiles, tmpfs                                                           []string
+	volumes, mounts, volumesFrom                                                        []string
 	pidsLimit                                                                           int64
 	net                                                                                 networkFlags
 }
@@ -84,6 +85,9 @@ func addRunFlags(c *cobra.Command, f *runFlags) {
 	fl.StringArrayVarP(&f.labels, "label", "l", nil, "set a label KEY=VALUE on the container (repeatable)")
 	fl.StringArrayVar(&f.labelFiles, "label-file", nil, "read labels from a file of KEY=VALUE lines")
 	fl.StringArrayVar(&f.tmpfs, "tmpfs", nil, "mount a tmpfs: PATH[:OPTIONS], options as mount's (size=64m,mode=755,exec) (repeatable)")
+	fl.StringArrayVarP(&f.volumes, "volume", "v", nil, "mount a volume: NAME:PATH[:ro], or PATH for an anonymous one (repeatable)")
+	fl.StringArrayVar(&f.mounts, "mount", nil, "mount a volume or a tmpfs: type=volume|tmpfs,source=NAME,target=PATH[,readonly] (repeatable)")
+	fl.StringArrayVar(&f.volumesFrom, "volumes-from", nil, "mount the volumes of another container: NAME[:ro|:rw] (repeatable)")
 	fl.StringVar(&f.restart, "restart", "no", "restart policy when the container exits: no, always, unless-stopped or on-failure[:MAX-RETRIES]")
 	fl.BoolVarP(&f.detach, "detach", "d", false, "run in the background and print the container ID")
 	fl.BoolVarP(&f.interactive, "interactive", "i", false, "keep stdin open and forward it")
@@ -172,6 +176,9 @@ func (f *runFlags) config(args []string, entrypointSet bool) (api.ContainerConfi
 			cfg.Tmpfs = map[string]string{}
 		}
 		cfg.Tmpfs[path] = opts
+	}
+	if err := f.applyMounts(&cfg); err != nil {
+		return cfg, err
 	}
 	env, err := collectEnv(f.envFiles, f.env)
 	if err != nil {
@@ -278,4 +285,35 @@ func collectLabels(files, values []string) (map[string]string, error) {
 		all = append(all, lines...)
 	}
 	return keyValues("--label", append(all, values...))
+}
+
+// applyMounts reads -v, --mount and --volumes-from. A bind mount names a
+// folder of this machine, which the VM cannot see: host folders are not
+// shared into it (yet), so one is refused at once rather than mounting an
+// empty directory of the VM's.
+func (f *runFlags) applyMounts(cfg *api.ContainerConfig) error {
+	add := func(flag, spec string, m api.Mount, err error) error {
+		if err != nil {
+			return usageError("%v", err)
+		}
+		if m.Type == api.MountBind {
+			return usageError("%s %s: %s is a folder of this machine, and host folders are not shared into the VM yet (vmbox start --mount is not built); use a volume", flag, spec, m.Source)
+		}
+		cfg.Mounts = append(cfg.Mounts, m)
+		return nil
+	}
+	for _, v := range f.volumes {
+		m, err := api.ParseVolumeSpec(v)
+		if err := add("-v", v, m, err); err != nil {
+			return err
+		}
+	}
+	for _, v := range f.mounts {
+		m, err := api.ParseMountSpec(v)
+		if err := add("--mount", v, m, err); err != nil {
+			return err
+		}
+	}
+	cfg.VolumesFrom = f.volumesFrom
+	return nil
 }

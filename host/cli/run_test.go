@@ -4,6 +4,8 @@ import (
 	"errors"
 	"maps"
 	"os"
+	"reflect"
+	"strings"
 	"testing"
 
 	"github.com/vmbox/vmbox/guest/api"
@@ -68,5 +70,34 @@ func TestRunTmpfs(t *testing.T) {
 	}
 	if _, err := runConfig(t, "--tmpfs", "cache", "busybox"); err == nil {
 		t.Error("a relative --tmpfs path was accepted")
+	}
+}
+
+func TestRunMounts(t *testing.T) {
+	for _, tt := range []struct {
+		args    []string
+		want    []api.Mount
+		from    []string
+		wantErr string
+	}{
+		{args: []string{"-v", "db:/var/lib/db", "-v", "/cache"}, want: []api.Mount{
+			{Type: api.MountVolume, Source: "db", Target: "/var/lib/db"}, {Type: api.MountVolume, Target: "/cache"}}},
+		{args: []string{"--mount", "type=tmpfs,target=/run,tmpfs-size=1m", "--volumes-from", "other:ro"},
+			want: []api.Mount{{Type: api.MountTmpfs, Target: "/run", TmpfsOptions: "size=1m"}}, from: []string{"other:ro"}},
+		{args: []string{"-v", "/home/me/src:/app"}, wantErr: "not shared into the VM"},
+		{args: []string{"--mount", "type=bind,source=/srv,target=/srv"}, wantErr: "not shared into the VM"},
+		{args: []string{"-v", "db:relative"}, wantErr: "must be absolute"},
+	} {
+		cfg, err := runConfig(t, append(tt.args, "busybox")...)
+		if tt.wantErr != "" {
+			var ee *ExitError
+			if !errors.As(err, &ee) || ee.Code != api.ExitEngineError || !strings.Contains(ee.Message, tt.wantErr) {
+				t.Errorf("%q: err = %v, want exit 125 with %q", tt.args, err, tt.wantErr)
+			}
+			continue
+		}
+		if err != nil || !reflect.DeepEqual(cfg.Mounts, tt.want) || !reflect.DeepEqual(cfg.VolumesFrom, tt.from) {
+			t.Errorf("%q: mounts %+v from %v, %v; want %+v %v", tt.args, cfg.Mounts, cfg.VolumesFrom, err, tt.want, tt.from)
+		}
 	}
 }
