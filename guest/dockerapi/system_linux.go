@@ -3,7 +3,9 @@ package dockerapi
 import (
 	"crypto/sha256"
 	"encoding/hex"
+	"io/fs"
 	"net/http"
+	"path/filepath"
 	"os"
 	"runtime"
 	"strings"
@@ -13,6 +15,7 @@ import (
 	"github.com/moby/moby/api/types/image"
 	"github.com/moby/moby/api/types/swarm"
 	"github.com/moby/moby/api/types/system"
+	"github.com/moby/moby/api/types/volume"
 	"golang.org/x/sys/unix"
 
 	"github.com/vmbox/vmbox/guest/api"
@@ -141,7 +144,17 @@ func (s *Server) systemDF(w http.ResponseWriter, r *http.Request) error {
 	for _, c := range cs {
 		used[c.ImageID]++
 	}
-	df := diskUsage{Images: []image.Summary{}, Containers: []container.Summary{}, Volumes: []any{}, BuildCache: []any{}}
+	df := diskUsage{Images: []image.Summary{}, Containers: []container.Summary{}, Volumes: []volume.Volume{}, BuildCache: []any{}}
+	vols, err := s.eng.VolumeList(nil)
+	if err != nil {
+		return err
+	}
+	refs := s.eng.VolumeRefs()
+	for _, v := range vols {
+		vr := volumeResponse(v)
+		vr.UsageData = &volume.UsageData{RefCount: int64(refs[v.Name]), Size: dirSize(v.Mountpoint)}
+		df.Volumes = append(df.Volumes, vr)
+	}
 	for _, im := range imgs {
 		sum := imageSummary(im)
 		sum.Containers = used[im.ID]
@@ -159,8 +172,22 @@ type diskUsage struct {
 	LayersSize int64
 	Images     []image.Summary
 	Containers []container.Summary
-	Volumes    []any
+	Volumes    []volume.Volume
 	BuildCache []any
+}
+
+// dirSize is the bytes of the regular files under dir.
+func dirSize(dir string) int64 {
+	var n int64
+	filepath.WalkDir(dir, func(_ string, d fs.DirEntry, err error) error {
+		if err == nil && d.Type().IsRegular() {
+			if fi, err := d.Info(); err == nil {
+				n += fi.Size()
+			}
+		}
+		return nil
+	})
+	return n
 }
 
 func cgroupVersion() string {

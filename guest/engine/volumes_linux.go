@@ -259,6 +259,15 @@ func (e *Engine) VolumePrune(all bool, f api.Filters) (api.VolumePruneReply, err
 	return out, nil
 }
 
+// VolumeRefs counts the containers that mount each volume.
+func (e *Engine) VolumeRefs() map[string]int {
+	out := map[string]int{}
+	for name, ids := range e.volumesInUse() {
+		out[name] = len(ids)
+	}
+	return out
+}
+
 // volumesInUse maps volume names to the IDs of the containers (in any
 // state) that mount them.
 func (e *Engine) volumesInUse() map[string][]string {

@@ -52,6 +52,11 @@ func volumeCases(t *testing.T, tg *target) {
 			t.Errorf("anonymous volume %s left after rm -v", anon)
 		}
 	})
+	t.Run("the VM's Docker socket mounts into a container", func(t *testing.T) {
+		if r := must("run", "--rm", "-v", "/var/run/docker.sock:/var/run/docker.sock", img, "test", "-S", "/var/run/docker.sock"); r.code != 0 {
+			t.Errorf("docker.sock: %s", r)
+		}
+	})
 	t.Run("a host folder is refused while folders are not shared", func(t *testing.T) {
 		r := tg.run("run", "--rm", "-v", "/tmp:/x", img, "true")
 		if r.code != 125 || !strings.Contains(r.stderr, "not shared") || strings.Count(strings.TrimSpace(r.stderr), "\n") != 0 {

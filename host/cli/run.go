@@ -290,13 +290,14 @@ func collectLabels(files, values []string) (map[string]string, error) {
 // applyMounts reads -v, --mount and --volumes-from. A bind mount names a
 // folder of this machine, which the VM cannot see: host folders are not
 // shared into it (yet), so one is refused at once rather than mounting an
-// empty directory of the VM's.
+// empty directory of the VM's. The Docker socket is the exception, as in
+// Docker Desktop: /var/run/docker.sock is the VM's own Docker API.
 func (f *runFlags) applyMounts(cfg *api.ContainerConfig) error {
 	add := func(flag, spec string, m api.Mount, err error) error {
 		if err != nil {
 			return usageError("%v", err)
 		}
-		if m.Type == api.MountBind {
+		if m.Type == api.MountBind && m.Source != api.DockerSocket {
 			return usageError("%s %s: %s is a folder of this machine, and host folders are not shared into the VM yet (vmbox start --mount is not built); use a volume", flag, spec, m.Source)
 		}
 		cfg.Mounts = append(cfg.Mounts, m)

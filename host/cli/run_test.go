@@ -85,6 +85,8 @@ func TestRunMounts(t *testing.T) {
 		{args: []string{"--mount", "type=tmpfs,target=/run,tmpfs-size=1m", "--volumes-from", "other:ro"},
 			want: []api.Mount{{Type: api.MountTmpfs, Target: "/run", TmpfsOptions: "size=1m"}}, from: []string{"other:ro"}},
 		{args: []string{"-v", "/home/me/src:/app"}, wantErr: "not shared into the VM"},
+		{args: []string{"-v", "/var/run/docker.sock:/var/run/docker.sock"}, want: []api.Mount{
+			{Type: api.MountBind, Source: "/var/run/docker.sock", Target: "/var/run/docker.sock"}}},
 		{args: []string{"--mount", "type=bind,source=/srv,target=/srv"}, wantErr: "not shared into the VM"},
 		{args: []string{"-v", "db:relative"}, wantErr: "must be absolute"},
 	} {
