@@ -47,6 +47,8 @@ const (
 	OpRmi    = "rmi"    // RmiArgs -> []RmiResult
 	OpLoad   = "load"   // stdin is a docker-save or OCI archive; stdout: LoadReply
 	OpSave   = "save"   // SaveArgs; stdout is a docker-save archive
+	OpTag    = "tag"    // TagArgs
+	OpPush   = "push"   // PullArgs (Ref is the name:tag pushed); stdout is a stream of JSON PullProgress lines
 )
 
 // Exit codes with the meaning Docker gives them.
@@ -393,6 +395,12 @@ type RmiResult struct {
 // LoadReply answers OpLoad.
 type LoadReply struct {
 	Loaded []string `json:"loaded"` // "name:tag" or image IDs
+}
+
+// TagArgs is OpTag: Target becomes a name of the image Source names.
+type TagArgs struct {
+	Source string `json:"source"`
+	Target string `json:"target"`
 }
 
 // SaveArgs is OpSave.

@@ -231,7 +231,55 @@ func (s *Server) imagePostByName(w http.ResponseWriter, r *http.Request) error {
 		w.WriteHeader(http.StatusCreated)
 		return nil
 	}
+	if name, ok := strings.CutSuffix(full, "/push"); ok {
+		return s.imagePush(w, r, name)
+	}
 	return fmt.Errorf("%w: POST /images/%s is not implemented by vmbox", errNotImplemented, full)
+}
+
+// imagePush pushes name (with the tag parameter) and streams the progress
+// as pulls do; an error before any progress has its status code.
+func (s *Server) imagePush(w http.ResponseWriter, r *http.Request, name string) error {
+	ref := name
+	if tag := r.URL.Query().Get("tag"); tag != "" {
+		ref += ":" + tag
+	}
+	auth, err := registryAuth(r)
+	if err != nil {
+		return err
+	}
+	var (
+		mu      sync.Mutex
+		started bool
+	)
+	enc := json.NewEncoder(flushing(w))
+	begin := func() {
+		if !started {
+			started = true
+			w.Header().Set("Content-Type", "application/json")
+			w.WriteHeader(http.StatusOK)
+		}
+	}
+	progress := func(p api.PullProgress) {
+		mu.Lock()
+		defer mu.Unlock()
+		begin()
+		enc.Encode(jsonMessage(p))
+	}
+	digest, err := s.imgs.Push(r.Context(), ref, gimage.PullOptions{Auth: auth, InsecureRegistries: s.opts.InsecureRegistries}, progress)
+	mu.Lock()
+	defer mu.Unlock()
+	if err != nil && !started {
+		return err
+	}
+	if err != nil {
+		msg := errorMessage(err)
+		enc.Encode(map[string]any{"errorDetail": map[string]string{"message": msg}, "error": msg})
+		return nil
+	}
+	s.imageEvent("push", digest, ref)
+	begin()
+	return nil
 }
 
 func (s *Server) imageInspect(w http.ResponseWriter, name string) error {

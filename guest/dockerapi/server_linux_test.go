@@ -382,6 +382,18 @@ func TestImages(t *testing.T) {
 	if out := must(nil, "run", "--rm", addr+"/hello:v1"); !strings.Contains(out, "Hello") {
 		t.Errorf("run of the pulled image printed %q", out)
 	}
+	// push: a new name in another repository, pulled back with the same digest.
+	must(nil, "tag", addr+"/hello:v1", addr+"/pushed/hello:v2")
+	if out := must(nil, "push", addr+"/pushed/hello:v2"); !strings.Contains(out, "v2: digest: "+digest) {
+		t.Errorf("push printed %q", out)
+	}
+	must(nil, "rmi", addr+"/pushed/hello:v2")
+	if out := must(nil, "pull", addr+"/pushed/hello:v2"); !strings.Contains(out, "Digest: "+digest) {
+		t.Errorf("pull of the pushed image printed %q", out)
+	}
+	if r := s.docker(t, dockerCLI, nil, "push", addr+"/nosuch:v1"); r.code != 1 {
+		t.Errorf("push of a missing image: exit %d %q", r.code, r.stderr)
+	}
 	must(nil, "tag", addr+"/hello:v1", "hello:mine")
 	if out := must(nil, "images", "--format", "{{.Repository}}:{{.Tag}}", "hello"); out != "hello:mine\n" {
 		t.Errorf("images hello: %q", out)

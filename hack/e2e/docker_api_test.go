@@ -126,6 +126,16 @@ func dockerAPICases(t *testing.T, tg *target) {
 				t.Errorf("wait after kill: %s", r)
 			}
 			d.must("rm", name)
+			pushed := tg.reg + "/pushed/" + name + ":v1"
+			d.must("tag", img, pushed)
+			if r := d.must("push", pushed); !strings.Contains(r.stdout, "v1: digest: sha256:") {
+				t.Errorf("push: %s", r)
+			}
+			d.must("rmi", pushed)
+			if r := d.must("pull", pushed); !strings.Contains(r.stdout, "Downloaded newer image") {
+				t.Errorf("pull of the pushed image: %s", r)
+			}
+			d.must("rmi", pushed)
 			d.must("tag", img, "api/tagged:"+name)
 			archive := d.must("save", "api/tagged:"+name).stdout
 			d.must("rmi", "api/tagged:"+name)

@@ -36,6 +36,25 @@ func TestContainersThroughVM(t *testing.T) {
 	containerCases(t, tg)
 	networkCases(t, tg, "ctr")
 	t.Run("volumes", func(t *testing.T) { volumeCases(t, tg) })
+	t.Run("tag and push, pulled back with the same digest", func(t *testing.T) {
+		dst := tg.reg + "/pushed/vmbox:v1"
+		if r := tg.run("tag", tg.reg+"/busybox", dst); r.code != 0 {
+			t.Fatalf("tag: %s", r)
+		}
+		r := tg.run("push", dst)
+		i := strings.Index(r.stdout, "v1: digest: ")
+		if r.code != 0 || i < 0 {
+			t.Fatalf("push: %s", r)
+		}
+		digest := strings.Fields(r.stdout[i+len("v1: digest: "):])[0]
+		tg.run("rmi", dst)
+		if r := tg.run("pull", dst); r.code != 0 || !strings.Contains(r.stdout, "Digest: "+digest) {
+			t.Errorf("pull back: %s (want digest %s)", r, digest)
+		}
+		if r := tg.run("push", tg.reg+"/nosuch:v1"); r.code != 1 || strings.Count(strings.TrimSpace(r.stderr), "\n") != 0 {
+			t.Errorf("push of a missing image: %s", r)
+		}
+	})
 	t.Run("Docker API", func(t *testing.T) { dockerAPICases(t, tg) })
 
 	t.Run("image cache survives stop and start", func(t *testing.T) {

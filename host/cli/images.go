@@ -305,3 +305,50 @@ func createdSince(unix int64) string {
 	}
 	return units.HumanDuration(time.Since(t)) + " ago"
 }
+
+func (a *app) tagCommand() *cobra.Command {
+	return &cobra.Command{
+		Use:   "tag SOURCE_IMAGE[:TAG] TARGET_IMAGE[:TAG]",
+		Short: "Give an image another name",
+		Args:  cobra.ExactArgs(2),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return a.call(cmd.Context(), api.OpTag, api.TagArgs{Source: args[0], Target: args[1]}, nil)
+		},
+	}
+}
+
+func (a *app) pushCommand() *cobra.Command {
+	var quiet bool
+	c := &cobra.Command{
+		Use:   "push [flags] NAME[:TAG]",
+		Short: "Push an image to its registry, with the credentials docker login stored",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			cl, err := a.connect(cmd.Context())
+			if err != nil {
+				return err
+			}
+			defer cl.Close()
+			pr, pw := io.Pipe()
+			rendered := make(chan error, 1)
+			go func() { rendered <- renderPull(pr, a.stdout, quiet) }()
+			var errb strings.Builder
+			code, err := cl.Stream(cmd.Context(), api.OpPush, api.PullArgs{Ref: args[0], Auth: registryAuth(args[0]), InsecureRegistries: a.insecureRegistries},
+				sshclient.IO{Stdout: pw, Stderr: &errb})
+			pw.Close()
+			rerr := <-rendered
+			if err != nil {
+				return err
+			}
+			if code != 0 {
+				return &ExitError{Code: code, Message: firstLine(errb.String())}
+			}
+			if quiet && rerr == nil {
+				fmt.Fprintln(a.stdout, args[0])
+			}
+			return rerr
+		},
+	}
+	c.Flags().BoolVarP(&quiet, "quiet", "q", false, "print only the image reference")
+	return c
+}

@@ -1,0 +1,151 @@
+package image
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"strconv"
+
+	"github.com/google/go-containerregistry/pkg/name"
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/google/go-containerregistry/pkg/v1/partial"
+	"github.com/google/go-containerregistry/pkg/v1/remote"
+	"github.com/google/go-containerregistry/pkg/v1/types"
+
+	"github.com/vmbox/vmbox/guest/api"
+)
+
+// Push uploads the image a name:tag names to its registry, with the
+// manifest and blobs the store holds as they are: an image pushed and
+// pulled back has the same digest. Layers the registry has are not sent
+// again (and are mounted from another repository of it where it offers
+// that). Progress reports each layer and ends with the tag's digest, as
+// docker push prints them. It returns the manifest digest.
+func (s *Store) Push(ctx context.Context, ref string, opts PullOptions, progress func(api.PullProgress)) (string, error) {
+	d, err := s.push(ctx, ref, opts, &reporter{fn: progress})
+	if err != nil {
+		return "", fmt.Errorf("push %s: %w", truncate(ref, 200), err)
+	}
+	return d, nil
+}
+
+func (s *Store) push(ctx context.Context, refStr string, opts PullOptions, rep *reporter) (string, error) {
+	pr, err := parseRef(refStr)
+	if err != nil {
+		return "", err
+	}
+	if pr.digest != "" {
+		return "", fmt.Errorf("push a tag, not a digest reference")
+	}
+	s.mu.Lock()
+	rec, _, err := s.idx.lookup(refStr)
+	var r record
+	if err == nil {
+		r = *rec
+	}
+	s.mu.Unlock()
+	if err != nil {
+		return "", fmt.Errorf("%w: %s (an image does not exist locally with that tag)", ErrNotFound, familiar(pr.canonical()))
+	}
+	pins := []string{r.ID, r.Manifest}
+	for _, l := range r.Layers {
+		pins = append(pins, l.Digest)
+	}
+	s.pin(pins...)
+	defer s.unpin(pins...)
+
+	reg := pr.ref.Context().Registry
+	if allowHTTP(ctx, reg.RegistryStr(), opts.InsecureRegistries) {
+		if pr, err = parseRef(refStr, name.Insecure); err != nil {
+			return "", err
+		}
+	}
+	auth, err := authenticator(opts, reg.RegistryStr())
+	if err != nil {
+		return "", err
+	}
+	manifest, err := s.readBlob(r.Manifest)
+	if err != nil {
+		return "", err
+	}
+	img, err := partial.CompressedToImage(&storedImage{s: s, rec: r, manifest: manifest})
+	if err != nil {
+		return "", err
+	}
+	rep.send(api.PullProgress{Status: "The push refers to repository [" + pr.ref.Context().Name() + "]"})
+	for i := len(r.Layers) - 1; i >= 0; i-- {
+		rep.send(api.PullProgress{ID: shortHex(r.Layers[i].Digest), Status: "Preparing"})
+	}
+	updates := make(chan v1.Update, 16)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for u := range updates {
+			rep.send(api.PullProgress{Status: "Pushing", ProgressDetail: &api.ProgressDetail{Current: u.Complete, Total: u.Total}})
+		}
+	}()
+	ropts := []remote.Option{remote.WithContext(ctx), remote.WithAuth(auth), remote.WithUserAgent("vmbox"), remote.WithProgress(updates)}
+	if opts.Transport != nil {
+		ropts = append(ropts, remote.WithTransport(opts.Transport))
+	}
+	werr := remote.Write(pr.ref, img, ropts...)
+	<-done
+	if werr != nil {
+		return "", registryError(werr)
+	}
+	for i := len(r.Layers) - 1; i >= 0; i-- {
+		rep.send(api.PullProgress{ID: shortHex(r.Layers[i].Digest), Status: "Pushed"})
+	}
+	rep.send(api.PullProgress{Status: pr.tag + ": digest: " + r.Manifest + " size: " + strconv.Itoa(len(manifest))})
+	return r.Manifest, nil
+}
+
+func shortHex(d string) string {
+	h, err := digestHex(d)
+	if err != nil || len(h) < 12 {
+		return d
+	}
+	return h[:12]
+}
+
+// storedImage is a stored image as go-containerregistry's compressed
+// image: its manifest, config and layer blobs as the store has them.
+type storedImage struct {
+	s        *Store
+	rec      record
+	manifest []byte
+}
+
+func (i *storedImage) RawConfigFile() ([]byte, error) { return i.s.readBlob(i.rec.ID) }
+
+func (i *storedImage) MediaType() (types.MediaType, error) {
+	return types.MediaType(i.rec.ManifestMediaType), nil
+}
+
+func (i *storedImage) RawManifest() ([]byte, error) { return i.manifest, nil }
+
+func (i *storedImage) LayerByDigest(h v1.Hash) (partial.CompressedLayer, error) {
+	for _, l := range i.rec.Layers {
+		if l.Digest == h.String() {
+			return &storedLayer{s: i.s, l: l}, nil
+		}
+	}
+	return nil, fmt.Errorf("layer %s is not in the image", h)
+}
+
+// storedLayer is one layer blob of the store.
+type storedLayer struct {
+	s *Store
+	l layerRecord
+}
+
+func (l *storedLayer) Digest() (v1.Hash, error) { return v1.NewHash(l.l.Digest) }
+
+func (l *storedLayer) Compressed() (io.ReadCloser, error) {
+	return os.Open(l.s.blobPath(l.l.Digest))
+}
+
+func (l *storedLayer) Size() (int64, error) { return l.l.Size, nil }
+
+func (l *storedLayer) MediaType() (types.MediaType, error) { return types.MediaType(l.l.MediaType), nil }
