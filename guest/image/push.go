@@ -148,4 +148,6 @@ func (l *storedLayer) Compressed() (io.ReadCloser, error) {
 
 func (l *storedLayer) Size() (int64, error) { return l.l.Size, nil }
 
-func (l *storedLayer) MediaType() (types.MediaType, error) { return types.MediaType(l.l.MediaType), nil }
+func (l *storedLayer) MediaType() (types.MediaType, error) {
+	return types.MediaType(l.l.MediaType), nil
+}
