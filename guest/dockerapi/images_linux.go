@@ -202,6 +202,8 @@ func (s *Server) imageGetByName(w http.ResponseWriter, r *http.Request) error {
 	switch {
 	case strings.HasSuffix(full, "/json"):
 		return s.imageInspect(w, strings.TrimSuffix(full, "/json"))
+	case strings.HasSuffix(full, "/history"):
+		return s.imageHistory(w, strings.TrimSuffix(full, "/history"))
 	case strings.HasSuffix(full, "/get"):
 		return s.imageSave(w, []string{strings.TrimSuffix(full, "/get")})
 	}
@@ -409,4 +411,27 @@ func (s *Server) imagePrune(w http.ResponseWriter, r *http.Request) error {
 // imageEvent tells event subscribers what happened to an image.
 func (s *Server) imageEvent(action, id, name string) {
 	s.eng.Publish(engine.Event{Type: "image", Action: action, ID: id, Attributes: map[string]string{"name": name}, Time: time.Now()})
+}
+
+// imageHistory answers GET /images/{name}/history, newest step first; the
+// top step carries the image's ID and names, the others "<missing>" as
+// with pulled images in Docker.
+func (s *Server) imageHistory(w http.ResponseWriter, name string) error {
+	id, steps, err := s.imgs.History(name)
+	if err != nil {
+		return err
+	}
+	var tags []string
+	if im, err := s.imgs.Get(name); err == nil {
+		tags = im.RepoTags
+	}
+	out := []image.HistoryResponseItem{}
+	for i, st := range steps {
+		item := image.HistoryResponseItem{ID: "<missing>", Created: st.Created.Unix(), CreatedBy: st.CreatedBy, Comment: st.Comment, Size: st.Size, Tags: nil}
+		if i == 0 {
+			item.ID, item.Tags = id, tags
+		}
+		out = append(out, item)
+	}
+	return writeJSON(w, http.StatusOK, out)
 }

@@ -394,6 +394,12 @@ func TestImages(t *testing.T) {
 	if r := s.docker(t, dockerCLI, nil, "push", addr+"/nosuch:v1"); r.code != 1 {
 		t.Errorf("push of a missing image: exit %d %q", r.code, r.stderr)
 	}
+	// The test image has one layer and no recorded history: one step,
+	// the image itself.
+	id := strings.TrimSpace(must(nil, "images", "-q", addr+"/hello:v1"))
+	if out := must(nil, "history", "-q", addr+"/hello:v1"); out != id+"\n" {
+		t.Errorf("history: %q, want the image %s", out, id)
+	}
 	must(nil, "tag", addr+"/hello:v1", "hello:mine")
 	if out := must(nil, "images", "--format", "{{.Repository}}:{{.Tag}}", "hello"); out != "hello:mine\n" {
 		t.Errorf("images hello: %q", out)

@@ -1,11 +1,14 @@
 package image
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"io"
 	"os"
+	"slices"
 	"strconv"
+	"time"
 
 	"github.com/google/go-containerregistry/pkg/name"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
@@ -150,4 +153,54 @@ func (l *storedLayer) Size() (int64, error) { return l.l.Size, nil }
 
 func (l *storedLayer) MediaType() (types.MediaType, error) {
 	return types.MediaType(l.l.MediaType), nil
+}
+
+// HistoryEntry is one step of an image's history, newest first in
+// History's answer: the layer it made (if any) and how.
+type HistoryEntry struct {
+	Created    time.Time
+	CreatedBy  string
+	Comment    string
+	Size       int64 // unpacked bytes of the step's layer; 0 for an empty step
+	EmptyLayer bool
+}
+
+// History reads the image's build history from its config; steps that
+// made a layer are matched with the image's layers in order.
+func (s *Store) History(ref string) (id string, steps []HistoryEntry, err error) {
+	s.mu.Lock()
+	rec, _, err := s.idx.lookup(ref)
+	var r record
+	if err == nil {
+		r = *rec
+	}
+	s.mu.Unlock()
+	if err != nil {
+		return "", nil, err
+	}
+	raw, err := s.readBlob(r.ID)
+	if err != nil {
+		return "", nil, err
+	}
+	cfg, err := v1.ParseConfigFile(bytes.NewReader(raw))
+	if err != nil {
+		return "", nil, fmt.Errorf("image config: %w", err)
+	}
+	layer := 0
+	for _, h := range cfg.History {
+		e := HistoryEntry{Created: h.Created.Time, CreatedBy: h.CreatedBy, Comment: h.Comment, EmptyLayer: h.EmptyLayer}
+		if !h.EmptyLayer && layer < len(r.Layers) {
+			e.Size = r.Layers[layer].DiffSize
+			layer++
+		}
+		steps = append(steps, e)
+	}
+	if len(cfg.History) == 0 {
+		// Images built without history still have their layers.
+		for _, l := range r.Layers {
+			steps = append(steps, HistoryEntry{Created: r.Created, Size: l.DiffSize})
+		}
+	}
+	slices.Reverse(steps)
+	return r.ID, steps, nil
 }

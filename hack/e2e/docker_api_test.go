@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -118,6 +119,18 @@ func dockerAPICases(t *testing.T, tg *target) {
 			if r := d.must("logs", name); r.stdout != "up\n" {
 				t.Errorf("logs: %s", r)
 			}
+			// docker cp both ways.
+			dir := t.TempDir()
+			os.WriteFile(filepath.Join(dir, "in.txt"), []byte("from the host\n"), 0o644)
+			d.must("cp", filepath.Join(dir, "in.txt"), name+":/tmp/in.txt")
+			if r := d.must("exec", name, "cat", "/tmp/in.txt"); r.stdout != "from the host\n" {
+				t.Errorf("cp in: %s", r)
+			}
+			d.must("exec", name, "sh", "-c", "echo from the container > /tmp/out.txt")
+			d.must("cp", name+":/tmp/out.txt", filepath.Join(dir, "out.txt"))
+			if b, err := os.ReadFile(filepath.Join(dir, "out.txt")); err != nil || string(b) != "from the container\n" {
+				t.Errorf("cp out: %q %v", b, err)
+			}
 			d.must("stop", name)
 			d.must("rm", name)
 			d.must("run", "-d", "--name", name, img, "sleep", "300")
@@ -148,6 +161,24 @@ func dockerAPICases(t *testing.T, tg *target) {
 			d.must("rmi", "api/tagged:"+name)
 		})
 	}
+	// Where vmbox differs from Docker in a way clients see: -p without an
+	// address publishes on loopback only (Docker: every interface).
+	t.Run("differs from Docker: -p without an address binds loopback only", func(t *testing.T) {
+		d := dockerClient{t: t, bin: dockerCLIs["cli28"], host: host, cfg: cfg}
+		port := freeLoopbackPort(t)
+		d.must("run", "-d", "--name", "api-web", "-p", fmt.Sprintf("%d:80", port), img, "sh", "-c", "mkdir -p /www && echo api-web > /www/index.html && exec httpd -f -p 80 -h /www")
+		defer d.run("", "rm", "-f", "api-web")
+		if got := fetch(t, fmt.Sprintf("http://127.0.0.1:%d/", port)); got != "api-web\n" {
+			t.Errorf("served %q", got)
+		}
+		if r := d.must("port", "api-web", "80"); !strings.HasPrefix(r.stdout, fmt.Sprintf("127.0.0.1:%d", port)) {
+			t.Errorf("docker port: %s", r)
+		}
+		if c, err := net.DialTimeout("tcp", fmt.Sprintf("127.0.0.2:%d", port), time.Second); err == nil {
+			c.Close()
+			t.Errorf("reachable on 127.0.0.2: the default binding is not loopback-only")
+		}
+	})
 	t.Run("docker run -it through a terminal", func(t *testing.T) {
 		cmd := exec.Command("script", "-qec", "stty cols 91 rows 33; /usr/local/bin/docker run -it --rm "+img+" sh -c 'tty; stty size; exit 5'", "/dev/null")
 		cmd.Env = append(os.Environ(), "DOCKER_HOST="+host, "DOCKER_CONFIG="+cfg)
