@@ -299,6 +299,7 @@ type State struct {
 	// Running: the container's process runs. Restarting: it exited and
 	// its restart policy starts it again after a delay.
 	Running    bool      `json:"Running"`
+	Paused     bool      `json:"Paused"`
 	Restarting bool      `json:"Restarting"`
 	OOMKilled  bool      `json:"OOMKilled"`
 	Pid        int       `json:"Pid"`

@@ -57,6 +57,8 @@ type cgroup interface {
 	procs() []int
 	// usage reads the resource use the cgroup accounts.
 	usage() (Stats, error)
+	// freeze stops or resumes every process in the cgroup.
+	freeze(frozen bool) error
 	remove() error
 }
 

@@ -188,3 +188,40 @@ func procsCPU(pids []int) time.Duration {
 	}
 	return time.Duration(ticks) * (time.Second / 100)
 }
+
+// ErrNoFreezer is returned by Freeze where the container's cgroup cannot
+// be frozen (cgroup v1 without the freezer hierarchy joined).
+var ErrNoFreezer = errors.New("pausing containers needs cgroup v2")
+
+// Freeze stops every process of the container where it is (pause), or
+// lets them go on (unpause), and returns once the kernel says so.
+func (c *Container) Freeze(frozen bool) error {
+	if c.cg == nil {
+		return ErrNoStats
+	}
+	return c.cg.freeze(frozen)
+}
+
+func (c *v1Cgroup) freeze(bool) error { return ErrNoFreezer }
+
+func (c *v2Cgroup) freeze(frozen bool) error {
+	v, want := "0", "frozen 0"
+	if frozen {
+		v, want = "1", "frozen 1"
+	}
+	if err := writeFile(filepath.Join(c.path, "cgroup.freeze"), v); err != nil {
+		return fmt.Errorf("freeze: %w", err)
+	}
+	// The freeze completes asynchronously: cgroup.events says when.
+	for i := 0; i < 200; i++ {
+		b, err := os.ReadFile(filepath.Join(c.path, "cgroup.events"))
+		if err != nil {
+			return fmt.Errorf("freeze: %w", err)
+		}
+		if strings.Contains(string(b), want) {
+			return nil
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	return fmt.Errorf("freeze: the cgroup did not reach %q", want)
+}

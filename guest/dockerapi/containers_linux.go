@@ -451,3 +451,19 @@ func (s *Server) containerRename(w http.ResponseWriter, r *http.Request) error {
 	w.WriteHeader(http.StatusNoContent)
 	return nil
 }
+
+func (s *Server) containerPause(w http.ResponseWriter, r *http.Request) error {
+	if err := s.eng.Pause(r.PathValue("id")); err != nil {
+		return err
+	}
+	w.WriteHeader(http.StatusNoContent)
+	return nil
+}
+
+func (s *Server) containerUnpause(w http.ResponseWriter, r *http.Request) error {
+	if err := s.eng.Unpause(r.PathValue("id")); err != nil {
+		return err
+	}
+	w.WriteHeader(http.StatusNoContent)
+	return nil
+}

@@ -206,6 +206,7 @@ func inspectResponse(c api.ContainerInspect) container.InspectResponse {
 		State: &container.State{
 			Status:     container.ContainerState(c.State.Status),
 			Running:    c.State.Running,
+			Paused:     c.State.Paused,
 			Restarting: c.State.Restarting,
 			OOMKilled:  c.State.OOMKilled,
 			Pid:        c.State.Pid,

@@ -104,6 +104,9 @@ func (s *Server) execCreate(w http.ResponseWriter, r *http.Request) error {
 	if !c.State.Running {
 		return &apiError{code: http.StatusConflict, msg: "container " + c.ID + " is not running"}
 	}
+	if c.State.Paused {
+		return &apiError{code: http.StatusConflict, msg: "container " + c.ID + " is paused, unpause the container before exec"}
+	}
 	if len(req.Cmd) == 0 {
 		return fmt.Errorf("%w: No exec command specified", errBadRequest)
 	}

@@ -97,6 +97,8 @@ func (s *Server) routes() {
 	s.handle("GET /containers/{id}/stats", s.containerStats)
 	s.handle("GET /containers/{id}/top", s.containerTop)
 	s.handle("POST /containers/{id}/rename", s.containerRename)
+	s.handle("POST /containers/{id}/pause", s.containerPause)
+	s.handle("POST /containers/{id}/unpause", s.containerUnpause)
 	s.handle("HEAD /containers/{id}/archive", s.archiveHead)
 	s.handle("GET /containers/{id}/archive", s.archiveGet)
 	s.handle("PUT /containers/{id}/archive", s.archivePut)

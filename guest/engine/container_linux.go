@@ -54,6 +54,7 @@ const (
 	fsDir         = "fs" // the runtime's directory: overlay upper, work, mount point
 	statusCreated = "created"
 	statusRunning = "running"
+	statusPaused  = "paused"
 	statusExited  = "exited"
 	// statusRestarting: exited, and the restart policy starts it again
 	// after a delay.
@@ -179,12 +180,12 @@ func (e *Engine) load() (wasRunning map[string]bool, err error) {
 		}
 		c := newContainer(e, rec)
 		switch {
-		case rec.State.Status == statusRunning || rec.State.Running:
+		case rec.State.Status == statusRunning || rec.State.Status == statusPaused || rec.State.Running:
 			// Its processes died with the engine (or were killed by the
 			// runtime just now), without an exit status.
 			wasRunning[rec.ID] = true
 			c.rec.State.Status = statusExited
-			c.rec.State.Running = false
+			c.rec.State.Running, c.rec.State.Paused = false, false
 			c.rec.State.Pid = 0
 			c.rec.State.ExitCode = 255
 			c.rec.State.Error = "the engine stopped while the container was running"

@@ -23,6 +23,10 @@ func (e *Engine) Exec(ctx context.Context, args api.ExecArgs, s Streams) (int, e
 		return container.ExitEngineError, err
 	}
 	c.mu.Lock()
+	if c.rec.State.Paused {
+		c.mu.Unlock()
+		return container.ExitEngineError, fmt.Errorf("%w: container %s is paused, unpause the container before exec", ErrConflict, args.Container)
+	}
 	rc := c.rc
 	spec := &container.ExecSpec{
 		Args:        args.Cmd,

@@ -33,7 +33,7 @@ func (e *Engine) List(args api.PsArgs) ([]api.ContainerSummary, error) {
 		rec := c.rec
 		ports, networks := c.portSummaries(), c.networkNames()
 		c.mu.Unlock()
-		if !all && rec.State.Status != statusRunning && rec.State.Status != statusRestarting {
+		if !all && rec.State.Status != statusRunning && rec.State.Status != statusRestarting && rec.State.Status != statusPaused {
 			continue
 		}
 		if !filter.matches(&rec, networks) {
@@ -88,6 +88,8 @@ func statusText(st api.State, now time.Time) string {
 	switch st.Status {
 	case statusRunning:
 		return "Up " + units.HumanDuration(now.Sub(st.StartedAt))
+	case statusPaused:
+		return "Up " + units.HumanDuration(now.Sub(st.StartedAt)) + " (Paused)"
 	case statusExited:
 		return fmt.Sprintf("Exited (%d) %s ago", st.ExitCode, units.HumanDuration(now.Sub(st.FinishedAt)))
 	case statusRestarting:

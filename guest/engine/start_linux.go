@@ -233,7 +233,7 @@ func (c *managedContainer) monitor(r *run, lw *logWriter, done chan struct{}) {
 	lw.close()
 	c.rc, c.cur, c.log, c.net = nil, nil, nil, nil
 	st := &c.rec.State
-	st.Status, st.Running, st.Pid = statusExited, false, 0
+	st.Status, st.Running, st.Paused, st.Pid = statusExited, false, false, 0
 	st.ExitCode, st.OOMKilled = exit.Code, exit.OOMKilled
 	st.FinishedAt = time.Now().UTC()
 	if werr != nil {

@@ -22,6 +22,7 @@ func (e *Engine) Stop(ctx context.Context, ref string, timeout time.Duration) er
 		return err
 	}
 	c.mu.Lock()
+	c.thawLocked()
 	r := c.current()
 	restarting := c.restartCancel != nil
 	if r != nil || restarting {
@@ -88,6 +89,7 @@ func (e *Engine) Kill(ctx context.Context, ref, signal string) error {
 		return err
 	}
 	c.mu.Lock()
+	c.thawLocked()
 	r := c.current()
 	if r == nil && c.restartCancel != nil {
 		c.mu.Unlock()

@@ -119,6 +119,18 @@ func dockerAPICases(t *testing.T, tg *target) {
 			if r := d.must("logs", name); r.stdout != "up\n" {
 				t.Errorf("logs: %s", r)
 			}
+			// pause and unpause (the VM's cgroup v2 freezer).
+			d.must("pause", name)
+			if r := d.must("ps", "--filter", "name="+name, "--format", "{{.Status}}"); !strings.Contains(r.stdout, "(Paused)") {
+				t.Errorf("ps of a paused container: %s", r)
+			}
+			if r := d.run("", "exec", name, "true"); r.code == 0 || !strings.Contains(r.stderr, "paused") {
+				t.Errorf("exec in a paused container: %s", r)
+			}
+			d.must("unpause", name)
+			if r := d.must("inspect", "--format", "{{.State.Status}} {{.State.Paused}}", name); r.stdout != "running false\n" {
+				t.Errorf("after unpause: %s", r)
+			}
 			// docker cp both ways.
 			dir := t.TempDir()
 			os.WriteFile(filepath.Join(dir, "in.txt"), []byte("from the host\n"), 0o644)
