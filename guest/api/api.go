@@ -379,6 +379,8 @@ type ImageSummary struct {
 	RepoDigests []string `json:"RepoDigests"`
 	Created     int64    `json:"Created"` // unix seconds
 	Size        int64    `json:"Size"`    // unpacked bytes
+	// Labels are the image's LABELs.
+	Labels map[string]string `json:"Labels,omitempty"`
 }
 
 // RmiArgs is OpRmi.
@@ -437,6 +439,8 @@ type ImageConfig struct {
 	// Volumes are the image's VOLUME paths: each gets an anonymous
 	// volume unless a mount of the container covers it.
 	Volumes []string `json:"Volumes,omitempty"`
+	// Labels are the image's LABELs.
+	Labels map[string]string `json:"Labels,omitempty"`
 }
 
 // AgentPort is the port the guest agent serves SSH on: a TCP port on the

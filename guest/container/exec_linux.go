@@ -78,6 +78,24 @@ func (c *Container) execOnThread(es *ExecSpec, st *stdioSet) (*os.Process, *os.F
 	if err := unix.Unshare(unix.CLONE_FS); err != nil {
 		return nil, nil, fmt.Errorf("exec: unshare fs: %w", err)
 	}
+	// The init's root, taken before joining: joining a mount namespace
+	// sets the thread's root to the namespace's original root mount and
+	// what is stacked on it, which is the container's root on most hosts
+	// but not where the VM's own root is the initramfs (the kernel's
+	// rootfs, under every other mount). Entering the init's root is right
+	// everywhere. The pidfd says whether the pid was still the init's
+	// when its root was opened (a pid is only reused once reaped).
+	rootfd, err := unix.Open("/proc/"+strconv.Itoa(c.Pid)+"/root", unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		if errors.Is(err, unix.ENOENT) || errors.Is(err, unix.ESRCH) {
+			return nil, nil, fmt.Errorf("container %s: %w", c.id, ErrNotRunning)
+		}
+		return nil, nil, fmt.Errorf("exec: open the container's root: %w", err)
+	}
+	defer unix.Close(rootfd)
+	if err := unix.PidfdSendSignal(c.pidfd, 0, nil, 0); err != nil {
+		return nil, nil, fmt.Errorf("container %s: %w", c.id, ErrNotRunning)
+	}
 	flags := unix.CLONE_NEWNS | unix.CLONE_NEWUTS | unix.CLONE_NEWIPC | unix.CLONE_NEWPID
 	if !c.hostNet {
 		flags |= unix.CLONE_NEWNET
@@ -87,6 +105,12 @@ func (c *Container) execOnThread(es *ExecSpec, st *stdioSet) (*os.Process, *os.F
 			return nil, nil, fmt.Errorf("container %s: %w", c.id, ErrNotRunning)
 		}
 		return nil, nil, fmt.Errorf("exec: join the container's namespaces: %w", err)
+	}
+	if err := unix.Fchdir(rootfd); err != nil {
+		return nil, nil, fmt.Errorf("exec: enter the container's root: %w", err)
+	}
+	if err := unix.Chroot("."); err != nil {
+		return nil, nil, fmt.Errorf("exec: enter the container's root: %w", err)
 	}
 	// From here on the thread sees the container's root.
 	u, err := nsinit.LookupUser(es.User)

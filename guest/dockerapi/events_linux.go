@@ -37,28 +37,16 @@ func message(ev engine.Event) eventMessage {
 // matchEvent applies Docker's event filters: type, event (action),
 // container (ID, ID prefix or name), image, network, label.
 func matchEvent(ev engine.Event, f api.Filters) bool {
-	anyOf := func(key string, ok func(string) bool) bool {
-		vals := f[key]
-		if len(vals) == 0 {
-			return true
-		}
-		for _, v := range vals {
-			if ok(v) {
-				return true
-			}
-		}
-		return false
-	}
 	idOrName := func(v string) bool {
 		return strings.HasPrefix(ev.ID, v) || ev.Attributes["name"] == v
 	}
-	return anyOf("type", func(v string) bool { return v == ev.Type }) &&
-		anyOf("event", func(v string) bool { return v == ev.Action }) &&
-		anyOf("container", func(v string) bool { return ev.Type == "container" && idOrName(v) }) &&
-		anyOf("image", func(v string) bool {
+	return anyOf(f, "type", func(v string) bool { return v == ev.Type }) &&
+		anyOf(f, "event", func(v string) bool { return v == ev.Action }) &&
+		anyOf(f, "container", func(v string) bool { return ev.Type == "container" && idOrName(v) }) &&
+		anyOf(f, "image", func(v string) bool {
 			return ev.Type == "image" && idOrName(v) || ev.Attributes["image"] == v
 		}) &&
-		anyOf("network", func(v string) bool { return ev.Type == "network" && idOrName(v) }) &&
+		anyOf(f, "network", func(v string) bool { return ev.Type == "network" && idOrName(v) }) &&
 		api.MatchLabels(ev.Attributes, f["label"])
 }
 

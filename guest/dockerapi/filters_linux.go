@@ -69,3 +69,18 @@ func untilFilter(f api.Filters) (time.Time, error) {
 	}
 	return time.Time{}, fmt.Errorf("%w: invalid until filter %q", errBadRequest, v)
 }
+
+// anyOf applies one filter key: true when the key is not given, or when
+// one of its values is ok.
+func anyOf(f api.Filters, key string, ok func(string) bool) bool {
+	vals := f[key]
+	if len(vals) == 0 {
+		return true
+	}
+	for _, v := range vals {
+		if ok(v) {
+			return true
+		}
+	}
+	return false
+}

@@ -33,7 +33,7 @@ func TestParseFilters(t *testing.T) {
 }
 
 func TestMatchImage(t *testing.T) {
-	im := api.ImageSummary{RepoTags: []string{"busybox:latest", "127.0.0.1:5000/busybox:v1"}}
+	im := api.ImageSummary{RepoTags: []string{"busybox:latest", "127.0.0.1:5000/busybox:v1"}, Labels: map[string]string{"team": "a"}}
 	tests := []struct {
 		filters  api.Filters
 		wantOK   bool
@@ -44,6 +44,8 @@ func TestMatchImage(t *testing.T) {
 		{api.Filters{"reference": {"*/busybox:v1"}}, true, []string{"127.0.0.1:5000/busybox:v1"}},
 		{api.Filters{"reference": {"alpine"}}, false, nil},
 		{api.Filters{"dangling": {"true"}}, false, nil},
+		{api.Filters{"label": {"team=a"}}, true, im.RepoTags},
+		{api.Filters{"label": {"team=b"}}, false, nil},
 	}
 	for _, tt := range tests {
 		got, ok := matchImage(im, tt.filters)

@@ -31,7 +31,7 @@ func imageSummary(im api.ImageSummary) image.Summary {
 		Size:        im.Size,
 		SharedSize:  -1,
 		Containers:  -1,
-		Labels:      map[string]string{},
+		Labels:      nonNilMap(im.Labels),
 	}
 }
 
@@ -40,7 +40,7 @@ func (s *Server) imageList(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	if err := filters.Validate("reference", "dangling"); err != nil {
+	if err := filters.Validate("reference", "dangling", "label"); err != nil {
 		return fmt.Errorf("%w: %w", errBadRequest, err)
 	}
 	// The 20.10 CLI still sends the old filter parameter for
@@ -69,6 +69,9 @@ func matchImage(im api.ImageSummary, f api.Filters) (api.ImageSummary, bool) {
 		if (d == "true" || d == "1") != (len(im.RepoTags) == 0) {
 			return im, false
 		}
+	}
+	if !api.MatchLabels(im.Labels, f["label"]) {
+		return im, false
 	}
 	patterns := f["reference"]
 	if len(patterns) == 0 {
@@ -115,8 +118,7 @@ func registryAuth(r *http.Request) (*api.RegistryAuth, error) {
 }
 
 // imageCreate pulls (fromImage) and streams the progress as JSON
-// messages. An error before any progress is answered with its status
-// code; after it, as an errorDetail message, as Docker does.
+// messages.
 func (s *Server) imageCreate(w http.ResponseWriter, r *http.Request) error {
 	q := r.URL.Query()
 	if q.Get("fromSrc") != "" {
@@ -137,12 +139,25 @@ func (s *Server) imageCreate(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
+	return progressStream(w, func(progress func(api.PullProgress)) error {
+		img, err := s.eng.Pull(r.Context(), ref, q.Get("platform"), engine.PullOptions{Auth: auth, InsecureRegistries: s.opts.InsecureRegistries, Progress: progress})
+		if err != nil {
+			return err
+		}
+		s.imageEvent("pull", img.ID, ref)
+		return nil
+	})
+}
+
+// progressStream runs op (a pull or a push) and streams its progress as
+// the API's JSON messages. An error before any progress is answered with
+// its status code; after it, as an errorDetail message, as Docker does.
+func progressStream(w http.ResponseWriter, op func(progress func(api.PullProgress)) error) error {
 	var (
 		mu      sync.Mutex
 		started bool
 	)
-	out := flushing(w)
-	enc := json.NewEncoder(out)
+	enc := json.NewEncoder(flushing(w))
 	begin := func() {
 		if !started {
 			started = true
@@ -150,22 +165,15 @@ func (s *Server) imageCreate(w http.ResponseWriter, r *http.Request) error {
 			w.WriteHeader(http.StatusOK)
 		}
 	}
-	progress := func(p api.PullProgress) {
+	err := op(func(p api.PullProgress) {
 		mu.Lock()
 		defer mu.Unlock()
 		begin()
 		enc.Encode(jsonMessage(p))
-	}
-	img, err := s.eng.Pull(r.Context(), ref, q.Get("platform"), engine.PullOptions{Auth: auth, InsecureRegistries: s.opts.InsecureRegistries, Progress: progress})
-	if err == nil {
-		s.imageEvent("pull", img.ID, ref)
-	}
+	})
 	mu.Lock()
 	defer mu.Unlock()
 	if err != nil && !started {
-		if errors.Is(err, gimage.ErrNotFound) {
-			return &apiError{code: http.StatusNotFound, msg: errorMessage(err)}
-		}
 		return err
 	}
 	if err != nil {
@@ -240,7 +248,7 @@ func (s *Server) imagePostByName(w http.ResponseWriter, r *http.Request) error {
 }
 
 // imagePush pushes name (with the tag parameter) and streams the progress
-// as pulls do; an error before any progress has its status code.
+// as pulls do.
 func (s *Server) imagePush(w http.ResponseWriter, r *http.Request, name string) error {
 	ref := name
 	if tag := r.URL.Query().Get("tag"); tag != "" {
@@ -250,38 +258,14 @@ func (s *Server) imagePush(w http.ResponseWriter, r *http.Request, name string) 
 	if err != nil {
 		return err
 	}
-	var (
-		mu      sync.Mutex
-		started bool
-	)
-	enc := json.NewEncoder(flushing(w))
-	begin := func() {
-		if !started {
-			started = true
-			w.Header().Set("Content-Type", "application/json")
-			w.WriteHeader(http.StatusOK)
+	return progressStream(w, func(progress func(api.PullProgress)) error {
+		digest, err := s.imgs.Push(r.Context(), ref, gimage.PullOptions{Auth: auth, InsecureRegistries: s.opts.InsecureRegistries}, progress)
+		if err != nil {
+			return err
 		}
-	}
-	progress := func(p api.PullProgress) {
-		mu.Lock()
-		defer mu.Unlock()
-		begin()
-		enc.Encode(jsonMessage(p))
-	}
-	digest, err := s.imgs.Push(r.Context(), ref, gimage.PullOptions{Auth: auth, InsecureRegistries: s.opts.InsecureRegistries}, progress)
-	mu.Lock()
-	defer mu.Unlock()
-	if err != nil && !started {
-		return err
-	}
-	if err != nil {
-		msg := errorMessage(err)
-		enc.Encode(map[string]any{"errorDetail": map[string]string{"message": msg}, "error": msg})
+		s.imageEvent("push", digest, ref)
 		return nil
-	}
-	s.imageEvent("push", digest, ref)
-	begin()
-	return nil
+	})
 }
 
 func (s *Server) imageInspect(w http.ResponseWriter, name string) error {
@@ -291,7 +275,7 @@ func (s *Server) imageInspect(w http.ResponseWriter, name string) error {
 	}
 	cfg := &dockerspec.DockerOCIImageConfig{ImageConfig: ocispec.ImageConfig{
 		User: im.Config.User, Env: im.Config.Env, Entrypoint: im.Config.Entrypoint, Cmd: im.Config.Cmd,
-		WorkingDir: im.Config.WorkingDir, ExposedPorts: map[string]struct{}{}, Labels: map[string]string{},
+		WorkingDir: im.Config.WorkingDir, ExposedPorts: map[string]struct{}{}, Labels: nonNilMap(im.Config.Labels),
 	}}
 	for _, p := range im.Config.ExposedPorts {
 		cfg.ExposedPorts[p] = struct{}{}

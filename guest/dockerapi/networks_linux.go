@@ -37,24 +37,12 @@ func (s *Server) networkList(w http.ResponseWriter, r *http.Request) error {
 // matchNetwork applies Docker's network filters: name (substring), id
 // (prefix), label, driver, type (builtin or custom) and scope.
 func matchNetwork(n api.NetworkResource, f api.Filters) bool {
-	anyOf := func(key string, ok func(string) bool) bool {
-		vals := f[key]
-		if len(vals) == 0 {
-			return true
-		}
-		for _, v := range vals {
-			if ok(v) {
-				return true
-			}
-		}
-		return false
-	}
 	builtin := n.Name == "bridge" || n.Name == "host" || n.Name == "none"
-	return anyOf("name", func(v string) bool { return strings.Contains(n.Name, v) }) &&
-		anyOf("id", func(v string) bool { return strings.HasPrefix(n.ID, v) }) &&
-		anyOf("driver", func(v string) bool { return n.Driver == v }) &&
-		anyOf("scope", func(v string) bool { return n.Scope == v }) &&
-		anyOf("type", func(v string) bool { return v == "builtin" && builtin || v == "custom" && !builtin }) &&
+	return anyOf(f, "name", func(v string) bool { return strings.Contains(n.Name, v) }) &&
+		anyOf(f, "id", func(v string) bool { return strings.HasPrefix(n.ID, v) }) &&
+		anyOf(f, "driver", func(v string) bool { return n.Driver == v }) &&
+		anyOf(f, "scope", func(v string) bool { return n.Scope == v }) &&
+		anyOf(f, "type", func(v string) bool { return v == "builtin" && builtin || v == "custom" && !builtin }) &&
 		api.MatchLabels(n.Labels, f["label"])
 }
 

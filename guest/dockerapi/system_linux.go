@@ -3,10 +3,8 @@ package dockerapi
 import (
 	"crypto/sha256"
 	"encoding/hex"
-	"io/fs"
 	"net/http"
 	"os"
-	"path/filepath"
 	"runtime"
 	"strings"
 	"time"
@@ -149,10 +147,13 @@ func (s *Server) systemDF(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	refs := s.eng.VolumeRefs()
+	usage, err := s.eng.VolumeUsage()
+	if err != nil {
+		return err
+	}
 	for _, v := range vols {
 		vr := volumeResponse(v)
-		vr.UsageData = &volume.UsageData{RefCount: int64(refs[v.Name]), Size: dirSize(v.Mountpoint)}
+		vr.UsageData = &volume.UsageData{RefCount: int64(usage[v.Name].Refs), Size: usage[v.Name].Size}
 		df.Volumes = append(df.Volumes, vr)
 	}
 	for _, im := range imgs {
@@ -176,19 +177,6 @@ type diskUsage struct {
 	BuildCache []any
 }
 
-// dirSize is the bytes of the regular files under dir.
-func dirSize(dir string) int64 {
-	var n int64
-	filepath.WalkDir(dir, func(_ string, d fs.DirEntry, err error) error {
-		if err == nil && d.Type().IsRegular() {
-			if fi, err := d.Info(); err == nil {
-				n += fi.Size()
-			}
-		}
-		return nil
-	})
-	return n
-}
 
 func cgroupVersion() string {
 	if _, err := os.Stat("/sys/fs/cgroup/cgroup.controllers"); err == nil {

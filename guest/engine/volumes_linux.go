@@ -259,13 +259,25 @@ func (e *Engine) VolumePrune(all bool, f api.Filters) (api.VolumePruneReply, err
 	return out, nil
 }
 
-// VolumeRefs counts the containers that mount each volume.
-func (e *Engine) VolumeRefs() map[string]int {
-	out := map[string]int{}
-	for name, ids := range e.volumesInUse() {
-		out[name] = len(ids)
+// VolumeUse is how much a volume is used: by how many containers, and
+// the bytes it holds.
+type VolumeUse struct {
+	Refs int
+	Size int64
+}
+
+// VolumeUsage measures every volume (system df).
+func (e *Engine) VolumeUsage() (map[string]VolumeUse, error) {
+	ms, err := e.vols.list()
+	if err != nil {
+		return nil, err
 	}
-	return out
+	used := e.volumesInUse()
+	out := map[string]VolumeUse{}
+	for _, m := range ms {
+		out[m.Name] = VolumeUse{Refs: len(used[m.Name]), Size: dirSize(e.vols.dataDir(m.Name))}
+	}
+	return out, nil
 }
 
 // volumesInUse maps volume names to the IDs of the containers (in any

@@ -304,6 +304,7 @@ func newRecord(configDigest string, cfg *v1.ConfigFile, configSize int64, config
 			Entrypoint: cfg.Config.Entrypoint,
 			WorkingDir: cfg.Config.WorkingDir,
 			User:       cfg.Config.User,
+			Labels:     cfg.Config.Labels,
 		},
 	}
 	for port := range cfg.Config.ExposedPorts {

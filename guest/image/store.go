@@ -556,6 +556,7 @@ func (s *Store) List() ([]api.ImageSummary, error) {
 			RepoDigests: familiarAll(r.RepoDigests),
 			Created:     r.Created.Unix(),
 			Size:        r.size(),
+			Labels:      r.Config.Labels,
 		})
 	}
 	sort.Slice(out, func(i, j int) bool {

@@ -38,7 +38,8 @@ func volumeCases(t *testing.T, tg *target) {
 		}
 	})
 	t.Run("rm -v removes an anonymous volume", func(t *testing.T) {
-		id := strings.TrimSpace(must("create", "-v", "/anon", img, "true").stdout)
+		// (vmbox create makes instances: a container that waits instead.)
+		id := strings.TrimSpace(must("run", "-d", "-v", "/anon", img, "sleep", "300").stdout)
 		var insp []struct{ Mounts []struct{ Name string } }
 		if err := json.Unmarshal([]byte(must("inspect", id).stdout), &insp); err != nil || len(insp) != 1 || len(insp[0].Mounts) != 1 {
 			t.Fatalf("inspect: %v %+v", err, insp)
@@ -47,9 +48,16 @@ func volumeCases(t *testing.T, tg *target) {
 		if r := tg.run("volume", "rm", anon); r.code != 1 || strings.Count(strings.TrimSpace(r.stderr), "\n") != 0 || !strings.Contains(r.stderr, "volume is in use") {
 			t.Errorf("rm of a volume in use: %s", r)
 		}
-		must("rm", "-v", id)
+		must("rm", "-f", "-v", id)
 		if r := must("volume", "ls", "-q"); strings.Contains(r.stdout, anon) {
 			t.Errorf("anonymous volume %s left after rm -v", anon)
+		}
+	})
+	t.Run("exec sees the container's own files", func(t *testing.T) {
+		id := strings.TrimSpace(must("run", "-d", "-v", "e2edata:/data", img, "sleep", "300").stdout)
+		defer tg.run("rm", "-f", id)
+		if r := must("exec", id, "sh", "-c", "cat /data/f; cat /etc/hostname"); r.stdout != "kept\n"+id[:12]+"\n" {
+			t.Errorf("exec read %q", r.stdout)
 		}
 	})
 	t.Run("the VM's Docker socket mounts into a container", func(t *testing.T) {

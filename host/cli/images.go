@@ -2,6 +2,7 @@ package cli
 
 import (
 	"bufio"
+	"context"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -71,21 +72,7 @@ func (a *app) pullCommand() *cobra.Command {
 				return err
 			}
 			defer cl.Close()
-			pr, pw := io.Pipe()
-			rendered := make(chan error, 1)
-			go func() { rendered <- renderPull(pr, a.stdout, quiet) }()
-			var errb strings.Builder
-			code, err := cl.Stream(cmd.Context(), api.OpPull, api.PullArgs{Ref: args[0], Platform: platform, Auth: registryAuth(args[0]), InsecureRegistries: a.insecureRegistries},
-				sshclient.IO{Stdout: pw, Stderr: &errb})
-			pw.Close()
-			rerr := <-rendered
-			if err != nil {
-				return err
-			}
-			if code != 0 {
-				return &ExitError{Code: code, Message: firstLine(errb.String())}
-			}
-			return rerr
+			return a.streamProgress(cmd.Context(), cl, api.OpPull, api.PullArgs{Ref: args[0], Platform: platform, Auth: registryAuth(args[0]), InsecureRegistries: a.insecureRegistries}, quiet)
 		},
 	}
 	c.Flags().StringVar(&platform, "platform", "", "platform (e.g. linux/arm64)")
@@ -329,26 +316,31 @@ func (a *app) pushCommand() *cobra.Command {
 				return err
 			}
 			defer cl.Close()
-			pr, pw := io.Pipe()
-			rendered := make(chan error, 1)
-			go func() { rendered <- renderPull(pr, a.stdout, quiet) }()
-			var errb strings.Builder
-			code, err := cl.Stream(cmd.Context(), api.OpPush, api.PullArgs{Ref: args[0], Auth: registryAuth(args[0]), InsecureRegistries: a.insecureRegistries},
-				sshclient.IO{Stdout: pw, Stderr: &errb})
-			pw.Close()
-			rerr := <-rendered
-			if err != nil {
-				return err
-			}
-			if code != 0 {
-				return &ExitError{Code: code, Message: firstLine(errb.String())}
-			}
-			if quiet && rerr == nil {
+			err = a.streamProgress(cmd.Context(), cl, api.OpPush, api.PullArgs{Ref: args[0], Auth: registryAuth(args[0]), InsecureRegistries: a.insecureRegistries}, quiet)
+			if quiet && err == nil {
 				fmt.Fprintln(a.stdout, args[0])
 			}
-			return rerr
+			return err
 		},
 	}
 	c.Flags().BoolVarP(&quiet, "quiet", "q", false, "print only the image reference")
 	return c
+}
+
+// streamProgress runs a pull or a push and renders its progress lines.
+func (a *app) streamProgress(ctx context.Context, cl *sshclient.Client, op string, args api.PullArgs, quiet bool) error {
+	pr, pw := io.Pipe()
+	rendered := make(chan error, 1)
+	go func() { rendered <- renderPull(pr, a.stdout, quiet) }()
+	var errb strings.Builder
+	code, err := cl.Stream(ctx, op, args, sshclient.IO{Stdout: pw, Stderr: &errb})
+	pw.Close()
+	rerr := <-rendered
+	if err != nil {
+		return err
+	}
+	if code != 0 {
+		return &ExitError{Code: code, Message: firstLine(errb.String())}
+	}
+	return rerr
 }
