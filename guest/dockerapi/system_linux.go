@@ -177,7 +177,6 @@ type diskUsage struct {
 	BuildCache []any
 }
 
-
 func cgroupVersion() string {
 	if _, err := os.Stat("/sys/fs/cgroup/cgroup.controllers"); err == nil {
 		return "2"
