@@ -3,6 +3,7 @@ package container
 import (
 	"errors"
 	"fmt"
+	"io"
 	"strings"
 	"syscall"
 
@@ -195,4 +196,10 @@ func validID(id string) error {
 // starts. The caller unmounts it before the container starts.
 func MountRootfs(spec *Spec, target string) error {
 	return nsinit.MountOverlay(spec.Dir, spec.Layers, target)
+}
+
+// WriteDiff writes what the container changed in its root filesystem as
+// an image layer (a tar with OCI whiteouts): docker commit's layer.
+func WriteDiff(spec *Spec, w io.Writer) error {
+	return nsinit.WriteUpperDiff(spec.Dir, w)
 }

@@ -419,3 +419,25 @@ func (s *Server) imageHistory(w http.ResponseWriter, name string) error {
 	}
 	return writeJSON(w, http.StatusOK, out)
 }
+
+// imageCommit answers POST /commit: an image of a container's changes.
+func (s *Server) imageCommit(w http.ResponseWriter, r *http.Request) error {
+	q := r.URL.Query()
+	var tags []string
+	if repo := q.Get("repo"); repo != "" {
+		if tag := q.Get("tag"); tag != "" {
+			repo += ":" + tag
+		}
+		tags = append(tags, repo)
+	}
+	changes := q["changes"]
+	if err := engine.CheckChanges(changes); err != nil {
+		return err
+	}
+	pause := q.Get("pause") == "" || boolParam(r, "pause")
+	img, err := s.eng.Commit(q.Get("container"), engine.CommitOptions{Tags: tags, Author: q.Get("author"), Comment: q.Get("comment"), Changes: changes, Pause: pause})
+	if err != nil {
+		return err
+	}
+	return writeJSON(w, http.StatusCreated, map[string]string{"Id": img.ID})
+}

@@ -109,6 +109,7 @@ func (s *Server) routes() {
 	s.handle("POST /exec/{id}/resize", s.execResize)
 	s.handle("GET /exec/{id}/json", s.execInspect)
 
+	s.handle("POST /commit", s.imageCommit)
 	s.handle("GET /images/json", s.imageList)
 	s.handle("POST /images/create", s.imageCreate)
 	s.handle("POST /images/load", s.imageLoad)

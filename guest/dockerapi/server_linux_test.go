@@ -595,3 +595,28 @@ func TestVolumesCLI(t *testing.T) {
 		t.Errorf("volumes left: %q", out)
 	}
 }
+
+// TestCommitCLI: docker commit of a container's changes, run.
+func TestCommitCLI(t *testing.T) {
+	s := startServer(t)
+	needCLI(t, dockerCLI)
+	must := func(args ...string) string {
+		t.Helper()
+		r := s.docker(t, dockerCLI, nil, args...)
+		if r.code != 0 {
+			t.Fatalf("docker %v: exit %d: %s", args, r.code, r.stderr)
+		}
+		return r.stdout
+	}
+	must("run", "--name", "src", "busybox", "sh", "-c", "echo committed > /note")
+	must("commit", "--change", "CMD cat /note", "-c", "ENV FROM_COMMIT=1", "src", "noted:v1")
+	if out := must("run", "--rm", "noted:v1"); out != "committed\n" {
+		t.Errorf("run of the committed image: %q", out)
+	}
+	if out := must("inspect", "--format", "{{json .Config.Env}}", "noted:v1"); !strings.Contains(out, "FROM_COMMIT=1") {
+		t.Errorf("committed config: %q", out)
+	}
+	if r := s.docker(t, dockerCLI, nil, "commit", "--change", "RUN true", "src", "bad:v1"); r.code != 1 {
+		t.Errorf("commit with RUN: exit %d %q", r.code, r.stderr)
+	}
+}

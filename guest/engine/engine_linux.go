@@ -29,6 +29,8 @@ type Images interface {
 	Get(ref string) (*image.Image, error)
 	// Pull fetches ref into the store.
 	Pull(ctx context.Context, ref string, opts image.PullOptions, progress func(api.PullProgress)) (*image.Image, error)
+	// Commit adds an image of a parent and one more layer.
+	Commit(opts image.CommitOptions) (*image.Image, error)
 }
 
 // Errors the engine's callers map onto Docker's answers. They are wrapped

@@ -24,6 +24,11 @@ func (r *recordingImages) Get(ref string) (*image.Image, error) {
 	return nil, fmt.Errorf("%s: %w", ref, image.ErrNotFound)
 }
 
+// Commit is not what these tests look at.
+func (r *recordingImages) Commit(image.CommitOptions) (*image.Image, error) {
+	return nil, fmt.Errorf("commit: %w", image.ErrNotFound)
+}
+
 func (r *recordingImages) Pull(_ context.Context, ref string, opts image.PullOptions, progress func(api.PullProgress)) (*image.Image, error) {
 	r.pulls = append(r.pulls, opts)
 	if progress != nil {

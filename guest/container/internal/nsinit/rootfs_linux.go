@@ -1,12 +1,16 @@
 package nsinit
 
 import (
+	"archive/tar"
 	"errors"
 	"fmt"
+	"io"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
+	"syscall"
 
 	securejoin "github.com/cyphar/filepath-securejoin"
 	"golang.org/x/sys/unix"
@@ -395,4 +399,84 @@ func MountOverlay(dir string, layers []string, target string) error {
 		return fmt.Errorf("too many image layers (%d) to mount outside the container", len(layers))
 	}
 	return mount("overlay", target, "overlay", unix.MS_NOSUID|unix.MS_NODEV, opts)
+}
+
+// WriteUpperDiff writes what a container changed (the overlay upper
+// directory of its root in dir) as an image layer: a tar whose deletions
+// are OCI whiteouts (".wh.NAME") and whose replaced directories carry the
+// opaque marker (".wh..wh..opq"), as docker commit and builds make them.
+func WriteUpperDiff(dir string, w io.Writer) error {
+	upper := filepath.Join(dir, upperDir)
+	tw := tar.NewWriter(w)
+	links := map[uint64]string{} // inode -> first name, for hard links
+	err := filepath.WalkDir(upper, func(path string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		rel, _ := filepath.Rel(upper, path)
+		if rel == "." {
+			return nil
+		}
+		fi, err := d.Info()
+		if err != nil {
+			return err
+		}
+		st, _ := fi.Sys().(*syscall.Stat_t)
+		if fi.Mode()&os.ModeCharDevice != 0 && st != nil && st.Rdev == 0 {
+			return tw.WriteHeader(&tar.Header{Typeflag: tar.TypeReg, Name: filepath.Join(filepath.Dir(rel), ".wh."+filepath.Base(rel)), Mode: 0o644, ModTime: fi.ModTime()})
+		}
+		link := ""
+		if fi.Mode()&os.ModeSymlink != 0 {
+			if link, err = os.Readlink(path); err != nil {
+				return err
+			}
+		}
+		hdr, err := tar.FileInfoHeader(fi, link)
+		if err != nil {
+			return err
+		}
+		hdr.Name, hdr.Uname, hdr.Gname = rel, "", ""
+		if fi.IsDir() {
+			hdr.Name += "/"
+		}
+		if fi.Mode().IsRegular() && st != nil && st.Nlink > 1 {
+			if first, ok := links[st.Ino]; ok {
+				hdr.Typeflag, hdr.Linkname, hdr.Size = tar.TypeLink, first, 0
+			} else {
+				links[st.Ino] = rel
+			}
+		}
+		if err := tw.WriteHeader(hdr); err != nil {
+			return err
+		}
+		if fi.IsDir() {
+			buf := make([]byte, 8)
+			if n, err := unix.Lgetxattr(path, "trusted.overlay.opaque", buf); err == nil && string(buf[:n]) == "y" {
+				return tw.WriteHeader(&tar.Header{Typeflag: tar.TypeReg, Name: filepath.Join(rel, ".wh..wh..opq"), Mode: 0o644, ModTime: fi.ModTime()})
+			}
+			return nil
+		}
+		if hdr.Typeflag != tar.TypeReg {
+			return nil
+		}
+		f, err := os.OpenFile(path, os.O_RDONLY|unix.O_NOFOLLOW, 0)
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		_, err = io.CopyN(tw, f, hdr.Size)
+		return err
+	})
+	if errors.Is(err, os.ErrNotExist) && !exists(upper) {
+		err = nil // never started: nothing changed
+	}
+	if err != nil {
+		return fmt.Errorf("container changes: %w", err)
+	}
+	return tw.Close()
+}
+
+func exists(path string) bool {
+	_, err := os.Lstat(path)
+	return err == nil
 }
