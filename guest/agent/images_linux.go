@@ -4,8 +4,12 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
+	"os"
 
 	"github.com/vmbox/vmbox/guest/api"
+	"github.com/vmbox/vmbox/guest/build"
+	"github.com/vmbox/vmbox/guest/dockerapi"
 	"github.com/vmbox/vmbox/guest/engine"
 	"github.com/vmbox/vmbox/guest/image"
 )
@@ -19,6 +23,8 @@ func (o *containerOps) serveImageOp(ctx context.Context, s *Session) int {
 		return o.pull(ctx, s)
 	case api.OpPush:
 		return o.push(ctx, s)
+	case api.OpBuild:
+		return o.build(ctx, s)
 	case api.OpTag:
 		var args api.TagArgs
 		return o.answer(s, &args, func() (any, error) { return nil, o.images.Tag(args.Source, args.Target) })
@@ -72,5 +78,36 @@ func (o *containerOps) push(ctx context.Context, s *Session) int {
 		enc.Encode(api.PullProgress{Error: oneLine(err)})
 		return failCode(s, 1, err)
 	}
+	return 0
+}
+
+// build runs a build of the context on stdin. The output is the
+// builder's text; the last line is the image ID. A failure exits 1.
+func (o *containerOps) build(ctx context.Context, s *Session) int {
+	var args api.BuildArgs
+	if err := s.Request.Decode(&args); err != nil {
+		return fail(s, err)
+	}
+	dir, err := os.MkdirTemp("", "vmbox-context-")
+	if err != nil {
+		return fail(s, err)
+	}
+	defer os.RemoveAll(dir)
+	if err := dockerapi.UnpackContext(s.Stdin, dir); err != nil {
+		return failCode(s, 1, fmt.Errorf("build context: %w", err))
+	}
+	out := s.Stdout
+	if args.Quiet {
+		out = io.Discard
+	}
+	b := &build.Builder{Engine: o.eng, Images: o.images}
+	id, err := b.Build(ctx, build.Options{
+		Context: dir, Dockerfile: args.Dockerfile, Tags: args.Tags, BuildArgs: args.BuildArgs, Target: args.Target,
+		Labels: args.Labels, Pull: args.Pull, PullOptions: engine.PullOptions{InsecureRegistries: args.InsecureRegistries},
+	}, out)
+	if err != nil {
+		return failCode(s, 1, err)
+	}
+	fmt.Fprintln(s.Stdout, id)
 	return 0
 }

@@ -49,6 +49,7 @@ const (
 	OpSave   = "save"   // SaveArgs; stdout is a docker-save archive
 	OpTag    = "tag"    // TagArgs
 	OpPush   = "push"   // PullArgs (Ref is the name:tag pushed); stdout is a stream of JSON PullProgress lines
+	OpBuild  = "build"  // BuildArgs; stdin is the context as a tar; stdout is the build's output, then the image ID on its last line
 )
 
 // Exit codes with the meaning Docker gives them.
@@ -404,6 +405,20 @@ type LoadReply struct {
 type TagArgs struct {
 	Source string `json:"source"`
 	Target string `json:"target"`
+}
+
+// BuildArgs is OpBuild: build the Dockerfile of the context on stdin.
+type BuildArgs struct {
+	Dockerfile string            `json:"dockerfile,omitempty"` // path in the context
+	Tags       []string          `json:"tags,omitempty"`
+	BuildArgs  map[string]string `json:"buildArgs,omitempty"`
+	Target     string            `json:"target,omitempty"`
+	Labels     map[string]string `json:"labels,omitempty"`
+	Pull       bool              `json:"pull,omitempty"`
+	Quiet      bool              `json:"quiet,omitempty"`
+	// Auth maps registries to credentials for FROM images to pull.
+	Auth               map[string]RegistryAuth `json:"auth,omitempty"`
+	InsecureRegistries []string                `json:"insecureRegistries,omitempty"`
 }
 
 // SaveArgs is OpSave.

@@ -78,6 +78,8 @@ func (c *Container) execOnThread(es *ExecSpec, st *stdioSet) (*os.Process, *os.F
 	if err := unix.Unshare(unix.CLONE_FS); err != nil {
 		return nil, nil, fmt.Errorf("exec: unshare fs: %w", err)
 	}
+	// Docker's umask, on this thread's own fs context (unshared above).
+	unix.Umask(0o022)
 	// The init's root, taken before joining: joining a mount namespace
 	// sets the thread's root to the namespace's original root mount and
 	// what is stacked on it, which is the container's root on most hosts

@@ -110,6 +110,7 @@ func (s *Server) routes() {
 	s.handle("GET /exec/{id}/json", s.execInspect)
 
 	s.handle("POST /commit", s.imageCommit)
+	s.handle("POST /build", s.imageBuild)
 	s.handle("GET /images/json", s.imageList)
 	s.handle("POST /images/create", s.imageCreate)
 	s.handle("POST /images/load", s.imageLoad)

@@ -151,6 +151,7 @@ func TestDockerCLIs(t *testing.T) {
 				{name: "not executable", args: []string{"run", "--rm", "busybox", "/etc"}, wantCode: 126},
 				{name: "engine error", args: []string{"run", "--rm", "--memory", "1k", "busybox", "true"}, wantCode: 125, wantErr: "minimum memory limit"},
 				{name: "stdin", args: []string{"run", "--rm", "-i", "busybox", "tr", "a-z", "A-Z"}, stdin: "piped\n", wantOut: "PIPED\n"},
+				{name: "umask", args: []string{"run", "--rm", "busybox", "sh", "-c", "umask"}, wantOut: "0022\n"},
 				{name: "stderr", args: []string{"run", "--rm", "busybox", "sh", "-c", "echo oops >&2"}, wantErr: "oops\n"},
 				{name: "no such container", args: []string{"logs", "nosuchcontainer"}, wantCode: 1, wantErr: "No such container: nosuchcontainer"},
 				{name: "images", args: []string{"images", "--format", "{{.Repository}}:{{.Tag}}"}, wantOut: "busybox:latest"},
@@ -618,5 +619,71 @@ func TestCommitCLI(t *testing.T) {
 	}
 	if r := s.docker(t, dockerCLI, nil, "commit", "--change", "RUN true", "src", "bad:v1"); r.code != 1 {
 		t.Errorf("commit with RUN: exit %d %q", r.code, r.stderr)
+	}
+}
+
+// TestBuild: docker build (the classic builder) of a multi-stage
+// Dockerfile with build args and a target; a failing RUN tags nothing.
+func TestBuild(t *testing.T) {
+	s := startServer(t)
+	dir := t.TempDir()
+	os.MkdirAll(filepath.Join(dir, "src"), 0o755)
+	os.WriteFile(filepath.Join(dir, "src", "msg.txt"), []byte("from the context\n"), 0o644)
+	os.WriteFile(filepath.Join(dir, "Dockerfile"), []byte(`ARG BASE=busybox
+FROM $BASE AS builder
+ARG GREETING=hi
+WORKDIR /work
+COPY src/ ./
+RUN echo "$GREETING $(cat msg.txt)" > out.txt
+FROM busybox AS final
+ENV APP=demo
+COPY --from=builder /work/out.txt /app/out.txt
+USER 1000
+WORKDIR /app
+ENTRYPOINT ["cat"]
+CMD ["out.txt"]
+`), 0o644)
+	os.WriteFile(filepath.Join(dir, "Dockerfile.fail"), []byte("FROM busybox\nRUN echo before; exit 7\n"), 0o644)
+	for name, cli := range map[string]string{"cli28": dockerCLI, "cli20.10": dockerCLI2010} {
+		t.Run(name, func(t *testing.T) {
+			needCLI(t, cli)
+			cmd := func(args ...string) result {
+				t.Helper()
+				c := exec.Command(cli, args...)
+				c.Env = append(os.Environ(), "DOCKER_HOST=unix://"+s.sock, "DOCKER_CONFIG="+s.config, "DOCKER_BUILDKIT=0")
+				var out, errb bytes.Buffer
+				c.Stdout, c.Stderr = &out, &errb
+				err := c.Run()
+				code := 0
+				var ee *exec.ExitError
+				if errors.As(err, &ee) {
+					code = ee.ExitCode()
+				}
+				return result{out.String(), errb.String(), code}
+			}
+			tag := "built-" + strings.ReplaceAll(name, ".", "") + ":v1"
+			r := cmd("build", "-t", tag, "--build-arg", "GREETING=howdy", dir)
+			if r.code != 0 || !strings.Contains(r.stdout, "Step 6/13 : RUN") || !strings.Contains(r.stdout, "Successfully tagged "+tag) {
+				t.Fatalf("build: exit %d\n%s\n%s", r.code, r.stdout, r.stderr)
+			}
+			if r := cmd("run", "--rm", tag); r.stdout != "howdy from the context\n" {
+				t.Errorf("run of the built image: %+v", r)
+			}
+			if r := cmd("inspect", "--format", "{{.Config.User}} {{.Config.WorkingDir}} {{json .Config.Entrypoint}}", tag); r.stdout != "1000 /app [\"cat\"]\n" {
+				t.Errorf("built config: %+v", r)
+			}
+			if r := cmd("build", "-q", "--target", "builder", "-t", tag+"-builder", dir); r.code != 0 || !strings.HasPrefix(r.stdout, "sha256:") {
+				t.Errorf("build --target: %+v", r)
+			}
+			r = cmd("build", "-f", filepath.Join(dir, "Dockerfile.fail"), "-t", "fails:v1", dir)
+			// The docker CLI exits with the code errorDetail carries, as
+			// with Docker's classic builder.
+			if r.code != 7 || !strings.Contains(r.stdout+r.stderr, "returned a non-zero code: 7") {
+				t.Errorf("failing build: %+v", r)
+			}
+			if r := cmd("image", "inspect", "fails:v1"); r.code == 0 {
+				t.Error("a failed build tagged its image")
+			}
+		})
 	}
 }

@@ -1,6 +1,7 @@
 package engine
 
 import (
+	"cmp"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -25,6 +26,11 @@ type CommitOptions struct {
 	// Pause freezes the container while its files are read, where the
 	// freezer is available.
 	Pause bool
+	// Config, when set, is the image's configuration as it is (a build
+	// step's), instead of the container's.
+	Config *v1.Config
+	// CreatedBy is the history entry's command (default: a commit note).
+	CreatedBy string
 }
 
 // Commit makes an image of a container: its image plus one layer of what
@@ -77,10 +83,14 @@ func (e *Engine) Commit(ref string, opts CommitOptions) (*image.Image, error) {
 		Parent: rec.ImageID,
 		Layer:  pr,
 		Config: func(cfg *v1.Config) {
+			if opts.Config != nil {
+				*cfg = *opts.Config
+				return
+			}
 			cfgChange(cfg)
 			applyChanges(cfg, opts.Changes) // checked above
 		},
-		CreatedBy: "/bin/sh -c #(nop) commit " + rec.Name,
+		CreatedBy: cmp.Or(opts.CreatedBy, "/bin/sh -c #(nop) commit "+rec.Name),
 		Comment:   opts.Comment,
 		Author:    opts.Author,
 		Tags:      opts.Tags,

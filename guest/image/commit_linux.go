@@ -26,6 +26,7 @@ type CommitOptions struct {
 	Config func(*v1.Config)
 	// CreatedBy, Comment and Author go into the new history entry.
 	CreatedBy, Comment, Author string
+
 	// Tags name the new image (name[:tag]).
 	Tags []string
 }

@@ -204,3 +204,26 @@ func (s *Store) History(ref string) (id string, steps []HistoryEntry, err error)
 	slices.Reverse(steps)
 	return r.ID, steps, nil
 }
+
+// ConfigFile reads an image's whole configuration.
+func (s *Store) ConfigFile(ref string) (*v1.ConfigFile, error) {
+	s.mu.Lock()
+	rec, _, err := s.idx.lookup(ref)
+	var id string
+	if err == nil {
+		id = rec.ID
+	}
+	s.mu.Unlock()
+	if err != nil {
+		return nil, err
+	}
+	raw, err := s.readBlob(id)
+	if err != nil {
+		return nil, err
+	}
+	cf, err := v1.ParseConfigFile(bytes.NewReader(raw))
+	if err != nil {
+		return nil, fmt.Errorf("image config: %w", err)
+	}
+	return cf, nil
+}

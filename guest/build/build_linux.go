@@ -1,0 +1,884 @@
+package build
+
+import (
+	"archive/tar"
+	"compress/gzip"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"maps"
+	"os"
+	"path"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+
+	securejoin "github.com/cyphar/filepath-securejoin"
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+
+	"github.com/vmbox/vmbox/guest/api"
+	"github.com/vmbox/vmbox/guest/container"
+	"github.com/vmbox/vmbox/guest/engine"
+	"github.com/vmbox/vmbox/guest/image"
+)
+
+// Options say what to build.
+type Options struct {
+	// Context is the unpacked build context; Dockerfile is the file's
+	// path in it (default "Dockerfile").
+	Context, Dockerfile string
+	Tags                []string
+	BuildArgs           map[string]string
+	Target              string
+	Labels              map[string]string
+	// Pull pulls FROM images even when they are stored.
+	Pull bool
+	// Pull options for FROM images that are missing (or Pull).
+	PullOptions engine.PullOptions
+}
+
+// Builder builds with an engine and its image store.
+type Builder struct {
+	Engine *engine.Engine
+	Images *image.Store
+}
+
+// stage is one FROM ... of a Dockerfile as it is built.
+type stage struct {
+	name    string
+	imageID string // "" for scratch before a layer
+	cfg     v1.Config
+	args    map[string]string // the ARGs declared in the stage, with values
+}
+
+// predefinedArgs may be given with --build-arg without an ARG, as Docker's.
+var predefinedArgs = []string{"HTTP_PROXY", "http_proxy", "HTTPS_PROXY", "https_proxy", "FTP_PROXY", "ftp_proxy", "NO_PROXY", "no_proxy", "ALL_PROXY", "all_proxy"}
+
+// Build runs the Dockerfile and returns the image it made, writing
+// Docker's classic output (Step N/M : ..., the steps' output, Successfully
+// built ...) to out.
+func (b *Builder) Build(ctx context.Context, opts Options, out io.Writer) (string, error) {
+	df := opts.Dockerfile
+	if df == "" {
+		df = "Dockerfile"
+	}
+	dfPath, err := securejoin.SecureJoin(opts.Context, df)
+	if err != nil {
+		return "", err
+	}
+	src, err := os.ReadFile(dfPath)
+	if err != nil {
+		return "", fmt.Errorf("cannot locate specified Dockerfile: %s", df)
+	}
+	ins, err := Parse(string(src))
+	if err != nil {
+		return "", err
+	}
+	// Instructions up to the target stage (all without a target).
+	total := len(ins)
+	if opts.Target != "" {
+		found := false
+		for i, in := range ins {
+			if in.Cmd == "FROM" && len(in.Args) == 3 && strings.EqualFold(in.Args[1], "AS") && in.Args[2] == opts.Target {
+				for j := i + 1; j <= len(ins); j++ {
+					if j == len(ins) || ins[j].Cmd == "FROM" {
+						total, found = j, true
+						break
+					}
+				}
+				break
+			}
+		}
+		if !found {
+			return "", fmt.Errorf("failed to reach build target %s in Dockerfile", opts.Target)
+		}
+	}
+	var (
+		stages     []*stage
+		cur        *stage
+		globalArgs = map[string]string{}
+		made       []string // images of the steps, removed at the end but the last
+	)
+	defer func() {
+		// The steps' images served only the next step: no cache keeps
+		// them, and Docker's -a listing of "<none>" images would only grow.
+		var last string
+		if cur != nil {
+			last = cur.imageID
+		}
+		for _, id := range made {
+			if id != last && !slices.ContainsFunc(stages, func(s *stage) bool { return s.imageID == id }) {
+				b.Images.Remove([]string{id}, false, b.Engine.InUse)
+			}
+		}
+		for _, s := range stages {
+			if s != cur && s.imageID != "" && slices.Contains(made, s.imageID) {
+				b.Images.Remove([]string{s.imageID}, false, b.Engine.InUse)
+			}
+		}
+	}()
+	buildArgs := opts.BuildArgs
+	for i, in := range ins[:total] {
+		fmt.Fprintf(out, "Step %d/%d : %s\n", i+1, total, in.Original())
+		if cur == nil && in.Cmd != "FROM" && in.Cmd != "ARG" {
+			return "", fmt.Errorf("Dockerfile line %d: %s before FROM: the first instruction must be FROM", in.Line, in.Cmd)
+		}
+		vars := map[string]string{}
+		if cur != nil {
+			for _, kv := range cur.cfg.Env {
+				k, v, _ := strings.Cut(kv, "=")
+				vars[k] = v
+			}
+			maps.Copy(vars, cur.args)
+		}
+		switch in.Cmd {
+		case "ARG":
+			for _, a := range in.Args {
+				k, v, hasDefault := strings.Cut(a, "=")
+				if bv, ok := buildArgs[k]; ok {
+					v, hasDefault = bv, true
+				}
+				if cur == nil {
+					globalArgs[k] = expand(v, globalArgs)
+				} else {
+					if gv, ok := globalArgs[k]; ok && !hasDefault {
+						v = gv
+					}
+					cur.args[k] = expand(v, vars)
+				}
+			}
+			if cur == nil {
+				continue
+			}
+			fmt.Fprintf(out, " ---> %s\n", shortID(cur.imageID))
+			continue
+		case "FROM":
+			s, err := b.from(ctx, in, globalArgs, stages, opts, out)
+			if err != nil {
+				return "", err
+			}
+			stages = append(stages, s)
+			cur = s
+			fmt.Fprintf(out, " ---> %s\n", shortID(cur.imageID))
+			continue
+		}
+		var layer func(ctx context.Context, id string) error
+		created := "/bin/sh -c #(nop) " + in.Original()
+		switch in.Cmd {
+		case "RUN":
+			argv := in.Args
+			if !in.JSON {
+				argv = []string{"/bin/sh", "-c", expand(in.Raw, vars)}
+				created = "/bin/sh -c " + in.Raw
+			} else {
+				created = "|" + strconv.Itoa(len(cur.args)) + " " + strings.Join(argv, " ")
+			}
+			id, err := b.run(ctx, cur, argv, vars, out, created)
+			if err != nil {
+				return "", err
+			}
+			made = append(made, id)
+			cur.imageID = id
+			fmt.Fprintf(out, " ---> %s\n", shortID(id))
+			continue
+		case "COPY", "ADD":
+			layer = func(ctx context.Context, root string) error {
+				return b.copy(ctx, in, cur, stages, opts, root, vars)
+			}
+		case "ENV":
+			kvs, err := envPairs(in, vars)
+			if err != nil {
+				return "", err
+			}
+			cur.cfg.Env = container.MergeEnv(cur.cfg.Env, kvs)
+		case "LABEL":
+			kvs, err := envPairs(in, vars)
+			if err != nil {
+				return "", err
+			}
+			if cur.cfg.Labels == nil {
+				cur.cfg.Labels = map[string]string{}
+			}
+			for _, kv := range kvs {
+				k, v, _ := strings.Cut(kv, "=")
+				cur.cfg.Labels[k] = v
+			}
+		case "WORKDIR":
+			dir := expand(in.Raw, vars)
+			if !path.IsAbs(dir) {
+				dir = path.Join("/", cur.cfg.WorkingDir, dir)
+			}
+			cur.cfg.WorkingDir = dir
+		case "USER":
+			cur.cfg.User = expand(in.Raw, vars)
+		case "CMD":
+			cur.cfg.Cmd = commandArgs(in)
+		case "ENTRYPOINT":
+			cur.cfg.Entrypoint = commandArgs(in)
+		case "EXPOSE":
+			for _, p := range in.Args {
+				p = expand(p, vars)
+				if !strings.Contains(p, "/") {
+					p += "/tcp"
+				}
+				if cur.cfg.ExposedPorts == nil {
+					cur.cfg.ExposedPorts = map[string]struct{}{}
+				}
+				cur.cfg.ExposedPorts[p] = struct{}{}
+			}
+		case "VOLUME":
+			for _, p := range in.Args {
+				if cur.cfg.Volumes == nil {
+					cur.cfg.Volumes = map[string]struct{}{}
+				}
+				cur.cfg.Volumes[expand(p, vars)] = struct{}{}
+			}
+		case "STOPSIGNAL":
+			cur.cfg.StopSignal = expand(in.Raw, vars)
+		case "SHELL":
+			if !in.JSON {
+				return "", fmt.Errorf("Dockerfile line %d: SHELL requires the exec (JSON) form", in.Line)
+			}
+			cur.cfg.Shell = in.Args
+		case "MAINTAINER":
+		case "ONBUILD":
+			cur.cfg.OnBuild = append(cur.cfg.OnBuild, in.Raw)
+		case "HEALTHCHECK":
+			hc, err := healthcheck(in)
+			if err != nil {
+				return "", err
+			}
+			cur.cfg.Healthcheck = hc
+		}
+		id, err := b.step(ctx, cur, created, layer)
+		if err != nil {
+			return "", err
+		}
+		made = append(made, id)
+		cur.imageID = id
+		fmt.Fprintf(out, " ---> %s\n", shortID(id))
+	}
+	if cur == nil {
+		return "", errors.New("the Dockerfile has no FROM")
+	}
+	if len(opts.Labels) > 0 || cur.imageID == "" {
+		if cur.cfg.Labels == nil {
+			cur.cfg.Labels = map[string]string{}
+		}
+		maps.Copy(cur.cfg.Labels, opts.Labels)
+		id, err := b.step(ctx, cur, "/bin/sh -c #(nop) LABEL", nil)
+		if err != nil {
+			return "", err
+		}
+		made = append(made, id)
+		cur.imageID = id
+	}
+	for _, t := range opts.Tags {
+		if err := b.Images.Tag(cur.imageID, t); err != nil {
+			return "", err
+		}
+	}
+	fmt.Fprintf(out, "Successfully built %s\n", shortID(cur.imageID))
+	for _, t := range opts.Tags {
+		fmt.Fprintf(out, "Successfully tagged %s\n", familiarTag(t))
+	}
+	return cur.imageID, nil
+}
+
+func familiarTag(t string) string {
+	if i := strings.LastIndex(t, ":"); i > strings.LastIndex(t, "/") {
+		return t
+	}
+	return t + ":latest"
+}
+
+func shortID(id string) string {
+	h := strings.TrimPrefix(id, "sha256:")
+	if len(h) > 12 {
+		return h[:12]
+	}
+	if h == "" {
+		return "scratch"
+	}
+	return h
+}
+
+// from starts a stage: FROM image|stage|scratch [AS name].
+func (b *Builder) from(ctx context.Context, in Instruction, globalArgs map[string]string, stages []*stage, opts Options, out io.Writer) (*stage, error) {
+	if len(in.Args) != 1 && !(len(in.Args) == 3 && strings.EqualFold(in.Args[1], "AS")) {
+		return nil, fmt.Errorf("Dockerfile line %d: FROM needs an image and optionally AS name", in.Line)
+	}
+	ref := expand(in.Args[0], globalArgs)
+	s := &stage{args: map[string]string{}}
+	if len(in.Args) == 3 {
+		s.name = in.Args[2]
+	}
+	if ref == "scratch" {
+		s.cfg = v1.Config{Env: []string{container.DefaultPath}}
+		return s, nil
+	}
+	for _, prev := range stages {
+		if prev.name == ref {
+			s.imageID, s.cfg = prev.imageID, cloneConfig(prev.cfg)
+			return s, nil
+		}
+	}
+	var img *image.Image
+	var err error
+	if !opts.Pull {
+		img, err = b.Images.Get(ref)
+	}
+	if opts.Pull || errors.Is(err, image.ErrNotFound) {
+		po := opts.PullOptions
+		po.Progress = func(p api.PullProgress) {
+			if p.ID == "" || p.Status == "Pull complete" {
+				if p.ID != "" {
+					fmt.Fprintf(out, "%s: %s\n", p.ID, p.Status)
+				} else {
+					fmt.Fprintln(out, p.Status)
+				}
+			}
+		}
+		img, err = b.Engine.Pull(ctx, ref, in.Flags["platform"], po)
+	}
+	if err != nil {
+		return nil, err
+	}
+	s.imageID = img.ID
+	cfg, err := b.config(img.ID)
+	if err != nil {
+		return nil, err
+	}
+	s.cfg = cfg
+	return s, nil
+}
+
+// config reads an image's configuration (the runtime part).
+func (b *Builder) config(id string) (v1.Config, error) {
+	cf, err := b.Images.ConfigFile(id)
+	if err != nil {
+		return v1.Config{}, err
+	}
+	return cf.Config, nil
+}
+
+func cloneConfig(c v1.Config) v1.Config {
+	c.Env = slices.Clone(c.Env)
+	c.Cmd = slices.Clone(c.Cmd)
+	c.Entrypoint = slices.Clone(c.Entrypoint)
+	c.Labels = maps.Clone(c.Labels)
+	c.ExposedPorts = maps.Clone(c.ExposedPorts)
+	c.Volumes = maps.Clone(c.Volumes)
+	return c
+}
+
+// step commits one step: a config change alone (layer nil), or what layer
+// writes into a container of the current image.
+func (b *Builder) step(ctx context.Context, cur *stage, createdBy string, layer func(ctx context.Context, root string) error) (string, error) {
+	cfg := cloneConfig(cur.cfg)
+	if layer == nil {
+		img, err := b.Images.Commit(image.CommitOptions{Parent: cur.imageID, Config: func(c *v1.Config) { *c = cfg }, CreatedBy: createdBy})
+		if err != nil {
+			return "", err
+		}
+		return img.ID, nil
+	}
+	if cur.imageID == "" {
+		// FROM scratch: the first layer is a tar of what was copied.
+		dir, err := os.MkdirTemp("", "vmbox-build-")
+		if err != nil {
+			return "", err
+		}
+		defer os.RemoveAll(dir)
+		if err := layer(ctx, dir); err != nil {
+			return "", err
+		}
+		pr, pw := io.Pipe()
+		go func() { pw.CloseWithError(tarDir(dir, pw)) }()
+		img, err := b.Images.Commit(image.CommitOptions{Layer: pr, Config: func(c *v1.Config) { *c = cfg }, CreatedBy: createdBy})
+		pr.Close()
+		if err != nil {
+			return "", err
+		}
+		return img.ID, nil
+	}
+	c, err := b.Engine.Create(ctx, api.ContainerConfig{Image: cur.imageID, Cmd: []string{"true"}, Pull: "never", NetworkMode: api.NetworkNone}, engine.PullOptions{})
+	if err != nil {
+		return "", err
+	}
+	defer b.Engine.Remove(context.WithoutCancel(ctx), c.ID, true)
+	root, release, err := b.Engine.Filesystem(c.ID)
+	if err != nil {
+		return "", err
+	}
+	err = layer(ctx, root)
+	release()
+	if err != nil {
+		return "", err
+	}
+	img, err := b.Engine.Commit(c.ID, engine.CommitOptions{Config: &cfg, CreatedBy: createdBy})
+	if err != nil {
+		return "", err
+	}
+	return img.ID, nil
+}
+
+// run runs a RUN step in a container of the current image and commits
+// what it changed.
+func (b *Builder) run(ctx context.Context, cur *stage, argv []string, vars map[string]string, out io.Writer, createdBy string) (string, error) {
+	if cur.imageID == "" {
+		return "", errors.New("RUN needs a base image with a shell: FROM scratch has none")
+	}
+	env := slices.Clone(cur.cfg.Env)
+	for _, k := range slices.Sorted(maps.Keys(cur.args)) {
+		env = container.MergeEnv(env, []string{k + "=" + cur.args[k]})
+	}
+	cfg := api.ContainerConfig{
+		Image: cur.imageID, Cmd: argv, EntrypointSet: true, Env: env, WorkingDir: cur.cfg.WorkingDir, User: cur.cfg.User, Pull: "never",
+	}
+	if !slices.Equal(argv[:min(2, len(argv))], []string{"/bin/sh", "-c"}) || len(cur.cfg.Shell) == 0 {
+		// the exec form, or the default shell
+	} else {
+		cfg.Cmd = append(slices.Clone(cur.cfg.Shell), argv[2:]...)
+	}
+	c, err := b.Engine.Create(ctx, cfg, engine.PullOptions{})
+	if err != nil {
+		return "", err
+	}
+	defer b.Engine.Remove(context.WithoutCancel(ctx), c.ID, true)
+	fmt.Fprintf(out, " ---> Running in %s\n", c.ID[:12])
+	serve, err := b.Engine.AttachNow(c.ID, engine.Streams{Stdout: out, Stderr: out})
+	if err != nil {
+		return "", err
+	}
+	done := make(chan error, 1)
+	go func() { done <- serve(ctx) }()
+	if err := b.Engine.Start(ctx, c.ID); err != nil {
+		return "", fmt.Errorf("The command '%s' could not run: %w", strings.Join(argv, " "), err)
+	}
+	<-done
+	w, err := b.Engine.Wait(ctx, c.ID, "")
+	if err != nil {
+		return "", err
+	}
+	if w.StatusCode != 0 {
+		return "", &StepError{Cmd: strings.Join(argv, " "), Code: w.StatusCode}
+	}
+	fmt.Fprintf(out, "Removing intermediate container %s\n", c.ID[:12])
+	conf := cloneConfig(cur.cfg)
+	img, err := b.Engine.Commit(c.ID, engine.CommitOptions{Config: &conf, CreatedBy: createdBy})
+	if err != nil {
+		return "", err
+	}
+	return img.ID, nil
+}
+
+// StepError is a RUN step whose command exited non-zero.
+type StepError struct {
+	Cmd  string
+	Code int
+}
+
+func (e *StepError) Error() string {
+	return fmt.Sprintf("The command '%s' returned a non-zero code: %d", e.Cmd, e.Code)
+}
+
+// copy serves COPY and ADD: sources from the context (or --from a stage
+// or image) into the container root.
+func (b *Builder) copy(ctx context.Context, in Instruction, cur *stage, stages []*stage, opts Options, root string, vars map[string]string) error {
+	args := in.Args
+	if len(args) < 2 {
+		return fmt.Errorf("Dockerfile line %d: %s needs at least a source and a destination", in.Line, in.Cmd)
+	}
+	for i := range args {
+		args[i] = expand(args[i], vars)
+	}
+	srcs, dst := args[:len(args)-1], args[len(args)-1]
+	srcRoot := opts.Context
+	if from := in.Flags["from"]; from != "" {
+		if in.Cmd == "ADD" {
+			return fmt.Errorf("Dockerfile line %d: ADD has no --from", in.Line)
+		}
+		var fromImage string
+		for i, s := range stages {
+			if s.name == from || strconv.Itoa(i) == from {
+				fromImage = s.imageID
+			}
+		}
+		if fromImage == "" {
+			img, err := b.Images.Get(from)
+			if errors.Is(err, image.ErrNotFound) {
+				img, err = b.Engine.Pull(ctx, from, "", opts.PullOptions)
+			}
+			if err != nil {
+				return err
+			}
+			fromImage = img.ID
+		}
+		c, err := b.Engine.Create(ctx, api.ContainerConfig{Image: fromImage, Cmd: []string{"true"}, Pull: "never", NetworkMode: api.NetworkNone}, engine.PullOptions{})
+		if err != nil {
+			return err
+		}
+		defer b.Engine.Remove(context.WithoutCancel(ctx), c.ID, true)
+		r, release, err := b.Engine.Filesystem(c.ID)
+		if err != nil {
+			return err
+		}
+		defer release()
+		srcRoot = r
+	}
+	uid, gid := -1, -1
+	if ch := in.Flags["chown"]; ch != "" {
+		u, g, hasG := strings.Cut(ch, ":")
+		var err1, err2 error
+		uid, err1 = strconv.Atoi(u)
+		gid = uid
+		if hasG {
+			gid, err2 = strconv.Atoi(g)
+		}
+		if err1 != nil || err2 != nil {
+			return fmt.Errorf("Dockerfile line %d: --chown takes numeric UID[:GID] here", in.Line)
+		}
+	}
+	var mode os.FileMode
+	if m := in.Flags["chmod"]; m != "" {
+		n, err := strconv.ParseUint(m, 8, 32)
+		if err != nil {
+			return fmt.Errorf("Dockerfile line %d: --chmod %q is not an octal mode", in.Line, m)
+		}
+		mode = os.FileMode(n)
+	}
+	if !path.IsAbs(dst) {
+		dst = path.Join("/", cur.cfg.WorkingDir, dst)
+	}
+	dirDest := strings.HasSuffix(args[len(args)-1], "/") || len(srcs) > 1
+	var matches []string
+	for _, s := range srcs {
+		if strings.Contains(s, "://") {
+			return fmt.Errorf("Dockerfile line %d: ADD of a URL is not supported yet", in.Line)
+		}
+		ms, err := filepath.Glob(filepath.Join(srcRoot, filepath.Clean("/"+s)))
+		if err != nil || len(ms) == 0 {
+			return fmt.Errorf("COPY failed: file not found in build context or excluded by .dockerignore: stat %s: file does not exist", s)
+		}
+		matches = append(matches, ms...)
+	}
+	if len(matches) > 1 {
+		dirDest = true
+	}
+	for _, m := range matches {
+		rel, _ := filepath.Rel(srcRoot, m)
+		src, err := securejoin.SecureJoin(srcRoot, rel)
+		if err != nil {
+			return err
+		}
+		fi, err := os.Lstat(src)
+		if err != nil {
+			return err
+		}
+		target := dst
+		if fi.IsDir() {
+			// A directory's contents go into the destination.
+		} else if dirDest {
+			target = path.Join(dst, filepath.Base(src))
+		}
+		if in.Cmd == "ADD" && fi.Mode().IsRegular() && isArchive(src) {
+			if err := extractArchive(src, root, dst, uid, gid); err != nil {
+				return err
+			}
+			continue
+		}
+		if err := copyInto(src, root, target, fi.IsDir(), uid, gid, mode); err != nil {
+			return fmt.Errorf("COPY %s: %w", rel, err)
+		}
+	}
+	return nil
+}
+
+// copyInto copies src (a file, symlink or directory's contents) to target
+// inside root, creating the parents; symlinks are copied as they are.
+func copyInto(src, root, target string, dirContents bool, uid, gid int, mode os.FileMode) error {
+	place := func(rel string) (string, error) { return securejoin.SecureJoin(root, rel) }
+	mkParents := func(p string) error {
+		parent, err := place(path.Dir(p))
+		if err != nil {
+			return err
+		}
+		return os.MkdirAll(parent, 0o755)
+	}
+	write := func(from string, fi fs.FileInfo, to string) error {
+		if err := mkParents(to); err != nil {
+			return err
+		}
+		dest, err := place(to)
+		if err != nil {
+			return err
+		}
+		switch {
+		case fi.IsDir():
+			if err := os.MkdirAll(dest, fi.Mode().Perm()); err != nil {
+				return err
+			}
+		case fi.Mode()&os.ModeSymlink != 0:
+			link, err := os.Readlink(from)
+			if err != nil {
+				return err
+			}
+			os.Remove(dest)
+			if err := os.Symlink(link, dest); err != nil {
+				return err
+			}
+		case fi.Mode().IsRegular():
+			os.Remove(dest)
+			if err := copyRegular(from, dest, fi.Mode().Perm()); err != nil {
+				return err
+			}
+		default:
+			return nil
+		}
+		ou, og := 0, 0
+		if uid >= 0 {
+			ou, og = uid, gid
+		}
+		if err := os.Lchown(dest, ou, og); err != nil {
+			return err
+		}
+		if fi.Mode()&os.ModeSymlink == 0 {
+			m := fi.Mode().Perm()
+			if mode != 0 {
+				m = mode
+			}
+			return os.Chmod(dest, m)
+		}
+		return nil
+	}
+	if !dirContents {
+		fi, err := os.Lstat(src)
+		if err != nil {
+			return err
+		}
+		return write(src, fi, target)
+	}
+	return filepath.WalkDir(src, func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		fi, err := d.Info()
+		if err != nil {
+			return err
+		}
+		rel, _ := filepath.Rel(src, p)
+		if rel == "." {
+			if err := mkParents(path.Join(target, "x")); err != nil {
+				return err
+			}
+			return nil
+		}
+		return write(p, fi, path.Join(target, filepath.ToSlash(rel)))
+	})
+}
+
+func copyRegular(src, dst string, perm os.FileMode) error {
+	in, err := os.Open(src)
+	if err != nil {
+		return err
+	}
+	defer in.Close()
+	out, err := os.OpenFile(dst, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, perm)
+	if err != nil {
+		return err
+	}
+	_, err = io.Copy(out, in)
+	if cerr := out.Close(); err == nil {
+		err = cerr
+	}
+	return err
+}
+
+// isArchive tells a local tar (plain or gzip) that ADD unpacks.
+func isArchive(p string) bool {
+	f, err := os.Open(p)
+	if err != nil {
+		return false
+	}
+	defer f.Close()
+	r := io.Reader(f)
+	if zr, err := gzip.NewReader(f); err == nil {
+		r = zr
+	} else {
+		f.Seek(0, io.SeekStart)
+	}
+	_, err = tar.NewReader(r).Next()
+	return err == nil
+}
+
+// extractArchive unpacks a local tar into dst inside root (ADD).
+func extractArchive(p, root, dst string, uid, gid int) error {
+	f, err := os.Open(p)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	r := io.Reader(f)
+	if zr, err := gzip.NewReader(f); err == nil {
+		r = zr
+	} else {
+		f.Seek(0, io.SeekStart)
+	}
+	tr := tar.NewReader(r)
+	for {
+		hdr, err := tr.Next()
+		if err == io.EOF {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		target, err := securejoin.SecureJoin(root, path.Join(dst, path.Clean("/"+hdr.Name)))
+		if err != nil {
+			return err
+		}
+		if err := os.MkdirAll(filepath.Dir(target), 0o755); err != nil {
+			return err
+		}
+		ou, og := hdr.Uid, hdr.Gid
+		if uid >= 0 {
+			ou, og = uid, gid
+		}
+		switch hdr.Typeflag {
+		case tar.TypeDir:
+			if err := os.MkdirAll(target, os.FileMode(hdr.Mode).Perm()); err != nil {
+				return err
+			}
+		case tar.TypeReg:
+			out, err := os.OpenFile(target, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, os.FileMode(hdr.Mode).Perm())
+			if err != nil {
+				return err
+			}
+			_, err = io.Copy(out, tr)
+			out.Close()
+			if err != nil {
+				return err
+			}
+		case tar.TypeSymlink:
+			os.Remove(target)
+			if err := os.Symlink(hdr.Linkname, target); err != nil {
+				return err
+			}
+		default:
+			continue
+		}
+		os.Lchown(target, ou, og)
+	}
+}
+
+// tarDir writes a directory's contents as a layer tar.
+func tarDir(dir string, w io.Writer) error {
+	tw := tar.NewWriter(w)
+	err := filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		rel, _ := filepath.Rel(dir, p)
+		if rel == "." {
+			return nil
+		}
+		fi, err := d.Info()
+		if err != nil {
+			return err
+		}
+		link := ""
+		if fi.Mode()&os.ModeSymlink != 0 {
+			link, _ = os.Readlink(p)
+		}
+		hdr, err := tar.FileInfoHeader(fi, link)
+		if err != nil {
+			return err
+		}
+		hdr.Name, hdr.Uname, hdr.Gname = filepath.ToSlash(rel), "", ""
+		if fi.IsDir() {
+			hdr.Name += "/"
+		}
+		if err := tw.WriteHeader(hdr); err != nil {
+			return err
+		}
+		if fi.Mode().IsRegular() {
+			f, err := os.Open(p)
+			if err != nil {
+				return err
+			}
+			defer f.Close()
+			_, err = io.Copy(tw, f)
+			return err
+		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	return tw.Close()
+}
+
+// envPairs reads ENV and LABEL arguments: KEY=VALUE pairs (values may be
+// quoted) or the old KEY VALUE form, expanded.
+func envPairs(in Instruction, vars map[string]string) ([]string, error) {
+	raw := in.Raw
+	if !strings.Contains(strings.Fields(raw + " x")[0], "=") {
+		k, v, ok := strings.Cut(raw, " ")
+		if !ok {
+			return nil, fmt.Errorf("Dockerfile line %d: %s needs KEY=VALUE or KEY VALUE", in.Line, in.Cmd)
+		}
+		return []string{k + "=" + expand(strings.TrimSpace(v), vars)}, nil
+	}
+	var out []string
+	for s := strings.TrimSpace(raw); s != ""; s = strings.TrimSpace(s) {
+		k, rest, ok := strings.Cut(s, "=")
+		if !ok || k == "" {
+			return nil, fmt.Errorf("Dockerfile line %d: %s needs KEY=VALUE pairs", in.Line, in.Cmd)
+		}
+		var v string
+		if strings.HasPrefix(rest, `"`) {
+			end := strings.Index(rest[1:], `"`)
+			if end < 0 {
+				return nil, fmt.Errorf("Dockerfile line %d: unterminated quote", in.Line)
+			}
+			v, s = rest[1:end+1], rest[end+2:]
+		} else {
+			v, s, _ = strings.Cut(rest, " ")
+		}
+		out = append(out, k+"="+expand(v, vars))
+	}
+	return out, nil
+}
+
+// commandArgs is CMD's or ENTRYPOINT's argv: the exec form as it is, the
+// shell form run by /bin/sh -c.
+func commandArgs(in Instruction) []string {
+	if in.JSON {
+		return in.Args
+	}
+	return []string{"/bin/sh", "-c", in.Raw}
+}
+
+// healthcheck reads HEALTHCHECK [--interval= ...] CMD ... | NONE.
+func healthcheck(in Instruction) (*v1.HealthConfig, error) {
+	if len(in.Args) == 1 && strings.EqualFold(in.Args[0], "NONE") {
+		return &v1.HealthConfig{Test: []string{"NONE"}}, nil
+	}
+	if len(in.Args) < 2 || !strings.EqualFold(in.Args[0], "CMD") {
+		return nil, fmt.Errorf("Dockerfile line %d: HEALTHCHECK needs CMD or NONE", in.Line)
+	}
+	rest := strings.TrimSpace(in.Raw[3:])
+	hc := &v1.HealthConfig{Test: []string{"CMD-SHELL", rest}}
+	if strings.HasPrefix(rest, "[") {
+		sub := Instruction{Raw: rest}
+		if p, err := Parse("CMD " + rest); err == nil && p[0].JSON {
+			sub = p[0]
+			hc.Test = append([]string{"CMD"}, sub.Args...)
+		}
+	}
+	return hc, nil
+}

@@ -1,0 +1,130 @@
+package dockerapi
+
+import (
+	"archive/tar"
+	"bufio"
+	"compress/gzip"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"strings"
+	"sync"
+
+	"github.com/vmbox/vmbox/guest/build"
+	"github.com/vmbox/vmbox/guest/engine"
+)
+
+// imageBuild answers POST /build (the classic builder's protocol): the
+// body is the context as a tar (plain or gzip), the output streams as
+// {"stream": ...} messages, the image's ID as {"aux": {"ID": ...}}, and a
+// failure as an errorDetail message.
+func (s *Server) imageBuild(w http.ResponseWriter, r *http.Request) error {
+	q := r.URL.Query()
+	if q.Get("remote") != "" {
+		return fmt.Errorf("%w: builds from a remote context (git, URL) are not supported", errNotImplemented)
+	}
+	opts := build.Options{Dockerfile: q.Get("dockerfile"), Tags: q["t"], Target: q.Get("target"), Pull: boolParam(r, "pull"),
+		PullOptions: engine.PullOptions{InsecureRegistries: s.opts.InsecureRegistries}}
+	if v := q.Get("buildargs"); v != "" {
+		var args map[string]*string
+		if err := json.Unmarshal([]byte(v), &args); err != nil {
+			return fmt.Errorf("%w: invalid buildargs: %w", errBadRequest, err)
+		}
+		opts.BuildArgs = map[string]string{}
+		for k, v := range args {
+			if v != nil {
+				opts.BuildArgs[k] = *v
+			} else if env, ok := os.LookupEnv(k); ok {
+				opts.BuildArgs[k] = env
+			}
+		}
+	}
+	if v := q.Get("labels"); v != "" {
+		if err := json.Unmarshal([]byte(v), &opts.Labels); err != nil {
+			return fmt.Errorf("%w: invalid labels: %w", errBadRequest, err)
+		}
+	}
+	dir, err := os.MkdirTemp("", "vmbox-context-")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(dir)
+	if err := UnpackContext(r.Body, dir); err != nil {
+		return fmt.Errorf("%w: build context: %w", errBadRequest, err)
+	}
+	opts.Context = dir
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(http.StatusOK)
+	out := &streamMessages{enc: json.NewEncoder(flushing(w)), quiet: boolParam(r, "q")}
+	b := &build.Builder{Engine: s.eng, Images: s.imgs}
+	id, err := b.Build(r.Context(), opts, out)
+	if err != nil {
+		msg := errorMessage(err)
+		detail := map[string]any{"message": msg}
+		var se *build.StepError
+		if errors.As(err, &se) {
+			detail["code"] = se.Code
+		}
+		out.encode(map[string]any{"errorDetail": detail, "error": msg})
+		return nil
+	}
+	out.encode(map[string]any{"aux": map[string]string{"ID": id}})
+	if out.quiet {
+		out.encode(map[string]string{"stream": id + "\n"})
+	}
+	return nil
+}
+
+// streamMessages turns the builder's text into {"stream": ...} messages.
+type streamMessages struct {
+	mu    sync.Mutex
+	enc   *json.Encoder
+	quiet bool
+}
+
+func (m *streamMessages) Write(p []byte) (int, error) {
+	if m.quiet {
+		return len(p), nil
+	}
+	return len(p), m.encode(map[string]string{"stream": string(p)})
+}
+
+func (m *streamMessages) encode(v any) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.enc.Encode(v)
+}
+
+// UnpackContext unpacks a build context tar (gzip or plain) into dir,
+// every entry resolved inside it.
+func UnpackContext(body io.Reader, dir string) error {
+	br := bufio.NewReader(body)
+	r := io.Reader(br)
+	if magic, _ := br.Peek(2); len(magic) == 2 && magic[0] == 0x1f && magic[1] == 0x8b {
+		zr, err := gzip.NewReader(br)
+		if err != nil {
+			return err
+		}
+		defer zr.Close()
+		r = zr
+	}
+	tr := tar.NewReader(r)
+	for {
+		hdr, err := tr.Next()
+		if err == io.EOF {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		if strings.Contains(hdr.Name, "..") && strings.Contains("/"+hdr.Name+"/", "/../") {
+			return fmt.Errorf("%s: path outside the context", hdr.Name)
+		}
+		if err := extractEntry(dir, "/", hdr, tr, true); err != nil {
+			return fmt.Errorf("%s: %w", hdr.Name, err)
+		}
+	}
+}
