@@ -25,6 +25,11 @@ func (o *containerOps) serveImageOp(ctx context.Context, s *Session) int {
 		return o.push(ctx, s)
 	case api.OpBuild:
 		return o.build(ctx, s)
+	case api.OpBuilderPrune:
+		return o.answer(s, &struct{}{}, func() (any, error) {
+			ids, size, err := o.images.PruneBuildCache(o.eng.InUse)
+			return api.BuilderPruneReply{CachesDeleted: append([]string{}, ids...), SpaceReclaimed: uint64(size)}, err
+		})
 	case api.OpTag:
 		var args api.TagArgs
 		return o.answer(s, &args, func() (any, error) { return nil, o.images.Tag(args.Source, args.Target) })
@@ -103,7 +108,7 @@ func (o *containerOps) build(ctx context.Context, s *Session) int {
 	b := &build.Builder{Engine: o.eng, Images: o.images}
 	id, err := b.Build(ctx, build.Options{
 		Context: dir, Dockerfile: args.Dockerfile, Tags: args.Tags, BuildArgs: args.BuildArgs, Target: args.Target,
-		Labels: args.Labels, Pull: args.Pull, PullOptions: engine.PullOptions{InsecureRegistries: args.InsecureRegistries},
+		Labels: args.Labels, Pull: args.Pull, NoCache: args.NoCache, PullOptions: engine.PullOptions{InsecureRegistries: args.InsecureRegistries},
 	}, out)
 	if err != nil {
 		return failCode(s, 1, err)

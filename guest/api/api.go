@@ -50,6 +50,8 @@ const (
 	OpTag    = "tag"    // TagArgs
 	OpPush   = "push"   // PullArgs (Ref is the name:tag pushed); stdout is a stream of JSON PullProgress lines
 	OpBuild  = "build"  // BuildArgs; stdin is the context as a tar; stdout is the build's output, then the image ID on its last line
+
+	OpBuilderPrune = "builder-prune" // -> BuilderPruneReply
 )
 
 // Exit codes with the meaning Docker gives them.
@@ -415,10 +417,17 @@ type BuildArgs struct {
 	Target     string            `json:"target,omitempty"`
 	Labels     map[string]string `json:"labels,omitempty"`
 	Pull       bool              `json:"pull,omitempty"`
+	NoCache    bool              `json:"noCache,omitempty"`
 	Quiet      bool              `json:"quiet,omitempty"`
 	// Auth maps registries to credentials for FROM images to pull.
 	Auth               map[string]RegistryAuth `json:"auth,omitempty"`
 	InsecureRegistries []string                `json:"insecureRegistries,omitempty"`
+}
+
+// BuilderPruneReply answers OpBuilderPrune.
+type BuilderPruneReply struct {
+	CachesDeleted  []string `json:"CachesDeleted"`
+	SpaceReclaimed uint64   `json:"SpaceReclaimed"`
 }
 
 // SaveArgs is OpSave.

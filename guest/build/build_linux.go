@@ -4,6 +4,8 @@ import (
 	"archive/tar"
 	"compress/gzip"
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -36,6 +38,8 @@ type Options struct {
 	Labels              map[string]string
 	// Pull pulls FROM images even when they are stored.
 	Pull bool
+	// NoCache runs every step (its images still become the cache).
+	NoCache bool
 	// Pull options for FROM images that are missing (or Pull).
 	PullOptions engine.PullOptions
 }
@@ -100,26 +104,7 @@ func (b *Builder) Build(ctx context.Context, opts Options, out io.Writer) (strin
 		stages     []*stage
 		cur        *stage
 		globalArgs = map[string]string{}
-		made       []string // images of the steps, removed at the end but the last
 	)
-	defer func() {
-		// The steps' images served only the next step: no cache keeps
-		// them, and Docker's -a listing of "<none>" images would only grow.
-		var last string
-		if cur != nil {
-			last = cur.imageID
-		}
-		for _, id := range made {
-			if id != last && !slices.ContainsFunc(stages, func(s *stage) bool { return s.imageID == id }) {
-				b.Images.Remove([]string{id}, false, b.Engine.InUse)
-			}
-		}
-		for _, s := range stages {
-			if s != cur && s.imageID != "" && slices.Contains(made, s.imageID) {
-				b.Images.Remove([]string{s.imageID}, false, b.Engine.InUse)
-			}
-		}
-	}()
 	buildArgs := opts.BuildArgs
 	for i, in := range ins[:total] {
 		fmt.Fprintf(out, "Step %d/%d : %s\n", i+1, total, in.Original())
@@ -165,6 +150,25 @@ func (b *Builder) Build(ctx context.Context, opts Options, out io.Writer) (strin
 			fmt.Fprintf(out, " ---> %s\n", shortID(cur.imageID))
 			continue
 		}
+		// The build cache: the step's key is its parent, the instruction,
+		// the variables it sees and, for COPY and ADD, what it copies.
+		extra := ""
+		if in.Cmd == "COPY" || in.Cmd == "ADD" {
+			if extra, err = b.sourcesKey(in, stages, opts, vars); err != nil {
+				return "", err
+			}
+		}
+		key := stepKey(cur, in, vars, extra)
+		if !opts.NoCache {
+			if img, ok := b.Images.CacheLookup(key); ok {
+				cfg, err := b.config(img.ID)
+				if err == nil {
+					cur.imageID, cur.cfg = img.ID, cfg
+					fmt.Fprintf(out, " ---> Using cache\n ---> %s\n", shortID(img.ID))
+					continue
+				}
+			}
+		}
 		var layer func(ctx context.Context, id string) error
 		created := "/bin/sh -c #(nop) " + in.Original()
 		switch in.Cmd {
@@ -176,11 +180,10 @@ func (b *Builder) Build(ctx context.Context, opts Options, out io.Writer) (strin
 			} else {
 				created = "|" + strconv.Itoa(len(cur.args)) + " " + strings.Join(argv, " ")
 			}
-			id, err := b.run(ctx, cur, argv, vars, out, created)
+			id, err := b.run(ctx, cur, argv, vars, out, created, key)
 			if err != nil {
 				return "", err
 			}
-			made = append(made, id)
 			cur.imageID = id
 			fmt.Fprintf(out, " ---> %s\n", shortID(id))
 			continue
@@ -253,11 +256,10 @@ func (b *Builder) Build(ctx context.Context, opts Options, out io.Writer) (strin
 			}
 			cur.cfg.Healthcheck = hc
 		}
-		id, err := b.step(ctx, cur, created, layer)
+		id, err := b.step(ctx, cur, created, layer, key)
 		if err != nil {
 			return "", err
 		}
-		made = append(made, id)
 		cur.imageID = id
 		fmt.Fprintf(out, " ---> %s\n", shortID(id))
 	}
@@ -269,11 +271,10 @@ func (b *Builder) Build(ctx context.Context, opts Options, out io.Writer) (strin
 			cur.cfg.Labels = map[string]string{}
 		}
 		maps.Copy(cur.cfg.Labels, opts.Labels)
-		id, err := b.step(ctx, cur, "/bin/sh -c #(nop) LABEL", nil)
+		id, err := b.step(ctx, cur, "/bin/sh -c #(nop) LABEL", nil, "")
 		if err != nil {
 			return "", err
 		}
-		made = append(made, id)
 		cur.imageID = id
 	}
 	for _, t := range opts.Tags {
@@ -377,10 +378,10 @@ func cloneConfig(c v1.Config) v1.Config {
 
 // step commits one step: a config change alone (layer nil), or what layer
 // writes into a container of the current image.
-func (b *Builder) step(ctx context.Context, cur *stage, createdBy string, layer func(ctx context.Context, root string) error) (string, error) {
+func (b *Builder) step(ctx context.Context, cur *stage, createdBy string, layer func(ctx context.Context, root string) error, key string) (string, error) {
 	cfg := cloneConfig(cur.cfg)
 	if layer == nil {
-		img, err := b.Images.Commit(image.CommitOptions{Parent: cur.imageID, Config: func(c *v1.Config) { *c = cfg }, CreatedBy: createdBy})
+		img, err := b.Images.Commit(image.CommitOptions{Parent: cur.imageID, Config: func(c *v1.Config) { *c = cfg }, CreatedBy: createdBy, CacheKey: key})
 		if err != nil {
 			return "", err
 		}
@@ -398,7 +399,7 @@ func (b *Builder) step(ctx context.Context, cur *stage, createdBy string, layer 
 		}
 		pr, pw := io.Pipe()
 		go func() { pw.CloseWithError(tarDir(dir, pw)) }()
-		img, err := b.Images.Commit(image.CommitOptions{Layer: pr, Config: func(c *v1.Config) { *c = cfg }, CreatedBy: createdBy})
+		img, err := b.Images.Commit(image.CommitOptions{Layer: pr, Config: func(c *v1.Config) { *c = cfg }, CreatedBy: createdBy, CacheKey: key})
 		pr.Close()
 		if err != nil {
 			return "", err
@@ -419,7 +420,7 @@ func (b *Builder) step(ctx context.Context, cur *stage, createdBy string, layer 
 	if err != nil {
 		return "", err
 	}
-	img, err := b.Engine.Commit(c.ID, engine.CommitOptions{Config: &cfg, CreatedBy: createdBy})
+	img, err := b.Engine.Commit(c.ID, engine.CommitOptions{Config: &cfg, CreatedBy: createdBy, CacheKey: key})
 	if err != nil {
 		return "", err
 	}
@@ -428,7 +429,7 @@ func (b *Builder) step(ctx context.Context, cur *stage, createdBy string, layer 
 
 // run runs a RUN step in a container of the current image and commits
 // what it changed.
-func (b *Builder) run(ctx context.Context, cur *stage, argv []string, vars map[string]string, out io.Writer, createdBy string) (string, error) {
+func (b *Builder) run(ctx context.Context, cur *stage, argv []string, vars map[string]string, out io.Writer, createdBy, key string) (string, error) {
 	if cur.imageID == "" {
 		return "", errors.New("RUN needs a base image with a shell: FROM scratch has none")
 	}
@@ -469,7 +470,7 @@ func (b *Builder) run(ctx context.Context, cur *stage, argv []string, vars map[s
 	}
 	fmt.Fprintf(out, "Removing intermediate container %s\n", c.ID[:12])
 	conf := cloneConfig(cur.cfg)
-	img, err := b.Engine.Commit(c.ID, engine.CommitOptions{Config: &conf, CreatedBy: createdBy})
+	img, err := b.Engine.Commit(c.ID, engine.CommitOptions{Config: &conf, CreatedBy: createdBy, CacheKey: key})
 	if err != nil {
 		return "", err
 	}
@@ -881,4 +882,71 @@ func healthcheck(in Instruction) (*v1.HealthConfig, error) {
 		}
 	}
 	return hc, nil
+}
+
+// stepKey is a step's build cache key: its parent image, the instruction
+// with its flags, and the variables it may expand (sorted), plus extra.
+func stepKey(cur *stage, in Instruction, vars map[string]string, extra string) string {
+	h := sha256.New()
+	fmt.Fprintf(h, "%s\x00%s\x00", cur.imageID, in.Original())
+	for _, k := range slices.Sorted(maps.Keys(vars)) {
+		fmt.Fprintf(h, "%s=%s\x00", k, vars[k])
+	}
+	h.Write([]byte(extra))
+	return "sha256:" + hex.EncodeToString(h.Sum(nil))
+}
+
+// sourcesKey hashes what a COPY or ADD copies: the names, modes and
+// contents (symlinks' targets) of its sources in the context, not their
+// times; a --from source is its stage's or image's ID.
+func (b *Builder) sourcesKey(in Instruction, stages []*stage, opts Options, vars map[string]string) (string, error) {
+	if from := in.Flags["from"]; from != "" {
+		for i, s := range stages {
+			if s.name == from || strconv.Itoa(i) == from {
+				return "from:" + s.imageID, nil
+			}
+		}
+		return "from-image:" + from, nil
+	}
+	if len(in.Args) < 2 {
+		return "", nil
+	}
+	h := sha256.New()
+	for _, src := range in.Args[:len(in.Args)-1] {
+		src = expand(src, vars)
+		matches, _ := filepath.Glob(filepath.Join(opts.Context, filepath.Clean("/"+src)))
+		for _, m := range matches {
+			err := filepath.WalkDir(m, func(p string, d fs.DirEntry, err error) error {
+				if err != nil {
+					return err
+				}
+				fi, err := d.Info()
+				if err != nil {
+					return err
+				}
+				rel, _ := filepath.Rel(opts.Context, p)
+				fmt.Fprintf(h, "%s\x00%o\x00", rel, fi.Mode())
+				switch {
+				case fi.Mode()&os.ModeSymlink != 0:
+					link, _ := os.Readlink(p)
+					h.Write([]byte(link))
+				case fi.Mode().IsRegular():
+					f, err := os.Open(p)
+					if err != nil {
+						return err
+					}
+					defer f.Close()
+					if _, err := io.Copy(h, f); err != nil {
+						return err
+					}
+				}
+				h.Write([]byte{0})
+				return nil
+			})
+			if err != nil {
+				return "", err
+			}
+		}
+	}
+	return hex.EncodeToString(h.Sum(nil)), nil
 }

@@ -26,7 +26,7 @@ func (s *Server) imageBuild(w http.ResponseWriter, r *http.Request) error {
 	if q.Get("remote") != "" {
 		return fmt.Errorf("%w: builds from a remote context (git, URL) are not supported", errNotImplemented)
 	}
-	opts := build.Options{Dockerfile: q.Get("dockerfile"), Tags: q["t"], Target: q.Get("target"), Pull: boolParam(r, "pull"),
+	opts := build.Options{Dockerfile: q.Get("dockerfile"), Tags: q["t"], Target: q.Get("target"), Pull: boolParam(r, "pull"), NoCache: boolParam(r, "nocache"),
 		PullOptions: engine.PullOptions{InsecureRegistries: s.opts.InsecureRegistries}}
 	if v := q.Get("buildargs"); v != "" {
 		var args map[string]*string
@@ -127,4 +127,14 @@ func UnpackContext(body io.Reader, dir string) error {
 			return fmt.Errorf("%s: %w", hdr.Name, err)
 		}
 	}
+}
+
+// buildPrune answers POST /build/prune: the build cache no container
+// uses goes.
+func (s *Server) buildPrune(w http.ResponseWriter, r *http.Request) error {
+	ids, size, err := s.imgs.PruneBuildCache(s.eng.InUse)
+	if err != nil {
+		return err
+	}
+	return writeJSON(w, http.StatusOK, map[string]any{"CachesDeleted": nonNil(ids), "SpaceReclaimed": size})
 }

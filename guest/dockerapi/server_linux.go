@@ -111,6 +111,7 @@ func (s *Server) routes() {
 
 	s.handle("POST /commit", s.imageCommit)
 	s.handle("POST /build", s.imageBuild)
+	s.handle("POST /build/prune", s.buildPrune)
 	s.handle("GET /images/json", s.imageList)
 	s.handle("POST /images/create", s.imageCreate)
 	s.handle("POST /images/load", s.imageLoad)

@@ -669,6 +669,14 @@ CMD ["out.txt"]
 			if r := cmd("run", "--rm", tag); r.stdout != "howdy from the context\n" {
 				t.Errorf("run of the built image: %+v", r)
 			}
+			// Built again, every step that can be cached is (9 of 13: ARG and
+			// FROM are not steps with images of their own).
+			if r := cmd("build", "-t", tag, "--build-arg", "GREETING=howdy", dir); strings.Count(r.stdout, "Using cache") != 9 || strings.Contains(r.stdout, "Running in") {
+				t.Errorf("rebuild: %+v", r)
+			}
+			if r := cmd("build", "--no-cache", "-t", tag, "--build-arg", "GREETING=howdy", dir); strings.Contains(r.stdout, "Using cache") {
+				t.Errorf("--no-cache used the cache: %+v", r)
+			}
 			if r := cmd("inspect", "--format", "{{.Config.User}} {{.Config.WorkingDir}} {{json .Config.Entrypoint}}", tag); r.stdout != "1000 /app [\"cat\"]\n" {
 				t.Errorf("built config: %+v", r)
 			}

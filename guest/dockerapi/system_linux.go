@@ -142,7 +142,10 @@ func (s *Server) systemDF(w http.ResponseWriter, r *http.Request) error {
 	for _, c := range cs {
 		used[c.ImageID]++
 	}
-	df := diskUsage{Images: []image.Summary{}, Containers: []container.Summary{}, Volumes: []volume.Volume{}, BuildCache: []any{}}
+	df := diskUsage{Images: []image.Summary{}, Containers: []container.Summary{}, Volumes: []volume.Volume{}, BuildCache: []buildCacheRecord{}}
+	for _, c := range s.imgs.BuildCache(s.eng.InUse) {
+		df.BuildCache = append(df.BuildCache, buildCacheRecord{ID: strings.TrimPrefix(c.ID, "sha256:")[:12], Type: "regular", InUse: c.InUse, Size: c.Size, CreatedAt: c.Created})
+	}
 	vols, err := s.eng.VolumeList(nil)
 	if err != nil {
 		return err
@@ -174,7 +177,19 @@ type diskUsage struct {
 	Images     []image.Summary
 	Containers []container.Summary
 	Volumes    []volume.Volume
-	BuildCache []any
+	BuildCache []buildCacheRecord
+}
+
+// buildCacheRecord is a build cache entry as /system/df lists it.
+type buildCacheRecord struct {
+	ID         string
+	Type       string
+	InUse      bool
+	Shared     bool
+	Size       int64
+	CreatedAt  time.Time
+	LastUsedAt *time.Time
+	UsageCount int
 }
 
 func cgroupVersion() string {

@@ -31,6 +31,8 @@ type CommitOptions struct {
 	Config *v1.Config
 	// CreatedBy is the history entry's command (default: a commit note).
 	CreatedBy string
+	// CacheKey makes the image part of the build cache.
+	CacheKey string
 }
 
 // Commit makes an image of a container: its image plus one layer of what
@@ -94,6 +96,7 @@ func (e *Engine) Commit(ref string, opts CommitOptions) (*image.Image, error) {
 		Comment:   opts.Comment,
 		Author:    opts.Author,
 		Tags:      opts.Tags,
+		CacheKey:  opts.CacheKey,
 	})
 	pr.CloseWithError(io.ErrClosedPipe)
 	if err != nil {

@@ -29,6 +29,9 @@ type CommitOptions struct {
 
 	// Tags name the new image (name[:tag]).
 	Tags []string
+	// CacheKey, when set, makes the image part of the build cache under
+	// that key (CacheLookup).
+	CacheKey string
 }
 
 // Commit adds an image made of the parent's layers and one more, with the
@@ -122,6 +125,10 @@ func (s *Store) commitImage(opts CommitOptions) (*Image, error) {
 	}
 	rec := newRecord(configDigest, cfg, int64(len(rawConfig)), string(types.OCIConfigJSON), manifestDigest, string(types.OCIManifestSchema1))
 	rec.Layers = layers
+	rec.BuildCacheKey = opts.CacheKey
+	if opts.Layer != nil {
+		rec.BuildCacheSize = layers[len(layers)-1].DiffSize
+	}
 
 	var tags []string
 	for _, t := range opts.Tags {
@@ -177,4 +184,70 @@ func (s *Store) commitLayer(r io.Reader) (layerRecord, error) {
 		}
 	}
 	return layerRecord{Digest: diffID, MediaType: string(types.OCIUncompressedLayer), Size: diffSize, DiffID: diffID, DiffSize: diffSize}, nil
+}
+
+// CacheLookup finds the image a build step with this cache key made:
+// the newest, when --no-cache builds made more than one, so that the
+// steps of one build keep finding one chain.
+func (s *Store) CacheLookup(key string) (*Image, bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var best *record
+	for _, r := range s.idx.Images {
+		if r.BuildCacheKey != key {
+			continue
+		}
+		if best == nil || r.Created.After(best.Created) || r.Created.Equal(best.Created) && r.ID > best.ID {
+			best = r
+		}
+	}
+	if best == nil {
+		return nil, false
+	}
+	return s.image(best), true
+}
+
+// CacheEntry is one image of the build cache.
+type CacheEntry struct {
+	ID      string
+	Size    int64 // what the step added (its layer's bytes)
+	Created time.Time
+	InUse   bool
+}
+
+// BuildCache lists the build cache: the unnamed images build steps made.
+func (s *Store) BuildCache(inUse func(string) bool) []CacheEntry {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var out []CacheEntry
+	for _, r := range s.idx.Images {
+		if r.BuildCacheKey == "" || len(s.idx.repoTags(r.ID)) > 0 {
+			continue
+		}
+		e := CacheEntry{ID: r.ID, Created: r.Created, Size: r.BuildCacheSize}
+		e.InUse = inUse != nil && inUse(r.ID)
+		out = append(out, e)
+	}
+	return out
+}
+
+// PruneBuildCache removes the build cache images no container uses and
+// returns their IDs and the bytes the removal frees (blobs other images
+// share stay).
+func (s *Store) PruneBuildCache(inUse func(string) bool) ([]string, int64, error) {
+	var ids []string
+	var size int64
+	for _, e := range s.BuildCache(inUse) {
+		if !e.InUse {
+			ids = append(ids, e.ID)
+			size += e.Size
+		}
+	}
+	if len(ids) == 0 {
+		return nil, 0, nil
+	}
+	if _, err := s.Remove(ids, false, inUse); err != nil {
+		return nil, 0, err
+	}
+	return ids, size, nil
 }

@@ -88,6 +88,13 @@ type record struct {
 	Architecture      string          `json:"architecture"`
 	Variant           string          `json:"variant,omitempty"`
 	Config            api.ImageConfig `json:"config"`
+	// BuildCacheKey marks an image a build step made: the step's cache
+	// key. Such images without a name are the build cache, listed only
+	// with all.
+	BuildCacheKey string `json:"buildCacheKey,omitempty"`
+	// BuildCacheSize is what the step added: its layer's bytes, 0 for a
+	// step that only changed the configuration.
+	BuildCacheSize int64 `json:"buildCacheSize,omitempty"`
 }
 
 type layerRecord struct {
@@ -550,6 +557,9 @@ func (s *Store) List() ([]api.ImageSummary, error) {
 	defer s.mu.Unlock()
 	out := make([]api.ImageSummary, 0, len(s.idx.Images))
 	for _, r := range s.idx.Images {
+		if r.BuildCacheKey != "" && len(s.idx.repoTags(r.ID)) == 0 {
+			continue // build cache: BuildCache lists it
+		}
 		out = append(out, api.ImageSummary{
 			ID:          r.ID,
 			RepoTags:    familiarAll(s.idx.repoTags(r.ID)),

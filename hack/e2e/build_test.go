@@ -61,6 +61,36 @@ CMD ["out.txt"]
 			t.Errorf("build --target -q: %s", r)
 		}
 	})
+	t.Run("the build cache", func(t *testing.T) {
+		id := func(r result) string {
+			i := strings.Index(r.stdout, "Successfully built ")
+			if i < 0 {
+				t.Fatalf("no image built: %s", r)
+			}
+			return strings.Fields(r.stdout[i+len("Successfully built "):])[0]
+		}
+		first := tg.run("build", "-t", "e2e/built:v1", "--build-arg", "GREETING=howdy", dir)
+		again := tg.run("build", "-t", "e2e/built:v1", "--build-arg", "GREETING=howdy", dir)
+		if strings.Count(again.stdout, "Using cache") != 9 || strings.Contains(again.stdout, "Running in") || id(again) != id(first) {
+			t.Errorf("a rebuild with nothing changed is not all cached:\n%s", again.stdout)
+		}
+		// A changed source reruns its COPY and what follows in that stage.
+		os.WriteFile(filepath.Join(dir, "src", "msg.txt"), []byte("changed\n"), 0o644)
+		changed := tg.run("build", "-t", "e2e/built:v1", "--build-arg", "GREETING=howdy", dir)
+		before, after, _ := strings.Cut(changed.stdout, "Step 5/13 : COPY . .")
+		if strings.Count(before, "Using cache") != 1 || strings.Count(after, "Running in") != 1 || id(changed) == id(first) {
+			t.Errorf("a changed source: %s", changed)
+		}
+		if r := tg.run("run", "--rm", "e2e/built:v1"); r.stdout != "howdy changed\n" {
+			t.Errorf("run after the change: %s", r)
+		}
+		if r := tg.run("builder", "prune"); r.code != 0 || !strings.Contains(r.stdout, "Total reclaimed space") {
+			t.Errorf("builder prune: %s", r)
+		}
+		if r := tg.run("build", "--build-arg", "GREETING=howdy", dir); strings.Contains(r.stdout, "Using cache") {
+			t.Errorf("the cache is still there after prune: %s", r)
+		}
+	})
 	t.Run("a failing RUN exits 1 and tags nothing", func(t *testing.T) {
 		r := tg.run("build", "-f", filepath.Join(dir, "Dockerfile.fail"), "-t", "e2e/fails:v1", dir)
 		if r.code != 1 || !strings.Contains(r.stderr, "returned a non-zero code: 7") {

@@ -93,12 +93,12 @@ func (a *app) buildCommand() *cobra.Command {
 	fl.BoolVar(&f.pull, "pull", false, "pull the FROM images even when they are stored")
 	fl.BoolVarP(&f.quiet, "quiet", "q", false, "print only the image ID")
 	fl.StringVar(&f.iidfile, "iidfile", "", "write the image ID to this file")
-	fl.BoolVar(&f.noCache, "no-cache", false, "do not use a build cache (there is none yet: every build runs every step)")
+	fl.BoolVar(&f.noCache, "no-cache", false, "run every step, whatever the build cache holds")
 	return c
 }
 
 func (f *buildFlags) request() (api.BuildArgs, error) {
-	req := api.BuildArgs{Tags: f.tags, Target: f.target, Pull: f.pull, Quiet: f.quiet}
+	req := api.BuildArgs{Tags: f.tags, Target: f.target, Pull: f.pull, Quiet: f.quiet, NoCache: f.noCache}
 	for _, t := range f.tags {
 		if t == "" || strings.ContainsAny(t, " \t") || strings.HasSuffix(t, ":") {
 			return req, usageError("invalid tag %q", t)
@@ -301,4 +301,42 @@ func (d dockerignore) hasExceptionsUnder(dir string) bool {
 		}
 	}
 	return false
+}
+
+func (a *app) builderCommand() *cobra.Command {
+	c := &cobra.Command{
+		Use:   "builder COMMAND",
+		Short: "Manage the build cache",
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if len(args) == 0 {
+				return cmd.Help()
+			}
+			return &ExitError{Code: 1, Message: fmt.Sprintf("unknown command %q for %q", args[0], cmd.CommandPath())}
+		},
+	}
+	var force bool
+	prune := &cobra.Command{
+		Use:   "prune [flags]",
+		Short: "Remove the build cache",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			var rep api.BuilderPruneReply
+			if err := a.call(cmd.Context(), api.OpBuilderPrune, nil, &rep); err != nil {
+				return err
+			}
+			if len(rep.CachesDeleted) > 0 {
+				fmt.Fprintln(a.stdout, "Deleted build cache objects:")
+				for _, id := range rep.CachesDeleted {
+					fmt.Fprintln(a.stdout, strings.TrimPrefix(id, "sha256:"))
+				}
+				fmt.Fprintln(a.stdout)
+			}
+			fmt.Fprintf(a.stdout, "Total reclaimed space: %s\n", formatBytes(int64(rep.SpaceReclaimed)))
+			return nil
+		},
+	}
+	prune.Flags().BoolVarP(&force, "force", "f", false, "do not ask for confirmation (prune never asks)")
+	prune.Flags().BoolP("all", "a", false, "every build cache entry (the same here: all are unnamed step images)")
+	c.AddCommand(prune)
+	return c
 }
