@@ -109,6 +109,7 @@ func (o *containerOps) build(ctx context.Context, s *Session) int {
 	id, err := b.Build(ctx, build.Options{
 		Context: dir, Dockerfile: args.Dockerfile, Tags: args.Tags, BuildArgs: args.BuildArgs, Target: args.Target,
 		Labels: args.Labels, Pull: args.Pull, NoCache: args.NoCache, PullOptions: engine.PullOptions{InsecureRegistries: args.InsecureRegistries},
+		Auths: args.Auth,
 	}, out)
 	if err != nil {
 		return failCode(s, 1, err)

@@ -19,6 +19,7 @@ import (
 	"strings"
 
 	securejoin "github.com/cyphar/filepath-securejoin"
+	"github.com/google/go-containerregistry/pkg/name"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 
 	"github.com/vmbox/vmbox/guest/api"
@@ -42,6 +43,9 @@ type Options struct {
 	NoCache bool
 	// Pull options for FROM images that are missing (or Pull).
 	PullOptions engine.PullOptions
+	// Auths are credentials by registry host ("docker.io" for Docker
+	// Hub) for the images FROM and COPY --from pull.
+	Auths map[string]api.RegistryAuth
 }
 
 // Builder builds with an engine and its image store.
@@ -333,7 +337,7 @@ func (b *Builder) from(ctx context.Context, in Instruction, globalArgs map[strin
 		img, err = b.Images.Get(ref)
 	}
 	if opts.Pull || errors.Is(err, image.ErrNotFound) {
-		po := opts.PullOptions
+		po := opts.pullOptions(ref)
 		po.Progress = func(p api.PullProgress) {
 			if p.ID == "" || p.Status == "Pull complete" {
 				if p.ID != "" {
@@ -512,7 +516,7 @@ func (b *Builder) copy(ctx context.Context, in Instruction, cur *stage, stages [
 		if fromImage == "" {
 			img, err := b.Images.Get(from)
 			if errors.Is(err, image.ErrNotFound) {
-				img, err = b.Engine.Pull(ctx, from, "", opts.PullOptions)
+				img, err = b.Engine.Pull(ctx, from, "", opts.pullOptions(from))
 			}
 			if err != nil {
 				return err
@@ -949,4 +953,20 @@ func (b *Builder) sourcesKey(in Instruction, stages []*stage, opts Options, vars
 		}
 	}
 	return hex.EncodeToString(h.Sum(nil)), nil
+}
+
+// pullOptions are the pull options for ref, with its registry's
+// credentials.
+func (o Options) pullOptions(ref string) engine.PullOptions {
+	po := o.PullOptions
+	if r, err := name.ParseReference(ref); err == nil {
+		host := r.Context().RegistryStr()
+		if host == name.DefaultRegistry {
+			host = "docker.io"
+		}
+		if a, ok := o.Auths[host]; ok {
+			po.Auth = &a
+		}
+	}
+	return po
 }

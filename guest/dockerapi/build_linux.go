@@ -4,6 +4,7 @@ import (
 	"archive/tar"
 	"bufio"
 	"compress/gzip"
+	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -13,6 +14,9 @@ import (
 	"strings"
 	"sync"
 
+	"github.com/moby/moby/api/types/registry"
+
+	"github.com/vmbox/vmbox/guest/api"
 	"github.com/vmbox/vmbox/guest/build"
 	"github.com/vmbox/vmbox/guest/engine"
 )
@@ -40,6 +44,25 @@ func (s *Server) imageBuild(w http.ResponseWriter, r *http.Request) error {
 			} else if env, ok := os.LookupEnv(k); ok {
 				opts.BuildArgs[k] = env
 			}
+		}
+	}
+	if h := r.Header.Get("X-Registry-Config"); h != "" {
+		// base64url JSON of registry -> credentials, as the CLI sends it.
+		raw, err := base64.URLEncoding.DecodeString(h)
+		if err != nil {
+			raw, err = base64.StdEncoding.DecodeString(h)
+		}
+		var auths map[string]registry.AuthConfig
+		if err != nil || json.Unmarshal(raw, &auths) != nil {
+			return fmt.Errorf("%w: invalid X-Registry-Config header", errBadRequest)
+		}
+		opts.Auths = map[string]api.RegistryAuth{}
+		for host, a := range auths {
+			host = strings.TrimSuffix(strings.TrimPrefix(strings.TrimPrefix(host, "https://"), "http://"), "/v1/")
+			if host == "index.docker.io" || host == "registry-1.docker.io" {
+				host = "docker.io"
+			}
+			opts.Auths[host] = api.RegistryAuth{Username: a.Username, Password: a.Password, Auth: a.Auth, IdentityToken: a.IdentityToken, RegistryToken: a.RegistryToken}
 		}
 	}
 	if v := q.Get("labels"); v != "" {

@@ -48,6 +48,7 @@ func (a *app) buildCommand() *cobra.Command {
 			if err != nil {
 				return usageError("unable to prepare context: %v", err)
 			}
+			req.Auth = fromAuths(string(df))
 			ignore, err := readDockerignore(ctxDir)
 			if err != nil {
 				return usageError("%v", err)
@@ -339,4 +340,33 @@ func (a *app) builderCommand() *cobra.Command {
 	prune.Flags().BoolP("all", "a", false, "every build cache entry (the same here: all are unnamed step images)")
 	c.AddCommand(prune)
 	return c
+}
+
+// fromAuths finds the credentials (docker login's) for the registries of
+// the Dockerfile's FROM images, keyed by registry host, so that the build
+// can pull private bases. Images named by variables are not resolved.
+func fromAuths(dockerfile string) map[string]api.RegistryAuth {
+	out := map[string]api.RegistryAuth{}
+	for _, line := range strings.Split(dockerfile, "\n") {
+		f := strings.Fields(line)
+		if len(f) < 2 || !strings.EqualFold(f[0], "FROM") {
+			continue
+		}
+		ref := f[1]
+		for i := 1; i < len(f) && strings.HasPrefix(f[i], "--"); i++ {
+			if i+1 < len(f) {
+				ref = f[i+1]
+			}
+		}
+		if strings.Contains(ref, "$") || ref == "scratch" {
+			continue
+		}
+		if a := registryAuth(ref); a != nil {
+			out[registryHost(ref)] = *a
+		}
+	}
+	if len(out) == 0 {
+		return nil
+	}
+	return out
 }

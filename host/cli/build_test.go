@@ -61,3 +61,13 @@ func TestWriteContext(t *testing.T) {
 		t.Errorf("context holds %v, want %v", names, want)
 	}
 }
+
+func TestFromAuths(t *testing.T) {
+	cfg := t.TempDir()
+	t.Setenv("DOCKER_CONFIG", cfg)
+	os.WriteFile(filepath.Join(cfg, "config.json"), []byte(`{"auths":{"reg.example:5000":{"auth":"dTpw"}}}`), 0o600)
+	got := fromAuths("FROM --platform=linux/amd64 reg.example:5000/base:1 AS b\nFROM busybox\nFROM $BASE\nRUN true\n")
+	if len(got) != 1 || got["reg.example:5000"].Auth != "dTpw" {
+		t.Errorf("fromAuths = %+v", got)
+	}
+}
