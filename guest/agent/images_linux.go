@@ -6,6 +6,10 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
+
+	units "github.com/docker/go-units"
+	"golang.org/x/sys/unix"
 
 	"github.com/vmbox/vmbox/guest/api"
 	"github.com/vmbox/vmbox/guest/build"
@@ -93,7 +97,18 @@ func (o *containerOps) build(ctx context.Context, s *Session) int {
 	if err := s.Request.Decode(&args); err != nil {
 		return fail(s, err)
 	}
-	dir, err := os.MkdirTemp("", "vmbox-context-")
+	// On the data disk: the VM's /tmp is memory.
+	tmp := filepath.Join(filepath.Dir(o.images.Root()), "build-tmp")
+	if err := os.MkdirAll(tmp, 0o700); err != nil {
+		return fail(s, err)
+	}
+	var st unix.Statfs_t
+	if unix.Statfs(tmp, &st) == nil {
+		if free := int64(st.Bavail) * st.Bsize; args.ContextSize > free {
+			return failCode(s, 1, fmt.Errorf("the build context (%s) is larger than the VM's free disk space (%s)", units.HumanSize(float64(args.ContextSize)), units.HumanSize(float64(free))))
+		}
+	}
+	dir, err := os.MkdirTemp(tmp, "context-")
 	if err != nil {
 		return fail(s, err)
 	}

@@ -412,6 +412,9 @@ type TagArgs struct {
 // BuildArgs is OpBuild: build the Dockerfile of the context on stdin.
 type BuildArgs struct {
 	Dockerfile string            `json:"dockerfile,omitempty"` // path in the context
+	// ContextSize is the context's bytes, checked against the VM's free
+	// disk before any is sent.
+	ContextSize int64 `json:"contextSize,omitempty"`
 	Tags       []string          `json:"tags,omitempty"`
 	BuildArgs  map[string]string `json:"buildArgs,omitempty"`
 	Target     string            `json:"target,omitempty"`

@@ -11,6 +11,7 @@ import (
 	"io"
 	"net/http"
 	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 
@@ -70,7 +71,12 @@ func (s *Server) imageBuild(w http.ResponseWriter, r *http.Request) error {
 			return fmt.Errorf("%w: invalid labels: %w", errBadRequest, err)
 		}
 	}
-	dir, err := os.MkdirTemp("", "vmbox-context-")
+	// On the data disk: the VM's /tmp is memory.
+	tmp := filepath.Join(s.opts.DataRoot, "build-tmp")
+	if err := os.MkdirAll(tmp, 0o700); err != nil {
+		return err
+	}
+	dir, err := os.MkdirTemp(tmp, "context-")
 	if err != nil {
 		return err
 	}

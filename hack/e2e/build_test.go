@@ -100,6 +100,20 @@ CMD ["out.txt"]
 			t.Error("the failed build tagged its image")
 		}
 	})
+	t.Run("a context larger than the VM's disk fails with one line", func(t *testing.T) {
+		big := t.TempDir()
+		os.WriteFile(filepath.Join(big, "Dockerfile"), []byte("FROM "+img+"\nCOPY . /\n"), 0o644)
+		f, err := os.Create(filepath.Join(big, "huge.img"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		f.Truncate(64 << 30) // sparse: nothing is written here
+		f.Close()
+		r := tg.run("build", big)
+		if r.code != 1 || !strings.Contains(r.stderr, "larger than the VM's free disk space") || strings.Count(strings.TrimSpace(r.stderr), "\n") != 0 {
+			t.Errorf("huge context: %s", r)
+		}
+	})
 	t.Run("docker build and docker-compose build through the API", func(t *testing.T) {
 		host := dockerHost(t, tg.e)
 		cfg := t.TempDir()

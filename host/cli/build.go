@@ -53,6 +53,9 @@ func (a *app) buildCommand() *cobra.Command {
 			if err != nil {
 				return usageError("%v", err)
 			}
+			if req.ContextSize, err = contextSize(ctxDir, ignore); err != nil {
+				return usageError("unable to prepare context: %v", err)
+			}
 			// The Dockerfile goes into the context under a name of its own,
 			// wherever it is on this machine, as the docker CLI does.
 			req.Dockerfile = ".vmbox-dockerfile"
@@ -369,4 +372,31 @@ func fromAuths(dockerfile string) map[string]api.RegistryAuth {
 		return nil
 	}
 	return out
+}
+
+// contextSize adds up the bytes of the files the context sends.
+func contextSize(dir string, ignore dockerignore) (int64, error) {
+	var n int64
+	err := filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		rel, _ := filepath.Rel(dir, p)
+		rel = filepath.ToSlash(rel)
+		if rel != "." && ignore.excluded(rel) && rel != ".dockerignore" {
+			if d.IsDir() && !ignore.hasExceptionsUnder(rel) {
+				return filepath.SkipDir
+			}
+			return nil
+		}
+		if d.Type().IsRegular() {
+			fi, err := d.Info()
+			if err != nil {
+				return err
+			}
+			n += fi.Size()
+		}
+		return nil
+	})
+	return n, err
 }
