@@ -27,8 +27,10 @@ func (e *Engine) remove(c *managedContainer) {
 	e.events.publish(c.containerEvent("destroy", nil))
 	c.mu.Unlock()
 	if c.removeVolumes || c.rec.Config.AutoRemove {
-		// After the container has left byID: its volumes are free now.
-		defer e.removeAnonymousVolumes(c.rec.Mounts)
+		// The container has left byID: its volumes are free now. Before
+		// removed is closed, so that whoever waits for the removal finds
+		// them gone too.
+		e.removeAnonymousVolumes(c.rec.Mounts)
 	}
 	trash := filepath.Join(e.trash, c.rec.ID)
 	if err := os.Rename(c.dir, trash); err != nil {

@@ -232,7 +232,7 @@ services:
     networks: [back]
   client:
     image: %[1]s
-    command: ["sh", "-c", "until wget -qO- http://web/ | tee /pages/got; do sleep 1; done; sleep 300"]
+    command: ["sh", "-c", "until wget -qO /pages/got http://web/; do sleep 1; done; cat /pages/got; sleep 300"]
     restart: on-failure
     networks: [back]
     volumes: ["pages:/pages"]
