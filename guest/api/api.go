@@ -411,17 +411,17 @@ type TagArgs struct {
 
 // BuildArgs is OpBuild: build the Dockerfile of the context on stdin.
 type BuildArgs struct {
-	Dockerfile string            `json:"dockerfile,omitempty"` // path in the context
+	Dockerfile string `json:"dockerfile,omitempty"` // path in the context
 	// ContextSize is the context's bytes, checked against the VM's free
 	// disk before any is sent.
-	ContextSize int64 `json:"contextSize,omitempty"`
-	Tags       []string          `json:"tags,omitempty"`
-	BuildArgs  map[string]string `json:"buildArgs,omitempty"`
-	Target     string            `json:"target,omitempty"`
-	Labels     map[string]string `json:"labels,omitempty"`
-	Pull       bool              `json:"pull,omitempty"`
-	NoCache    bool              `json:"noCache,omitempty"`
-	Quiet      bool              `json:"quiet,omitempty"`
+	ContextSize int64             `json:"contextSize,omitempty"`
+	Tags        []string          `json:"tags,omitempty"`
+	BuildArgs   map[string]string `json:"buildArgs,omitempty"`
+	Target      string            `json:"target,omitempty"`
+	Labels      map[string]string `json:"labels,omitempty"`
+	Pull        bool              `json:"pull,omitempty"`
+	NoCache     bool              `json:"noCache,omitempty"`
+	Quiet       bool              `json:"quiet,omitempty"`
 	// Auth maps registries to credentials for FROM images to pull.
 	Auth               map[string]RegistryAuth `json:"auth,omitempty"`
 	InsecureRegistries []string                `json:"insecureRegistries,omitempty"`
