@@ -2,41 +2,45 @@ package cli
 
 import (
 	"encoding/json"
-	"os"
-	"path/filepath"
 	"strings"
 
 	"github.com/vmbox/vmbox/guest/api"
 )
 
-// registryAuth finds credentials for ref's registry in the docker-style
-// config.json ($DOCKER_CONFIG/config.json or ~/.docker/config.json), so a
-// user logged in with docker login can pull private images. Credential
-// helpers (credsStore) are not consulted.
+// registryAuth finds credentials for ref's registry where docker login
+// keeps them: a credential helper config.json names (credHelpers, then
+// credsStore), else config.json's auths ($DOCKER_CONFIG or ~/.docker).
 func registryAuth(ref string) *api.RegistryAuth {
-	dir := os.Getenv("DOCKER_CONFIG")
-	if dir == "" {
-		home, err := os.UserHomeDir()
-		if err != nil {
-			return nil
-		}
-		dir = filepath.Join(home, ".docker")
-	}
-	b, err := os.ReadFile(filepath.Join(dir, "config.json"))
+	doc, _, err := readDockerConfig()
 	if err != nil {
 		return nil
 	}
-	var cfg struct {
-		Auths map[string]api.RegistryAuth `json:"auths"`
+	host := registryHost(ref)
+	keys := []string{host}
+	if host == "docker.io" {
+		keys = []string{dockerHubServer, "index.docker.io", "registry-1.docker.io", "docker.io"}
 	}
-	if json.Unmarshal(b, &cfg) != nil {
+	for _, k := range keys {
+		if helper := credentialHelper(doc, k); helper != "" {
+			if user, secret, ok := helperCredentials(helper, k); ok {
+				if user == "<token>" {
+					return &api.RegistryAuth{IdentityToken: secret}
+				}
+				return &api.RegistryAuth{Username: user, Password: secret}
+			}
+		}
+	}
+	var auths map[string]api.RegistryAuth
+	if json.Unmarshal(doc["auths"], &auths) != nil {
 		return nil
 	}
-	host := registryHost(ref)
-	for key, a := range cfg.Auths {
+	for key, a := range auths {
 		k := strings.TrimPrefix(strings.TrimPrefix(key, "https://"), "http://")
 		k = strings.TrimSuffix(strings.TrimSuffix(k, "/v1/"), "/")
 		if k == host || (host == "docker.io" && (k == "index.docker.io" || k == "registry-1.docker.io")) {
+			if a.Auth == "" && a.Username == "" && a.IdentityToken == "" && a.RegistryToken == "" {
+				continue // an empty entry: the helper has it, or nobody
+			}
 			a := a
 			return &a
 		}

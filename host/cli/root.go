@@ -121,7 +121,7 @@ func (a *app) rootCommand() *cobra.Command {
 		a.hostprocCommand(),
 		a.runCommand(), a.psCommand(), a.execCommand(), a.killCommand(), a.rmCommand(), a.inspectCommand(),
 		a.portCommand(), a.networkCommand(), a.volumeCommand(),
-		a.imagesCommand(), a.pullCommand(), a.pushCommand(), a.tagCommand(), a.buildCommand(), a.builderCommand(), a.rmiCommand(), a.loadCommand(), a.saveCommand(),
+		a.imagesCommand(), a.pullCommand(), a.pushCommand(), a.tagCommand(), a.buildCommand(), a.builderCommand(), a.loginCommand(), a.logoutCommand(), a.rmiCommand(), a.loadCommand(), a.saveCommand(),
 	} {
 		root.AddCommand(c)
 	}
