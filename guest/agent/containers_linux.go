@@ -108,7 +108,7 @@ func (o *containerOps) Serve(ctx context.Context, s *Session) int {
 		})
 	case api.OpInspect:
 		return o.inspect(s)
-	case api.OpPull, api.OpImages, api.OpRmi, api.OpLoad, api.OpSave, api.OpTag, api.OpPush, api.OpBuild, api.OpBuilderPrune:
+	case api.OpPull, api.OpImages, api.OpRmi, api.OpLoad, api.OpSave, api.OpTag, api.OpPush, api.OpBuild, api.OpBuilderPrune, api.OpAuth:
 		return o.serveImageOp(ctx, s)
 	case api.OpVolumeCreate:
 		var args api.VolumeCreateArgs

@@ -29,6 +29,11 @@ func (o *containerOps) serveImageOp(ctx context.Context, s *Session) int {
 		return o.push(ctx, s)
 	case api.OpBuild:
 		return o.build(ctx, s)
+	case api.OpAuth:
+		var args api.AuthArgs
+		return o.answer(s, &args, func() (any, error) {
+			return nil, image.CheckLogin(ctx, args.Server, args.Username, args.Password, args.InsecureRegistries)
+		})
 	case api.OpBuilderPrune:
 		return o.answer(s, &struct{}{}, func() (any, error) {
 			ids, size, err := o.images.PruneBuildCache(o.eng.InUse)

@@ -52,6 +52,7 @@ const (
 	OpBuild  = "build"  // BuildArgs; stdin is the context as a tar; stdout is the build's output, then the image ID on its last line
 
 	OpBuilderPrune = "builder-prune" // -> BuilderPruneReply
+	OpAuth         = "auth"          // AuthArgs: checks credentials with a registry (exit 1 when refused)
 )
 
 // Exit codes with the meaning Docker gives them.
@@ -425,6 +426,14 @@ type BuildArgs struct {
 	// Auth maps registries to credentials for FROM images to pull.
 	Auth               map[string]RegistryAuth `json:"auth,omitempty"`
 	InsecureRegistries []string                `json:"insecureRegistries,omitempty"`
+}
+
+// AuthArgs is OpAuth.
+type AuthArgs struct {
+	Server             string   `json:"server"` // host[:port]; "docker.io" for Docker Hub
+	Username           string   `json:"username"`
+	Password           string   `json:"password"`
+	InsecureRegistries []string `json:"insecureRegistries,omitempty"`
 }
 
 // BuilderPruneReply answers OpBuilderPrune.

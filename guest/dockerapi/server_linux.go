@@ -110,6 +110,7 @@ func (s *Server) routes() {
 	s.handle("GET /exec/{id}/json", s.execInspect)
 
 	s.handle("POST /commit", s.imageCommit)
+	s.handle("POST /auth", s.auth)
 	s.handle("POST /build", s.imageBuild)
 	s.handle("POST /build/prune", s.buildPrune)
 	s.handle("GET /images/json", s.imageList)

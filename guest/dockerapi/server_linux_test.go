@@ -695,3 +695,16 @@ CMD ["out.txt"]
 		})
 	}
 }
+
+// TestLoginCLI: docker login checks the credentials through POST /auth.
+func TestLoginCLI(t *testing.T) {
+	s := startServer(t)
+	needCLI(t, dockerCLI)
+	reg := imagetest.NewRegistry(t, imagetest.RegistryOptions{User: "alice", Password: "s3cret"})
+	if r := s.docker(t, dockerCLI, strings.NewReader("wrong"), "login", "-u", "alice", "--password-stdin", reg.Addr); r.code != 1 || !strings.Contains(r.stderr, "unauthorized") {
+		t.Errorf("login with a wrong password: exit %d %q", r.code, r.stderr)
+	}
+	if r := s.docker(t, dockerCLI, strings.NewReader("s3cret"), "login", "-u", "alice", "--password-stdin", reg.Addr); r.code != 0 || !strings.Contains(r.stdout, "Login Succeeded") {
+		t.Errorf("login: exit %d %q %q", r.code, r.stdout, r.stderr)
+	}
+}

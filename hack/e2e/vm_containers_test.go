@@ -37,6 +37,7 @@ func TestContainersThroughVM(t *testing.T) {
 	networkCases(t, tg, "ctr")
 	t.Run("volumes", func(t *testing.T) { volumeCases(t, tg) })
 	t.Run("build", func(t *testing.T) { buildCases(t, tg) })
+	t.Run("login", func(t *testing.T) { loginCases(t, tg) })
 	t.Run("tag and push, pulled back with the same digest", func(t *testing.T) {
 		dst := tg.reg + "/pushed/vmbox:v1"
 		if r := tg.run("tag", tg.reg+"/busybox", dst); r.code != 0 {

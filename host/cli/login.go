@@ -3,29 +3,27 @@ package cli
 import (
 	"bufio"
 	"bytes"
-	"context"
 	"encoding/base64"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
-	"net"
-	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
 
-	"github.com/google/go-containerregistry/pkg/authn"
-	"github.com/google/go-containerregistry/pkg/name"
-	"github.com/google/go-containerregistry/pkg/v1/remote/transport"
 	"github.com/spf13/cobra"
 
+	"github.com/vmbox/vmbox/guest/api"
 	"github.com/vmbox/vmbox/host/instance"
 )
 
-// dockerHubServer is the key docker login stores Docker Hub's credentials under.
-const dockerHubServer = "https://index.docker.io/v1/"
+// dockerHubServer is the key docker login stores Docker Hub's credentials
+// under; dockerHubHost the registry it names.
+const (
+	dockerHubServer = "https://index.docker.io/v1/"
+	dockerHubHost   = "docker.io"
+)
 
 func (a *app) loginCommand() *cobra.Command {
 	var user, password string
@@ -53,7 +51,14 @@ func (a *app) loginCommand() *cobra.Command {
 				return usageError("login needs --username and --password (or --password-stdin)")
 			}
 			host, key := loginServer(server)
-			if err := checkLogin(cmd.Context(), host, user, password, a.insecureRegistries); err != nil {
+			// The guest checks them with the registry, as Docker's daemon
+			// does for docker login: its network is the one pulls use.
+			cl, err := a.connectOrStart(cmd.Context(), false)
+			if err != nil {
+				return err
+			}
+			defer cl.Close()
+			if err := cl.Call(cmd.Context(), api.OpAuth, api.AuthArgs{Server: host, Username: user, Password: password, InsecureRegistries: a.insecureRegistries}, nil); err != nil {
 				return &ExitError{Code: 1, Message: "login to " + host + " failed: " + firstLine(err.Error())}
 			}
 			if err := storeCredentials(key, user, password); err != nil {
@@ -92,55 +97,9 @@ func loginServer(server string) (host, key string) {
 	s := strings.TrimSuffix(strings.TrimPrefix(strings.TrimPrefix(server, "https://"), "http://"), "/")
 	switch s {
 	case "", "docker.io", "index.docker.io", "registry-1.docker.io", "index.docker.io/v1":
-		return name.DefaultRegistry, dockerHubServer
+		return dockerHubHost, dockerHubServer
 	}
 	return s, s
-}
-
-// checkLogin asks the registry for a token (or checks basic auth) with
-// the credentials, as docker login does. Registries on this machine or a
-// private network may be reached over plain HTTP.
-func checkLogin(ctx context.Context, host, user, password string, insecure []string) error {
-	opts := []name.Option{}
-	if insecureHost(host, insecure) {
-		opts = append(opts, name.Insecure)
-	}
-	reg, err := name.NewRegistry(host, opts...)
-	if err != nil {
-		return err
-	}
-	auth := authn.FromConfig(authn.AuthConfig{Username: user, Password: password})
-	rt, err := transport.NewWithContext(ctx, reg, auth, http.DefaultTransport, []string{reg.Scope(transport.PullScope)})
-	if err != nil {
-		return err
-	}
-	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, reg.Scheme()+"://"+reg.RegistryStr()+"/v2/", nil)
-	resp, err := (&http.Client{Transport: rt}).Do(req)
-	if err != nil {
-		return err
-	}
-	resp.Body.Close()
-	if resp.StatusCode == http.StatusUnauthorized || resp.StatusCode == http.StatusForbidden {
-		return errors.New("unauthorized: incorrect username or password")
-	}
-	return nil
-}
-
-func insecureHost(host string, insecure []string) bool {
-	for _, r := range insecure {
-		if r == host {
-			return true
-		}
-	}
-	h := host
-	if hh, _, err := net.SplitHostPort(host); err == nil {
-		h = hh
-	}
-	if h == "localhost" {
-		return true
-	}
-	ip := net.ParseIP(h)
-	return ip != nil && (ip.IsLoopback() || ip.IsPrivate())
 }
 
 // dockerConfigPath is docker's config.json.
