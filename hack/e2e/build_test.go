@@ -24,7 +24,7 @@ FROM $BASE AS builder
 ARG GREETING=hi
 WORKDIR /work
 COPY . .
-RUN test ! -e big.bin && echo "$GREETING $(cat src/msg.txt)" > out.txt
+RUN test ! -e big.bin && test ! -e .vmbox-dockerfile && echo "$GREETING $(cat src/msg.txt)" > out.txt
 FROM %s AS final
 ENV APP=demo
 COPY --from=builder /work/out.txt /app/out.txt

@@ -56,16 +56,23 @@ func (a *app) buildCommand() *cobra.Command {
 			if req.ContextSize, err = contextSize(ctxDir, ignore); err != nil {
 				return usageError("unable to prepare context: %v", err)
 			}
-			// The Dockerfile goes into the context under a name of its own,
-			// wherever it is on this machine, as the docker CLI does.
+			// A Dockerfile in the context is named by its place there; one
+			// from elsewhere is added under a name of its own, as the docker
+			// CLI does.
+			var extra []byte
 			req.Dockerfile = ".vmbox-dockerfile"
+			if rel, ok := inside(ctxDir, dockerfile); ok && !ignore.excluded(rel) {
+				req.Dockerfile = rel
+			} else {
+				extra = df
+			}
 			cl, err := a.connectOrStart(cmd.Context(), false)
 			if err != nil {
 				return err
 			}
 			defer cl.Close()
 			pr, pw := io.Pipe()
-			go func() { pw.CloseWithError(writeContext(pw, ctxDir, ignore, req.Dockerfile, df)) }()
+			go func() { pw.CloseWithError(writeContext(pw, ctxDir, ignore, req.Dockerfile, extra)) }()
 			var out, errb strings.Builder
 			stdout := io.Writer(&lastLine{w: a.stdout, last: &out})
 			code, err := cl.Stream(cmd.Context(), api.OpBuild, req, sshclient.IO{Stdin: pr, Stdout: stdout, Stderr: &errb})
@@ -233,8 +240,8 @@ func (d dockerignore) excluded(rel string) bool {
 }
 
 // writeContext writes the context directory as a tar, .dockerignore
-// applied, symlinks as symlinks (never followed), and the Dockerfile under
-// dfName.
+// applied, symlinks as symlinks (never followed), and, when dockerfile is
+// not nil, that Dockerfile under dfName.
 func writeContext(w io.Writer, dir string, ignore dockerignore, dfName string, dockerfile []byte) error {
 	tw := tar.NewWriter(w)
 	err := filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
@@ -287,11 +294,13 @@ func writeContext(w io.Writer, dir string, ignore dockerignore, dfName string, d
 	if err != nil {
 		return err
 	}
-	if err := tw.WriteHeader(&tar.Header{Name: dfName, Mode: 0o644, Size: int64(len(dockerfile)), Typeflag: tar.TypeReg}); err != nil {
-		return err
-	}
-	if _, err := tw.Write(dockerfile); err != nil {
-		return err
+	if dockerfile != nil {
+		if err := tw.WriteHeader(&tar.Header{Name: dfName, Mode: 0o644, Size: int64(len(dockerfile)), Typeflag: tar.TypeReg}); err != nil {
+			return err
+		}
+		if _, err := tw.Write(dockerfile); err != nil {
+			return err
+		}
 	}
 	return tw.Close()
 }
@@ -399,4 +408,19 @@ func contextSize(dir string, ignore dockerignore) (int64, error) {
 		return nil
 	})
 	return n, err
+}
+
+// inside tells whether path is within dir, and its slash-separated place
+// there.
+func inside(dir, path string) (string, bool) {
+	ad, err1 := filepath.Abs(dir)
+	ap, err2 := filepath.Abs(path)
+	if err1 != nil || err2 != nil {
+		return "", false
+	}
+	rel, err := filepath.Rel(ad, ap)
+	if err != nil || rel == "." || strings.HasPrefix(rel, "..") {
+		return "", false
+	}
+	return filepath.ToSlash(rel), true
 }

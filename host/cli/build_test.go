@@ -71,3 +71,20 @@ func TestFromAuths(t *testing.T) {
 		t.Errorf("fromAuths = %+v", got)
 	}
 }
+
+func TestInside(t *testing.T) {
+	dir := t.TempDir()
+	for _, tt := range []struct {
+		path, want string
+		ok         bool
+	}{
+		{filepath.Join(dir, "Dockerfile"), "Dockerfile", true},
+		{filepath.Join(dir, "sub", "Dockerfile.dev"), "sub/Dockerfile.dev", true},
+		{filepath.Join(filepath.Dir(dir), "Dockerfile"), "", false},
+		{dir, "", false},
+	} {
+		if got, ok := inside(dir, tt.path); got != tt.want || ok != tt.ok {
+			t.Errorf("inside(%q) = %q, %v; want %q, %v", tt.path, got, ok, tt.want, tt.ok)
+		}
+	}
+}
