@@ -13,7 +13,6 @@ import (
 
 	"github.com/vmbox/vmbox/guest/api"
 	"github.com/vmbox/vmbox/guest/build"
-	"github.com/vmbox/vmbox/guest/dockerapi"
 	"github.com/vmbox/vmbox/guest/engine"
 	"github.com/vmbox/vmbox/guest/image"
 )
@@ -118,7 +117,7 @@ func (o *containerOps) build(ctx context.Context, s *Session) int {
 		return fail(s, err)
 	}
 	defer os.RemoveAll(dir)
-	if err := dockerapi.UnpackContext(s.Stdin, dir); err != nil {
+	if err := build.UnpackContext(s.Stdin, dir); err != nil {
 		return failCode(s, 1, fmt.Errorf("build context: %w", err))
 	}
 	out := s.Stdout

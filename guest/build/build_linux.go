@@ -2,6 +2,7 @@ package build
 
 import (
 	"archive/tar"
+	"bufio"
 	"compress/gzip"
 	"context"
 	"crypto/sha256"
@@ -402,7 +403,14 @@ func (b *Builder) step(ctx context.Context, cur *stage, createdBy string, layer 
 			return "", err
 		}
 		pr, pw := io.Pipe()
-		go func() { pw.CloseWithError(tarDir(dir, pw)) }()
+		go func() {
+			tw := tar.NewWriter(pw)
+			err := container.WriteTree(tw, dir, "")
+			if err == nil {
+				err = tw.Close()
+			}
+			pw.CloseWithError(err)
+		}()
 		img, err := b.Images.Commit(image.CommitOptions{Layer: pr, Config: func(c *v1.Config) { *c = cfg }, CreatedBy: createdBy, CacheKey: key})
 		pr.Close()
 		if err != nil {
@@ -703,37 +711,22 @@ func copyRegular(src, dst string, perm os.FileMode) error {
 	return err
 }
 
-// isArchive tells a local tar (plain or gzip) that ADD unpacks.
-func isArchive(p string) bool {
-	f, err := os.Open(p)
-	if err != nil {
-		return false
+// tarReader reads a tar, plain or gzip (told by its magic number).
+func tarReader(r io.Reader) (*tar.Reader, error) {
+	br := bufio.NewReader(r)
+	if magic, _ := br.Peek(2); len(magic) == 2 && magic[0] == 0x1f && magic[1] == 0x8b {
+		zr, err := gzip.NewReader(br)
+		if err != nil {
+			return nil, err
+		}
+		return tar.NewReader(zr), nil
 	}
-	defer f.Close()
-	r := io.Reader(f)
-	if zr, err := gzip.NewReader(f); err == nil {
-		r = zr
-	} else {
-		f.Seek(0, io.SeekStart)
-	}
-	_, err = tar.NewReader(r).Next()
-	return err == nil
+	return tar.NewReader(br), nil
 }
 
-// extractArchive unpacks a local tar into dst inside root (ADD).
-func extractArchive(p, root, dst string, uid, gid int) error {
-	f, err := os.Open(p)
-	if err != nil {
-		return err
-	}
-	defer f.Close()
-	r := io.Reader(f)
-	if zr, err := gzip.NewReader(f); err == nil {
-		r = zr
-	} else {
-		f.Seek(0, io.SeekStart)
-	}
-	tr := tar.NewReader(r)
+// extractAll unpacks every entry of tr into dst inside root; an entry
+// that names a parent (..) is refused, not just kept inside.
+func extractAll(tr *tar.Reader, root, dst string, owner container.Owner) error {
 	for {
 		hdr, err := tr.Next()
 		if err == io.EOF {
@@ -742,89 +735,60 @@ func extractArchive(p, root, dst string, uid, gid int) error {
 		if err != nil {
 			return err
 		}
-		target, err := securejoin.SecureJoin(root, path.Join(dst, path.Clean("/"+hdr.Name)))
-		if err != nil {
-			return err
+		if strings.Contains("/"+hdr.Name+"/", "/../") {
+			return fmt.Errorf("%s: path outside the archive's root", hdr.Name)
 		}
-		if err := os.MkdirAll(filepath.Dir(target), 0o755); err != nil {
-			return err
+		if err := container.ExtractEntry(root, dst, hdr, tr, owner); err != nil {
+			return fmt.Errorf("%s: %w", hdr.Name, err)
 		}
-		ou, og := hdr.Uid, hdr.Gid
-		if uid >= 0 {
-			ou, og = uid, gid
-		}
-		switch hdr.Typeflag {
-		case tar.TypeDir:
-			if err := os.MkdirAll(target, os.FileMode(hdr.Mode).Perm()); err != nil {
-				return err
-			}
-		case tar.TypeReg:
-			out, err := os.OpenFile(target, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, os.FileMode(hdr.Mode).Perm())
-			if err != nil {
-				return err
-			}
-			_, err = io.Copy(out, tr)
-			out.Close()
-			if err != nil {
-				return err
-			}
-		case tar.TypeSymlink:
-			os.Remove(target)
-			if err := os.Symlink(hdr.Linkname, target); err != nil {
-				return err
-			}
-		default:
-			continue
-		}
-		os.Lchown(target, ou, og)
 	}
 }
 
-// tarDir writes a directory's contents as a layer tar.
-func tarDir(dir string, w io.Writer) error {
-	tw := tar.NewWriter(w)
-	err := filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
-		if err != nil {
-			return err
-		}
-		rel, _ := filepath.Rel(dir, p)
-		if rel == "." {
-			return nil
-		}
-		fi, err := d.Info()
-		if err != nil {
-			return err
-		}
-		link := ""
-		if fi.Mode()&os.ModeSymlink != 0 {
-			link, _ = os.Readlink(p)
-		}
-		hdr, err := tar.FileInfoHeader(fi, link)
-		if err != nil {
-			return err
-		}
-		hdr.Name, hdr.Uname, hdr.Gname = filepath.ToSlash(rel), "", ""
-		if fi.IsDir() {
-			hdr.Name += "/"
-		}
-		if err := tw.WriteHeader(hdr); err != nil {
-			return err
-		}
-		if fi.Mode().IsRegular() {
-			f, err := os.Open(p)
-			if err != nil {
-				return err
-			}
-			defer f.Close()
-			_, err = io.Copy(tw, f)
-			return err
-		}
-		return nil
-	})
+// entryOwner keeps an archive entry's owners.
+func entryOwner(hdr *tar.Header) (int, int) { return hdr.Uid, hdr.Gid }
+
+// UnpackContext unpacks a build context (a tar, plain or gzip) into dir,
+// every entry resolved inside it, owners kept.
+func UnpackContext(r io.Reader, dir string) error {
+	tr, err := tarReader(r)
 	if err != nil {
 		return err
 	}
-	return tw.Close()
+	return extractAll(tr, dir, "/", entryOwner)
+}
+
+// isArchive tells a local tar (plain or gzip) that ADD unpacks.
+func isArchive(p string) bool {
+	f, err := os.Open(p)
+	if err != nil {
+		return false
+	}
+	defer f.Close()
+	tr, err := tarReader(f)
+	if err != nil {
+		return false
+	}
+	_, err = tr.Next()
+	return err == nil
+}
+
+// extractArchive unpacks a local tar into dst inside root (ADD), owned
+// by uid:gid when given (>= 0), else by the archive's owners.
+func extractArchive(p, root, dst string, uid, gid int) error {
+	f, err := os.Open(p)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	tr, err := tarReader(f)
+	if err != nil {
+		return err
+	}
+	owner := container.Owner(entryOwner)
+	if uid >= 0 {
+		owner = func(*tar.Header) (int, int) { return uid, gid }
+	}
+	return extractAll(tr, root, dst, owner)
 }
 
 // envPairs reads ENV and LABEL arguments: KEY=VALUE pairs (values may be

@@ -12,33 +12,15 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"time"
 
 	securejoin "github.com/cyphar/filepath-securejoin"
 	"github.com/moby/moby/api/types/container"
-	"golang.org/x/sys/unix"
+
+	gcontainer "github.com/vmbox/vmbox/guest/container"
 )
 
 // pathStatHeader carries a container path's stat, as Docker sends it.
 const pathStatHeader = "X-Docker-Container-Path-Stat"
-
-// inContainer resolves a container path under root with every symlink but
-// the last kept inside root: a symlink in the container never reaches the
-// VM's own files.
-func inContainer(root, p string) (string, error) {
-	if !strings.HasPrefix(p, "/") {
-		p = "/" + p
-	}
-	clean := filepath.Clean(p)
-	if clean == "/" {
-		return root, nil
-	}
-	dir, err := securejoin.SecureJoin(root, filepath.Dir(clean))
-	if err != nil {
-		return "", err
-	}
-	return filepath.Join(dir, filepath.Base(clean)), nil
-}
 
 // archivePath opens the container's filesystem and resolves the path
 // parameter in it; release must be called when done.
@@ -51,7 +33,7 @@ func (s *Server) archivePath(r *http.Request) (root, full, p string, release fun
 	if err != nil {
 		return "", "", "", nil, err
 	}
-	full, err = inContainer(root, p)
+	full, err = gcontainer.ResolveIn(root, p)
 	if err != nil {
 		release()
 		return "", "", "", nil, err
@@ -100,8 +82,7 @@ func (s *Server) archiveGet(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	defer release()
-	fi, err := statHeader(w, root, full, p)
-	if err != nil {
+	if _, err := statHeader(w, root, full, p); err != nil {
 		return err
 	}
 	w.Header().Set("Content-Type", "application/x-tar")
@@ -111,51 +92,7 @@ func (s *Server) archiveGet(w http.ResponseWriter, r *http.Request) error {
 	if base == "/" {
 		base = "."
 	}
-	add := func(path, name string, fi fs.FileInfo) error {
-		link := ""
-		if fi.Mode()&os.ModeSymlink != 0 {
-			if link, err = os.Readlink(path); err != nil {
-				return err
-			}
-		}
-		hdr, err := tar.FileInfoHeader(fi, link)
-		if err != nil {
-			return err
-		}
-		hdr.Name = name
-		if fi.IsDir() {
-			hdr.Name += "/"
-		}
-		hdr.Uname, hdr.Gname = "", ""
-		if err := tw.WriteHeader(hdr); err != nil {
-			return err
-		}
-		if !fi.Mode().IsRegular() {
-			return nil
-		}
-		f, err := os.OpenFile(path, os.O_RDONLY|unix.O_NOFOLLOW, 0)
-		if err != nil {
-			return err
-		}
-		defer f.Close()
-		_, err = io.CopyN(tw, f, hdr.Size)
-		return err
-	}
-	if !fi.IsDir() {
-		err = add(full, base, fi)
-	} else {
-		err = filepath.WalkDir(full, func(path string, d fs.DirEntry, err error) error {
-			if err != nil {
-				return err
-			}
-			info, err := d.Info()
-			if err != nil {
-				return err
-			}
-			rel, _ := filepath.Rel(full, path)
-			return add(path, filepath.Join(base, rel), info)
-		})
-	}
+	err = gcontainer.WriteTree(tw, full, base)
 	if err == nil {
 		err = tw.Close()
 	}
@@ -187,7 +124,10 @@ func (s *Server) archivePut(w http.ResponseWriter, r *http.Request) error {
 		return fmt.Errorf("%w: extraction point is not a directory", errBadRequest)
 	}
 	dest := strings.TrimPrefix(full, root)
-	keepOwners := boolParam(r, "copyUIDGID")
+	owner := rootOwner
+	if boolParam(r, "copyUIDGID") {
+		owner = entryOwner
+	}
 	tr := tar.NewReader(r.Body)
 	for {
 		hdr, err := tr.Next()
@@ -197,7 +137,7 @@ func (s *Server) archivePut(w http.ResponseWriter, r *http.Request) error {
 		if err != nil {
 			return fmt.Errorf("%w: reading the archive: %w", errBadRequest, err)
 		}
-		if err := extractEntry(root, dest, hdr, tr, keepOwners); err != nil {
+		if err := gcontainer.ExtractEntry(root, dest, hdr, tr, owner); err != nil {
 			return fmt.Errorf("%w: %s: %w", errBadRequest, hdr.Name, err)
 		}
 	}
@@ -205,63 +145,8 @@ func (s *Server) archivePut(w http.ResponseWriter, r *http.Request) error {
 	return nil
 }
 
-func extractEntry(root, dest string, hdr *tar.Header, r io.Reader, keepOwners bool) error {
-	name := filepath.Clean("/" + hdr.Name)
-	if name == "/" {
-		return nil
-	}
-	target, err := inContainer(root, filepath.Join(dest, name))
-	if err != nil {
-		return err
-	}
-	uid, gid := 0, 0
-	if keepOwners {
-		uid, gid = hdr.Uid, hdr.Gid
-	}
-	mode := os.FileMode(hdr.Mode).Perm() | os.FileMode(hdr.Mode)&(os.ModeSetuid|os.ModeSetgid|os.ModeSticky)
-	switch hdr.Typeflag {
-	case tar.TypeDir:
-		if err := os.Mkdir(target, mode); err != nil && !errors.Is(err, os.ErrExist) {
-			return err
-		}
-	case tar.TypeReg:
-		if fi, err := os.Lstat(target); err == nil && !fi.Mode().IsRegular() {
-			if err := os.RemoveAll(target); err != nil {
-				return err
-			}
-		}
-		f, err := os.OpenFile(target, os.O_WRONLY|os.O_CREATE|os.O_TRUNC|unix.O_NOFOLLOW, mode)
-		if err != nil {
-			return err
-		}
-		_, err = io.Copy(f, r)
-		if cerr := f.Close(); err == nil {
-			err = cerr
-		}
-		if err != nil {
-			return err
-		}
-	case tar.TypeSymlink:
-		os.Remove(target)
-		if err := os.Symlink(hdr.Linkname, target); err != nil {
-			return err
-		}
-		return os.Lchown(target, uid, gid)
-	case tar.TypeLink:
-		src, err := inContainer(root, filepath.Join(dest, filepath.Clean("/"+hdr.Linkname)))
-		if err != nil {
-			return err
-		}
-		os.Remove(target)
-		return os.Link(src, target)
-	default:
-		return nil // devices, fifos: not copied
-	}
-	if err := os.Lchown(target, uid, gid); err != nil {
-		return err
-	}
-	if err := os.Chmod(target, mode); err != nil {
-		return err
-	}
-	return os.Chtimes(target, time.Now(), hdr.ModTime)
-}
+// rootOwner gives unpacked files to the container's root user (docker
+// cp's default); entryOwner keeps the archive's owners.
+func rootOwner(*tar.Header) (int, int) { return 0, 0 }
+
+func entryOwner(hdr *tar.Header) (int, int) { return hdr.Uid, hdr.Gid }

@@ -1,14 +1,10 @@
 package dockerapi
 
 import (
-	"archive/tar"
-	"bufio"
-	"compress/gzip"
 	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -81,7 +77,7 @@ func (s *Server) imageBuild(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	defer os.RemoveAll(dir)
-	if err := UnpackContext(r.Body, dir); err != nil {
+	if err := build.UnpackContext(r.Body, dir); err != nil {
 		return fmt.Errorf("%w: build context: %w", errBadRequest, err)
 	}
 	opts.Context = dir
@@ -125,37 +121,6 @@ func (m *streamMessages) encode(v any) error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	return m.enc.Encode(v)
-}
-
-// UnpackContext unpacks a build context tar (gzip or plain) into dir,
-// every entry resolved inside it.
-func UnpackContext(body io.Reader, dir string) error {
-	br := bufio.NewReader(body)
-	r := io.Reader(br)
-	if magic, _ := br.Peek(2); len(magic) == 2 && magic[0] == 0x1f && magic[1] == 0x8b {
-		zr, err := gzip.NewReader(br)
-		if err != nil {
-			return err
-		}
-		defer zr.Close()
-		r = zr
-	}
-	tr := tar.NewReader(r)
-	for {
-		hdr, err := tr.Next()
-		if err == io.EOF {
-			return nil
-		}
-		if err != nil {
-			return err
-		}
-		if strings.Contains(hdr.Name, "..") && strings.Contains("/"+hdr.Name+"/", "/../") {
-			return fmt.Errorf("%s: path outside the context", hdr.Name)
-		}
-		if err := extractEntry(dir, "/", hdr, tr, true); err != nil {
-			return fmt.Errorf("%s: %w", hdr.Name, err)
-		}
-	}
 }
 
 // buildPrune answers POST /build/prune: the build cache no container
