@@ -25,6 +25,18 @@ type containerOps struct {
 	openErr *error
 }
 
+// mountsChanged passes on that the VM's mounts changed, once the engine
+// is open; one opened later starts from the new mounts anyway.
+func (o *containerOps) mountsChanged() {
+	select {
+	case <-o.ready:
+		if *o.openErr == nil && o.eng != nil {
+			o.eng.MountsChanged()
+		}
+	default:
+	}
+}
+
 // Serve implements Handler.
 func (o *containerOps) Serve(ctx context.Context, s *Session) int {
 	select {

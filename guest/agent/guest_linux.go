@@ -24,6 +24,7 @@ func runGuest(log *slog.Logger) error {
 	// The kernel starts init with almost no environment; commands the
 	// agent runs (shell, mke2fs) are found on the usual PATH.
 	os.Setenv("PATH", guestPath)
+	os.Setenv("TMPDIR", filepath.Join(vmconfig.DataMountPoint, "tmp"))
 	cfg, err := vmconfig.Load(vmconfig.Path)
 	if err != nil {
 		return err
@@ -53,7 +54,9 @@ func runGuest(log *slog.Logger) error {
 	// The data disk may still be formatting; operations that need the
 	// engine wait for it, the others (version, shell) do not.
 	ports := newHostPorts(log)
-	closeEngine, err := a.openGuestEngine(ctx, sys, ports)
+	folders := newHostFolders(log, sys.Modules.EnsureModule)
+	defer folders.Close()
+	closeEngine, err := a.openGuestEngine(ctx, sys, ports, folders)
 	if err != nil {
 		return err
 	}
@@ -70,6 +73,7 @@ func runGuest(log *slog.Logger) error {
 	}
 
 	srv.ForwardHost = ports.register
+	srv.Shares = folders
 	srv.DockerSocket = api.DockerSocket
 	go func() {
 		l, err := listenHost(ctx, sys, cfg.Agent, cfg.Agent.Port)

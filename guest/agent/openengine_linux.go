@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net/netip"
+	"os"
 	"path/filepath"
 
 	"github.com/vmbox/vmbox/guest/api"
@@ -31,10 +32,11 @@ func (a *Agent) openEngine(ctx context.Context, dataDir string, net engineNetwor
 
 // openGuestEngine opens the engine once the data disk is mounted, without
 // holding up the operations that do not need it.
-func (a *Agent) openGuestEngine(ctx context.Context, sys *boot.System, ports engine.PortPublisher) (func(), error) {
+func (a *Agent) openGuestEngine(ctx context.Context, sys *boot.System, ports engine.PortPublisher, folders *hostFolders) (func(), error) {
 	ready := make(chan struct{})
 	ops := &containerOps{ready: ready, openErr: new(error)}
 	a.Containers = ops
+	folders.mounted = ops.mountsChanged
 	closed := make(chan func(), 1)
 	go func() {
 		defer close(ready)
@@ -49,6 +51,11 @@ func (a *Agent) openGuestEngine(ctx context.Context, sys *boot.System, ports eng
 		if err != nil {
 			a.Log.Warn("network", "err", err)
 		}
+		// The VM's own temporary files go to the data disk: /tmp may be the
+		// host's, shared.
+		if err := os.MkdirAll(os.Getenv("TMPDIR"), 0o1777); err != nil {
+			a.Log.Warn("temporary directory", "err", err)
+		}
 		if err := sys.Modules.EnsureModule(ctx, "overlay"); err != nil {
 			*ops.openErr = fmt.Errorf("overlay module: %w", err)
 			closed <- func() {}
@@ -56,6 +63,7 @@ func (a *Agent) openGuestEngine(ctx context.Context, sys *boot.System, ports eng
 		}
 		fn, err := ops.open(vmconfig.DataMountPoint, engineNetwork{
 			containers: true, hostAddr: st.Gateway, ports: ports, loadModule: sys.Modules.EnsureModule,
+			hostFolders: folders.Covers,
 		})
 		*ops.openErr = err
 		if err == nil {
@@ -86,6 +94,9 @@ type engineNetwork struct {
 	hostAddr   netip.Addr
 	ports      engine.PortPublisher
 	loadModule func(ctx context.Context, name string) error
+	// hostFolders says whether a path is in a host folder mounted in the
+	// VM (engine.Options.HostFolders); nil on a Linux host.
+	hostFolders func(path string) bool
 }
 
 func (o *containerOps) open(dataDir string, net engineNetwork) (func(), error) {
@@ -93,7 +104,7 @@ func (o *containerOps) open(dataDir string, net engineNetwork) (func(), error) {
 	if err != nil {
 		return nil, err
 	}
-	opts := engine.Options{Root: filepath.Join(dataDir, "engine"), Images: images, Ports: net.ports, HostAddr: net.hostAddr}
+	opts := engine.Options{Root: filepath.Join(dataDir, "engine"), Images: images, Ports: net.ports, HostAddr: net.hostAddr, HostFolders: net.hostFolders}
 	var networks *network.Manager
 	if net.containers {
 		networks, err = network.New(context.Background(), network.Options{

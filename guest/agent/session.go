@@ -58,6 +58,17 @@ type Server struct {
 	// DockerSocket, when set, is the one Unix socket that
 	// sshproto.ChanStreamLocal channels may open: the Docker API's.
 	DockerSocket string
+	// Shares, when set, mounts the host folders that sshproto.ChanShare
+	// channels serve and replays sshproto.ReqShareEvents.
+	Shares ShareMounter
+}
+
+// ShareMounter mounts host folders in the VM.
+type ShareMounter interface {
+	// Mount mounts sh, served over ch, until ch closes.
+	Mount(ctx context.Context, sh api.Share, ch io.ReadWriteCloser) error
+	// Replay makes changes the host saw under its shares seen in the VM.
+	Replay(evs []api.ShareEvent)
 }
 
 // NewServer makes a server that presents hostKey and admits only clients
@@ -95,6 +106,16 @@ func (s *Server) serveGlobalRequests(conn ssh.Conn, reqs <-chan *ssh.Request) {
 			req.Reply(true, nil)
 		case sshproto.ReqPing:
 			req.Reply(true, ssh.Marshal(sshproto.NewClock(time.Now())))
+		case sshproto.ReqShareEvents:
+			var m sshproto.JSONMessage
+			var evs []api.ShareEvent
+			ok := s.Shares != nil && ssh.Unmarshal(req.Payload, &m) == nil && json.Unmarshal([]byte(m.JSON), &evs) == nil
+			if ok {
+				s.Shares.Replay(evs)
+			}
+			if req.WantReply {
+				req.Reply(ok, nil)
+			}
 		case sshproto.ReqSetTime:
 			var c sshproto.Clock
 			setter, ok := s.handler.(ClockSetter)
@@ -150,6 +171,10 @@ func (s *Server) ServeConn(ctx context.Context, c net.Conn) {
 			go s.serveStreamLocal(ctx, nc)
 			continue
 		}
+		if nc.ChannelType() == sshproto.ChanShare {
+			go s.serveShare(ctx, nc)
+			continue
+		}
 		if nc.ChannelType() != "session" {
 			nc.Reject(ssh.UnknownChannelType, "only session and streamlocal channels are served")
 			continue
@@ -160,6 +185,37 @@ func (s *Server) ServeConn(ctx context.Context, c net.Conn) {
 		}
 		go s.serveSession(ctx, ch, chReqs)
 	}
+}
+
+// serveShare mounts the host folder a ChanShare channel serves. A mount
+// that fails closes the channel after saying why on its stderr.
+func (s *Server) serveShare(ctx context.Context, nc ssh.NewChannel) {
+	var m sshproto.JSONMessage
+	var sh api.Share
+	if s.Shares == nil {
+		nc.Reject(ssh.Prohibited, "this agent mounts no host folders")
+		return
+	}
+	if ssh.Unmarshal(nc.ExtraData(), &m) != nil || json.Unmarshal([]byte(m.JSON), &sh) != nil {
+		nc.Reject(ssh.ConnectionFailed, "malformed share")
+		return
+	}
+	if err := api.CheckShareGuestPath(sh.GuestPath); err != nil {
+		nc.Reject(ssh.Prohibited, err.Error())
+		return
+	}
+	ch, reqs, err := nc.Accept()
+	if err != nil {
+		return
+	}
+	go ssh.DiscardRequests(reqs)
+	if err := s.Shares.Mount(ctx, sh, ch); err != nil {
+		s.log.Warn("mount a host folder", "share", sh.GuestPath, "err", err)
+		io.WriteString(ch.Stderr(), err.Error())
+		ch.Close()
+		return
+	}
+	ch.SendRequest(sshproto.ReqShareMounted, false, nil)
 }
 
 func (s *Server) serveSession(ctx context.Context, ch ssh.Channel, reqs <-chan *ssh.Request) {

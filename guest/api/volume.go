@@ -37,6 +37,9 @@ type Mount struct {
 	NoCopy bool `json:"NoCopy,omitempty"`
 	// TmpfsOptions are --tmpfs options ("size=64m,mode=1777").
 	TmpfsOptions string `json:"TmpfsOptions,omitempty"`
+	// CreateSource makes a missing bind source as a directory, as Docker
+	// does for -v (and not for --mount).
+	CreateSource bool `json:"CreateSource,omitempty"`
 }
 
 // ParseVolumeSpec reads a -v value: NAME:CTRPATH[:OPTS] (a named volume),
@@ -72,6 +75,7 @@ func ParseVolumeSpec(spec string) (Mount, error) {
 			return bad("empty source")
 		case strings.HasPrefix(m.Source, "/") || strings.HasPrefix(m.Source, "."):
 			m.Type = MountBind
+			m.CreateSource = true
 		default:
 			m.Type = MountVolume
 			if err := CheckVolumeName(m.Source); err != nil {

@@ -15,7 +15,7 @@ func TestParseVolumeSpec(t *testing.T) {
 		{spec: "db:/var/lib/db", want: Mount{Type: MountVolume, Source: "db", Target: "/var/lib/db"}},
 		{spec: "db:/var/lib/db:ro", want: Mount{Type: MountVolume, Source: "db", Target: "/var/lib/db", ReadOnly: true}},
 		{spec: "db:/x:nocopy,rw", want: Mount{Type: MountVolume, Source: "db", Target: "/x", NoCopy: true}},
-		{spec: "/home/me/src:/app:ro,z", want: Mount{Type: MountBind, Source: "/home/me/src", Target: "/app", ReadOnly: true}},
+		{spec: "/home/me/src:/app:ro,z", want: Mount{Type: MountBind, Source: "/home/me/src", Target: "/app", ReadOnly: true, CreateSource: true}},
 		{spec: "relative", wantErr: true},
 		{spec: "db:relative", wantErr: true},
 		{spec: "db:/", wantErr: true},

@@ -20,6 +20,9 @@ type pool struct {
 	settled *sync.Cond // signalled when a fill ends
 	slots   [2]slot
 	wg      sync.WaitGroup
+	// gen counts drains: a helper whose fill began before the last one
+	// was made in the old mount table and is discarded.
+	gen int
 }
 
 type slot struct {
@@ -60,10 +63,10 @@ func (p *pool) warmLocked(hostNet bool) {
 	}
 	s.filling = true
 	p.wg.Add(1)
-	go p.fill(hostNet)
+	go p.fill(hostNet, p.gen)
 }
 
-func (p *pool) fill(hostNet bool) {
+func (p *pool) fill(hostNet bool, gen int) {
 	defer p.wg.Done()
 	h, err := p.r.spawn(hostNet)
 	p.mu.Lock()
@@ -71,13 +74,40 @@ func (p *pool) fill(hostNet bool) {
 	s := &p.slots[slotIndex(hostNet)]
 	s.filling = false
 	p.settled.Broadcast()
-	if p.closed {
+	if p.closed || gen != p.gen {
 		if h != nil {
 			h.discard()
+		}
+		if !p.closed {
+			p.warmLocked(hostNet)
 		}
 		return
 	}
 	s.ch <- spawnResult{h, err}
+}
+
+// drain discards the warm helpers, and those being made, and warms new
+// ones: a helper's mount namespace is a copy of the agent's when it
+// started, so a mount made since (a host folder) is missing from it.
+func (p *pool) drain() {
+	if !p.enabled {
+		return
+	}
+	p.mu.Lock()
+	p.gen++
+	var hs []*helper
+	for i := range p.slots {
+		if h, taken := p.takeLocked(i); taken {
+			if h != nil {
+				hs = append(hs, h)
+			}
+			p.warmLocked(i == 1)
+		}
+	}
+	p.mu.Unlock()
+	for _, h := range hs {
+		h.discard()
+	}
 }
 
 // get returns a helper of the kind: the warm one, the one being warmed, or
@@ -109,6 +139,17 @@ func (p *pool) get(ctx context.Context, hostNet bool) (*helper, error) {
 	return res.h, nil
 }
 
+// takeLocked empties slot i: taken says whether it held a helper (or the
+// error making one).
+func (p *pool) takeLocked(i int) (h *helper, taken bool) {
+	select {
+	case res := <-p.slots[i].ch:
+		return res.h, true
+	default:
+		return nil, false
+	}
+}
+
 // settle waits until no helper is being started.
 func (p *pool) settle() {
 	p.mu.Lock()
@@ -126,12 +167,8 @@ func (p *pool) close() {
 	p.closed = true
 	var hs []*helper
 	for i := range p.slots {
-		select {
-		case res := <-p.slots[i].ch:
-			if res.h != nil {
-				hs = append(hs, res.h)
-			}
-		default:
+		if h, _ := p.takeLocked(i); h != nil {
+			hs = append(hs, h)
 		}
 	}
 	p.mu.Unlock()

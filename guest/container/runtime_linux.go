@@ -68,6 +68,11 @@ func New(opts Options) (*Runtime, error) {
 	return r, nil
 }
 
+// MountsChanged tells the runtime that the mount table it starts
+// containers from has changed (a host folder was mounted): containers
+// started from now on see the new mounts.
+func (r *Runtime) MountsChanged() { r.pool.drain() }
+
 // Close stops the warm helpers. Running containers are not touched.
 func (r *Runtime) Close() error {
 	r.mu.Lock()

@@ -82,7 +82,8 @@ func createConfig(name string, req container.CreateRequest) (api.ContainerConfig
 
 func applyHostConfig(cfg *api.ContainerConfig, h *container.HostConfig) error {
 	for _, b := range h.Binds {
-		m, err := api.ParseVolumeSpec(b)
+		// A docker CLI on Windows sends its drive paths as they are.
+		m, err := api.ParseVolumeSpec(api.WindowsVolumeSpec(b))
 		if err != nil {
 			return err
 		}

@@ -54,7 +54,7 @@ func TestCreateConfig(t *testing.T) {
 				"Mounts":[{"Type":"volume","Source":"v","Target":"/v","VolumeOptions":{"NoCopy":true}},{"Type":"bind","Source":"/s","Target":"/t","ReadOnly":true}]}}`,
 			want: api.ContainerConfig{Image: "busybox", Name: "n", Pull: "never", VolumesFrom: []string{"other:ro"}, Mounts: []api.Mount{
 				{Type: api.MountVolume, Target: "/anon"},
-				{Type: api.MountBind, Source: "/a", Target: "/b", ReadOnly: true},
+				{Type: api.MountBind, Source: "/a", Target: "/b", ReadOnly: true, CreateSource: true},
 				{Type: api.MountVolume, Source: "db", Target: "/data"},
 				{Type: api.MountVolume, Source: "v", Target: "/v", NoCopy: true},
 				{Type: api.MountBind, Source: "/s", Target: "/t", ReadOnly: true},

@@ -68,6 +68,12 @@ type Options struct {
 	// ResolvConf is the VM's resolver configuration, which containers
 	// not on a user network copy; /etc/resolv.conf when empty.
 	ResolvConf string
+	// HostFolders, when set, says whether a path is in a host folder
+	// shared into the VM: a missing -v bind source is then made only
+	// there (on the host, through the share) and refused elsewhere, as a
+	// host path the VM cannot see. Without it (the engine on a Linux
+	// host) a missing -v source is made where it is, as Docker does.
+	HostFolders func(path string) bool
 	// Runtime configures the container runtime. Its CgroupParent defaults
 	// to "vmbox"; one engine owns its cgroup parent.
 	Runtime container.Options
@@ -361,3 +367,8 @@ func unescapeMount(s string) string {
 	r := strings.NewReplacer(`\040`, " ", `\011`, "\t", `\012`, "\n", `\134`, `\`)
 	return r.Replace(s)
 }
+
+// MountsChanged tells the engine that the VM's mount table has changed (a
+// host folder was mounted), so that containers started from now on see
+// the new mounts in their bind sources.
+func (e *Engine) MountsChanged() { e.rt.MountsChanged() }

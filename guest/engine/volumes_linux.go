@@ -319,6 +319,26 @@ func dirSize(dir string) int64 {
 	return n
 }
 
+// bindSource checks that a bind mount's source exists, making a missing
+// one when m asks and the path is one the engine may make.
+func (e *Engine) bindSource(m api.Mount) error {
+	_, err := os.Stat(m.Source)
+	if err == nil || !errors.Is(err, fs.ErrNotExist) {
+		return err
+	}
+	shared := e.opts.HostFolders == nil || e.opts.HostFolders(m.Source)
+	switch {
+	case !shared:
+		return fmt.Errorf("%w: bind source path %s is not in a folder shared from the host (add it with vmbox start --mount)", ErrInvalid, m.Source)
+	case !m.CreateSource:
+		return fmt.Errorf("%w: bind source path does not exist: %s", ErrInvalid, m.Source)
+	}
+	if err := os.MkdirAll(m.Source, 0o755); err != nil {
+		return fmt.Errorf("%w: create bind source: %w", ErrInvalid, err)
+	}
+	return nil
+}
+
 // resolveMounts turns a create request's mounts into the container's:
 // --volumes-from first, then its own (-v, --mount; tmpfs ones go to
 // Tmpfs), then an anonymous volume for each of the image's VOLUMEs no
@@ -382,8 +402,8 @@ func (e *Engine) resolveMounts(cfg *api.ContainerConfig, imageVolumes []string) 
 			if !filepath.IsAbs(m.Source) {
 				return nil, fmt.Errorf("%w: invalid bind source %q: it must be an absolute path", ErrInvalid, m.Source)
 			}
-			if _, err := os.Stat(m.Source); err != nil {
-				return nil, fmt.Errorf("%w: bind source path does not exist: %s", ErrInvalid, m.Source)
+			if err := e.bindSource(m); err != nil {
+				return nil, err
 			}
 		case api.MountVolume:
 		default:

@@ -36,6 +36,7 @@ func TestContainersThroughVM(t *testing.T) {
 	containerCases(t, tg)
 	networkCases(t, tg, "ctr")
 	t.Run("volumes", func(t *testing.T) { volumeCases(t, tg) })
+	t.Run("host folders", func(t *testing.T) { hostFolderCases(t, tg) })
 	t.Run("build", func(t *testing.T) { buildCases(t, tg) })
 	t.Run("login", func(t *testing.T) { loginCases(t, tg) })
 	t.Run("tag and push, pulled back with the same digest", func(t *testing.T) {
@@ -59,8 +60,17 @@ func TestContainersThroughVM(t *testing.T) {
 	})
 	t.Run("Docker API", func(t *testing.T) { dockerAPICases(t, tg) })
 
+	// A folder shared read-only from the next start, inside the default
+	// read-write share of the temporary directory.
+	roDir := t.TempDir()
+	if err := os.WriteFile(roDir+"/f", []byte("shared read-only\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
 	t.Run("image cache survives stop and start", func(t *testing.T) {
 		host := dockerHost(t, tg.e)
+		if r := tg.e.must("start", "--mount", roDir+":ro"); !strings.Contains(r.stdout+r.stderr, "next start") {
+			t.Errorf("start --mount on a running instance must say it needs a restart: %s", r)
+		}
 		tg.e.must("stop")
 		// As with Docker Desktop stopped: the socket is gone.
 		if r := (dockerClient{t: t, bin: dockerCLIs["cli28"], host: host, cfg: t.TempDir()}).run("", "version"); r.code == 0 || !strings.Contains(r.stderr, "docker.sock") {
@@ -77,6 +87,10 @@ func TestContainersThroughVM(t *testing.T) {
 		// The volume the volume cases wrote survives the VM too.
 		if r := tg.run("run", "--rm", "-v", "e2edata:/data", tg.reg+"/busybox", "cat", "/data/f"); r.stdout != "kept\n" {
 			t.Errorf("volume after restart: %s", r)
+		}
+		r = tg.run("run", "--rm", "-v", roDir+":/ro", tg.reg+"/busybox", "sh", "-c", "cat /ro/f; touch /ro/x")
+		if r.code == 0 || r.stdout != "shared read-only\n" || !strings.Contains(r.stderr, "Read-only file system") {
+			t.Errorf("a --mount DIR:ro folder after the restart: %s", r)
 		}
 	})
 	t.Run("a published container started again after a VM restart serves again", func(t *testing.T) {

@@ -5,11 +5,13 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"path/filepath"
 	"strings"
 
 	"github.com/spf13/cobra"
 
 	"github.com/vmbox/vmbox/guest/api"
+	"github.com/vmbox/vmbox/host/instance"
 	"github.com/vmbox/vmbox/host/lifecycle"
 	"github.com/vmbox/vmbox/host/sshclient"
 )
@@ -41,6 +43,9 @@ func (a *app) runCommand() *cobra.Command {
 			cfg, err := f.config(args, cmd.Flags().Changed("entrypoint"))
 			auth := registryAuth(args[0])
 			if err != nil {
+				return err
+			}
+			if err := a.checkBinds(cfg); err != nil {
 				return err
 			}
 			c, err := a.connectOrStart(cmd.Context(), f.noStart)
@@ -287,34 +292,63 @@ func collectLabels(files, values []string) (map[string]string, error) {
 	return keyValues("--label", append(all, values...))
 }
 
-// applyMounts reads -v, --mount and --volumes-from. A bind mount names a
-// folder of this machine, which the VM cannot see: host folders are not
-// shared into it (yet), so one is refused at once rather than mounting an
-// empty directory of the VM's. The Docker socket is the exception, as in
-// Docker Desktop: /var/run/docker.sock is the VM's own Docker API.
+// applyMounts reads -v, --mount and --volumes-from. A bind source is a
+// path of this machine: a relative one is made absolute, and a Windows
+// one (C:\src) becomes the path the VM sees it at (instance.GuestPath).
 func (f *runFlags) applyMounts(cfg *api.ContainerConfig) error {
-	add := func(flag, spec string, m api.Mount, err error) error {
+	add := func(m api.Mount, err error) error {
 		if err != nil {
 			return usageError("%v", err)
 		}
 		if m.Type == api.MountBind && m.Source != api.DockerSocket {
-			return usageError("%s %s: %s is a folder of this machine, and host folders are not shared into the VM yet (vmbox start --mount is not built); use a volume", flag, spec, m.Source)
+			abs, err := filepath.Abs(m.Source)
+			if err != nil {
+				return usageError("bind source %s: %v", m.Source, err)
+			}
+			m.Source = instance.GuestPath(abs)
 		}
 		cfg.Mounts = append(cfg.Mounts, m)
 		return nil
 	}
 	for _, v := range f.volumes {
-		m, err := api.ParseVolumeSpec(v)
-		if err := add("-v", v, m, err); err != nil {
+		if err := add(api.ParseVolumeSpec(api.WindowsVolumeSpec(v))); err != nil {
 			return err
 		}
 	}
 	for _, v := range f.mounts {
-		m, err := api.ParseMountSpec(v)
-		if err := add("--mount", v, m, err); err != nil {
+		if err := add(api.ParseMountSpec(v)); err != nil {
 			return err
 		}
 	}
 	cfg.VolumesFrom = f.volumesFrom
+	return nil
+}
+
+// checkBinds refuses a bind source of this machine that no folder shared
+// into the VM holds: the VM could only mount an empty directory of its
+// own there. The Docker socket is the exception, as in Docker Desktop:
+// /var/run/docker.sock is the VM's own Docker API. With --host the agent
+// runs on this machine and sees its paths as they are.
+func (a *app) checkBinds(cfg api.ContainerConfig) error {
+	if a.host != "" {
+		return nil
+	}
+	var conf instance.Config
+	if inst, err := a.instance(); err == nil {
+		conf = inst.Config
+	}
+	shares := conf.Shares()
+	for _, m := range cfg.Mounts {
+		if m.Type != api.MountBind || m.Source == api.DockerSocket {
+			continue
+		}
+		if _, ok := instance.ShareOf(shares, m.Source); !ok {
+			var names []string
+			for _, sh := range shares {
+				names = append(names, sh.HostPath)
+			}
+			return usageError("bind source %s is not in a folder shared with the VM (%s): share it with vmbox start --mount DIR, then vmbox restart", m.Source, strings.Join(names, ", "))
+		}
+	}
 	return nil
 }

@@ -84,10 +84,12 @@ func TestRunMounts(t *testing.T) {
 			{Type: api.MountVolume, Source: "db", Target: "/var/lib/db"}, {Type: api.MountVolume, Target: "/cache"}}},
 		{args: []string{"--mount", "type=tmpfs,target=/run,tmpfs-size=1m", "--volumes-from", "other:ro"},
 			want: []api.Mount{{Type: api.MountTmpfs, Target: "/run", TmpfsOptions: "size=1m"}}, from: []string{"other:ro"}},
-		{args: []string{"-v", "/home/me/src:/app"}, wantErr: "not shared into the VM"},
+		{args: []string{"-v", "/home/me/src:/app:ro"}, want: []api.Mount{
+			{Type: api.MountBind, Source: "/home/me/src", Target: "/app", ReadOnly: true, CreateSource: true}}},
 		{args: []string{"-v", "/var/run/docker.sock:/var/run/docker.sock"}, want: []api.Mount{
-			{Type: api.MountBind, Source: "/var/run/docker.sock", Target: "/var/run/docker.sock"}}},
-		{args: []string{"--mount", "type=bind,source=/srv,target=/srv"}, wantErr: "not shared into the VM"},
+			{Type: api.MountBind, Source: "/var/run/docker.sock", Target: "/var/run/docker.sock", CreateSource: true}}},
+		{args: []string{"--mount", "type=bind,source=/srv,target=/srv"}, want: []api.Mount{
+			{Type: api.MountBind, Source: "/srv", Target: "/srv"}}},
 		{args: []string{"-v", "db:relative"}, wantErr: "must be absolute"},
 	} {
 		cfg, err := runConfig(t, append(tt.args, "busybox")...)
@@ -100,6 +102,29 @@ func TestRunMounts(t *testing.T) {
 		}
 		if err != nil || !reflect.DeepEqual(cfg.Mounts, tt.want) || !reflect.DeepEqual(cfg.VolumesFrom, tt.from) {
 			t.Errorf("%q: mounts %+v from %v, %v; want %+v %v", tt.args, cfg.Mounts, cfg.VolumesFrom, err, tt.want, tt.from)
+		}
+	}
+}
+
+func TestCheckBinds(t *testing.T) {
+	t.Setenv("VMBOX_HOME", t.TempDir())
+	t.Setenv("HOME", "/home/me")
+	t.Setenv("TMPDIR", "/tmp")
+	a := &app{name: "default"}
+	for _, c := range []struct {
+		source string
+		ok     bool
+	}{
+		{"/home/me/src", true}, {"/tmp/x", true}, {api.DockerSocket, true},
+		{"/srv/data", false}, {"/home/other", false},
+	} {
+		err := a.checkBinds(api.ContainerConfig{Mounts: []api.Mount{{Type: api.MountBind, Source: c.source, Target: "/x"}}})
+		var ee *ExitError
+		switch {
+		case c.ok && err != nil:
+			t.Errorf("%s: %v", c.source, err)
+		case !c.ok && (!errors.As(err, &ee) || ee.Code != api.ExitEngineError || !strings.Contains(ee.Message, "--mount")):
+			t.Errorf("%s: err = %v, want exit 125 naming --mount", c.source, err)
 		}
 	}
 }

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"runtime"
+	"slices"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -19,6 +20,7 @@ type startOptions struct {
 	disk    string
 	driver  string
 	arch    string
+	mounts  []string
 	timeout time.Duration
 }
 
@@ -51,6 +53,7 @@ func addInstanceFlags(c *cobra.Command, o *startOptions) {
 	c.Flags().StringVar(&o.disk, "disk", fmt.Sprintf("%dGiB", instance.DefaultDiskGiB), "data disk size, allocated sparsely (e.g. 100GiB)")
 	c.Flags().StringVar(&o.driver, "driver", "", "hypervisor driver: qemu or vz (default: the best available)")
 	c.Flags().StringVar(&o.arch, "arch", runtime.GOARCH, "guest architecture: amd64 or arm64")
+	c.Flags().StringArrayVar(&o.mounts, "mount", nil, "share a host folder into the VM at the same path, HOSTDIR[:ro] (repeatable; replaces the instance's earlier --mount folders; \"none\" clears them); your home and temporary directories are always shared")
 }
 
 // settings turns the flags the user set into instance settings, so that an
@@ -82,6 +85,20 @@ func (o startOptions) settings(changed func(string) bool) (lifecycle.Settings, e
 	if changed("arch") {
 		s.Arch = &o.arch
 	}
+	if changed("mount") {
+		mounts := []instance.Mount{}
+		for _, spec := range o.mounts {
+			if spec == "none" {
+				continue
+			}
+			m, err := instance.ParseMount(spec)
+			if err != nil {
+				return s, badFlag("%v", err)
+			}
+			mounts = append(mounts, m)
+		}
+		s.Mounts = &mounts
+	}
 	return s, nil
 }
 
@@ -93,6 +110,10 @@ func (a *app) startInstance(ctx context.Context, s lifecycle.Settings, timeout t
 	m, err := a.manager()
 	if err != nil {
 		return err
+	}
+	var mountsBefore []instance.Mount
+	if existing, err := m.Store.Get(a.name); err == nil {
+		mountsBefore = existing.Config.Mounts
 	}
 	inst, created, err := m.Ensure(a.name, s)
 	if err != nil {
@@ -109,6 +130,9 @@ func (a *app) startInstance(ctx context.Context, s lifecycle.Settings, timeout t
 	if errors.Is(err, lifecycle.ErrAlreadyRunning) {
 		p.done()
 		fmt.Fprintf(a.stdout, "instance %q is already running\n", a.name)
+		if s.Mounts != nil && !slices.Equal(*s.Mounts, mountsBefore) {
+			fmt.Fprintf(a.stderr, "The new --mount folders are saved; they are shared from the next start (vmbox restart)\n")
+		}
 		a.ensureDockerContext(inst)
 		return nil
 	}

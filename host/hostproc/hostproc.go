@@ -137,6 +137,13 @@ func Run(ctx context.Context, o Options) (err error) {
 	if err := published.register(agent.SSH()); err != nil {
 		log.Warn("published ports will not work", "err", err)
 	}
+	// Before the CLI can reach the agent: a container started at once may
+	// bind a host folder.
+	sctx, stopShares := context.WithCancel(context.Background())
+	defer stopShares()
+	shareStart := time.Now()
+	mountShares(sctx, agent.SSH(), inst.Config.Shares(), log)
+	log.Info("host folders shared", "took", time.Since(shareStart).Round(time.Millisecond))
 
 	os.Remove(socket)
 	ln, err := net.Listen("unix", socket)

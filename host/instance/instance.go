@@ -61,6 +61,9 @@ type Config struct {
 	// DiskInUse is set once a boot has formatted (or found) the data disk
 	// and answered; until then the guest may format it again.
 	DiskInUse bool `json:"diskInUse,omitempty"`
+	// Mounts are host folders shared into the VM besides the defaults
+	// (see Shares); a change takes effect at the next start.
+	Mounts []Mount `json:"mounts,omitempty"`
 }
 
 // Defaults for a new instance.

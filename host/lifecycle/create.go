@@ -3,6 +3,7 @@ package lifecycle
 import (
 	"errors"
 	"fmt"
+	"reflect"
 	"runtime"
 
 	"github.com/vmbox/vmbox/host/instance"
@@ -16,6 +17,9 @@ type Settings struct {
 	DiskGiB   *int
 	Driver    *string // "" picks the best driver for the host
 	Arch      *string // GOARCH spelling
+	// Mounts, when set, replace the instance's shared host folders
+	// beyond the defaults.
+	Mounts *[]instance.Mount
 }
 
 // apply writes s onto c. creating allows what only a new instance may take.
@@ -40,6 +44,9 @@ func (s Settings) apply(c *instance.Config, creating bool) error {
 			return invalidf("invalid --arch %s: instance %q was created for %s; delete it to change", *s.Arch, c.Name, c.Arch)
 		}
 		c.Arch = *s.Arch
+	}
+	if s.Mounts != nil {
+		c.Mounts = *s.Mounts
 	}
 	if err := c.Validate(); err != nil {
 		return invalidf("%s", err.Error())
@@ -82,7 +89,7 @@ func (m *Manager) Reconfigure(inst *instance.Instance, s Settings) error {
 		inst.Config = before
 		return err
 	}
-	if inst.Config == before {
+	if reflect.DeepEqual(inst.Config, before) {
 		return nil
 	}
 	if err := inst.SaveConfig(); err != nil {

@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"reflect"
 	"runtime"
 	"strings"
 	"testing"
@@ -64,10 +65,10 @@ func TestCreateAndReconfigure(t *testing.T) {
 			if !errors.Is(err, ErrInvalid) || !strings.Contains(strings.ToLower(err.Error()), tc.invalid) {
 				t.Fatalf("err = %v, want ErrInvalid mentioning %q", err, tc.invalid)
 			}
-			if inst.Config != before {
+			if !reflect.DeepEqual(inst.Config, before) {
 				t.Fatalf("refused change left %+v, want %+v", inst.Config, before)
 			}
-			if stored, _ := m.Store.Get("dev"); stored.Config != before {
+			if stored, _ := m.Store.Get("dev"); !reflect.DeepEqual(stored.Config, before) {
 				t.Fatalf("refused change was stored: %+v", stored.Config)
 			}
 		})

@@ -228,3 +228,20 @@ func (m WindowChange) Size() api.TermSize { return termSize(m.Rows, m.Cols) }
 func termSize(rows, cols uint32) api.TermSize {
 	return api.TermSize{Rows: uint16(min(rows, 0xffff)), Cols: uint16(min(cols, 0xffff))}
 }
+
+// ChanShare is the channel type on which the host process serves a host
+// folder to the agent: its extra data is a JSONMessage holding an
+// api.Share, and it carries SFTP version 3, the host process serving.
+// The agent mounts the share when the channel opens and unmounts it when
+// the channel closes.
+const ChanShare = "share@vmbox"
+
+// ReqShareEvents (host process to agent) carries changes the host saw
+// under its shares: the payload is a JSONMessage holding a JSON array of
+// api.ShareEvent.
+const ReqShareEvents = "share-events@vmbox"
+
+// ReqShareMounted (agent to host process, on a ChanShare channel) says
+// that the share is mounted: the host process mounts the next share only
+// then, so that a share inside another lands on top of it.
+const ReqShareMounted = "mounted@vmbox"

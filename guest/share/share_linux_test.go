@@ -1,0 +1,171 @@
+package share
+
+import (
+	"context"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/pkg/sftp"
+	"golang.org/x/sys/unix"
+
+	"github.com/vmbox/vmbox/guest/api"
+)
+
+// mountMem mounts an in-memory SFTP tree and returns the mount and a
+// second client of the same tree, which plays the host's side.
+func mountMem(t *testing.T) (*Mount, *sftp.Client) {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		t.Skip("mounting FUSE needs root")
+	}
+	if _, err := os.Stat("/dev/fuse"); err != nil {
+		t.Skip("no /dev/fuse on this machine")
+	}
+	handlers := sftp.InMemHandler()
+	serve := func() io.ReadWriteCloser {
+		a, b := net.Pipe()
+		srv := sftp.NewRequestServer(b, handlers)
+		go srv.Serve()
+		t.Cleanup(func() { srv.Close() })
+		return a
+	}
+	dir := filepath.Join(t.TempDir(), "share")
+	m, err := New(serve(), api.Share{HostPath: "mem", GuestPath: dir}, slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { m.Close(); m.Wait() })
+	hc := serve()
+	host, err := sftp.NewClientPipe(hc, hc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return m, host
+}
+
+func TestMountReadWrite(t *testing.T) {
+	m, host := mountMem(t)
+	dir := m.Share.GuestPath
+	if err := os.WriteFile(filepath.Join(dir, "a.txt"), []byte("from the VM"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	f, err := host.Open("/a.txt")
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := io.ReadAll(f)
+	f.Close()
+	if string(b) != "from the VM" {
+		t.Fatalf("host reads %q", b)
+	}
+	if err := os.MkdirAll(filepath.Join(dir, "d/e"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Rename(filepath.Join(dir, "a.txt"), filepath.Join(dir, "d/e/b.txt")); err != nil {
+		t.Fatal(err)
+	}
+	got, err := os.ReadFile(filepath.Join(dir, "d/e/b.txt"))
+	if err != nil || string(got) != "from the VM" {
+		t.Fatalf("after rename: %q, %v", got, err)
+	}
+	if err := os.Symlink("/etc", filepath.Join(dir, "etc")); err != nil {
+		t.Fatal(err)
+	}
+	if l, err := os.Readlink(filepath.Join(dir, "etc")); err != nil || l != "/etc" {
+		t.Fatalf("readlink: %q, %v", l, err)
+	}
+	if err := os.Chown(filepath.Join(dir, "d/e/b.txt"), 1000, 1000); err != nil {
+		t.Fatalf("chown must succeed: %v", err)
+	}
+	if err := os.RemoveAll(filepath.Join(dir, "d")); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := host.Lstat("/d"); err == nil {
+		t.Fatal("removed directory still on the host")
+	}
+}
+
+// TestReplayRaisesInotifyEvents makes changes on the "host" side and
+// checks that an inotify watcher on the mount sees each as its own kind.
+func TestReplayRaisesInotifyEvents(t *testing.T) {
+	m, host := mountMem(t)
+	dir := m.Share.GuestPath
+	writeHost := func(p, s string) {
+		t.Helper()
+		f, err := host.OpenFile(p, os.O_WRONLY|os.O_CREATE|os.O_TRUNC)
+		if err != nil {
+			t.Fatal(err)
+		}
+		f.Write([]byte(s))
+		f.Close()
+	}
+	writeHost("/known.txt", "one")
+	if _, err := os.ReadFile(filepath.Join(dir, "known.txt")); err != nil {
+		t.Fatal(err)
+	}
+	fd, err := unix.InotifyInit1(unix.IN_CLOEXEC | unix.IN_NONBLOCK)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer unix.Close(fd)
+	if _, err := unix.InotifyAddWatch(fd, dir, unix.IN_CREATE|unix.IN_MODIFY|unix.IN_CLOSE_WRITE|unix.IN_DELETE|unix.IN_ATTRIB); err != nil {
+		t.Fatal(err)
+	}
+	events := make(chan api.ShareEvent)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go m.Replay(ctx, events)
+
+	cases := []struct {
+		name   string
+		change func()
+		ev     api.ShareEvent
+		want   uint32
+	}{
+		{"create", func() { writeHost("/new.txt", "hello") }, api.ShareEvent{Path: "/new.txt", Op: api.ShareCreate}, unix.IN_CREATE},
+		{"write", func() { writeHost("/known.txt", "two, longer") }, api.ShareEvent{Path: "/known.txt", Op: api.ShareWrite}, unix.IN_MODIFY},
+		{"mkdir", func() { host.Mkdir("/sub") }, api.ShareEvent{Path: "/sub", Op: api.ShareCreate}, unix.IN_CREATE | unix.IN_ISDIR},
+		{"chmod", func() { host.Chmod("/known.txt", 0o600) }, api.ShareEvent{Path: "/known.txt", Op: api.ShareChmod}, unix.IN_ATTRIB},
+		{"remove", func() { host.Remove("/new.txt") }, api.ShareEvent{Path: "/new.txt", Op: api.ShareRemove}, unix.IN_DELETE},
+	}
+	for _, c := range cases {
+		c.change()
+		events <- c.ev
+		if !waitInotify(t, fd, c.want) {
+			t.Errorf("%s: no inotify event %#x", c.name, c.want)
+		}
+	}
+	got, err := os.ReadFile(filepath.Join(dir, "known.txt"))
+	if err != nil || string(got) != "two, longer" {
+		t.Errorf("after the host's write the VM reads %q, %v", got, err)
+	}
+	if _, err := host.Lstat("/new.txt"); err == nil {
+		t.Error("replaying a removal must not touch the host")
+	}
+}
+
+// waitInotify reads events from fd for up to 2 s until one has want.
+func waitInotify(t *testing.T, fd int, want uint32) bool {
+	deadline := time.Now().Add(2 * time.Second)
+	buf := make([]byte, 4096)
+	for time.Now().Before(deadline) {
+		n, err := unix.Read(fd, buf)
+		if err != nil {
+			time.Sleep(10 * time.Millisecond)
+			continue
+		}
+		for off := 0; off+unix.SizeofInotifyEvent <= n; {
+			ev := (*unix.InotifyEvent)(unsafePointer(&buf[off]))
+			if ev.Mask&want == want {
+				return true
+			}
+			off += unix.SizeofInotifyEvent + int(ev.Len)
+		}
+	}
+	return false
+}
