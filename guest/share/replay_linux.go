@@ -116,6 +116,7 @@ func (m *Mount) replay(root int, ev api.ShareEvent) error {
 	dir, name := path.Split(p)
 	dir = path.Clean(dir)
 	op := &replayOp{op: ev.Op, dir: dir, name: name}
+	m.changes.Add(1)
 	m.replaying.Store(op)
 	defer m.replaying.Store(nil)
 	// The directory is reached without following any symlink: a change

@@ -10,6 +10,7 @@ import (
 	"path"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"syscall"
 	"time"
@@ -40,6 +41,10 @@ type Mount struct {
 	// which has already made the change (see replay.go).
 	replayTID atomic.Int32
 	replaying atomic.Pointer[replayOp]
+	// changes counts the changes made through the mount and replayed
+	// from the host: a directory listing's attributes serve lookups only
+	// while it is unchanged.
+	changes atomic.Uint64
 }
 
 // New mounts sh at sh.GuestPath, every operation going as SFTP over
@@ -109,6 +114,26 @@ func (m *Mount) Wait() { m.server.Wait() }
 type node struct {
 	fs.Inode
 	m *Mount
+
+	// listing is the directory's last listing, whose attributes answer
+	// the lookups that follow it (ls -l, git status, a watcher's scan)
+	// without a round trip to the host each.
+	mu      sync.Mutex
+	listing map[string]os.FileInfo
+	listed  time.Time
+	listGen uint64
+}
+
+// fromListing returns name's attributes from a fresh listing of n.
+func (n *node) fromListing(name string) (os.FileInfo, bool) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if n.listing == nil || time.Since(n.listed) > cacheTimeout || n.listGen != n.m.changes.Load() {
+		n.listing = nil
+		return nil, false
+	}
+	fi, ok := n.listing[name]
+	return fi, ok
 }
 
 var (
@@ -217,6 +242,9 @@ func (n *node) Lookup(ctx context.Context, name string, out *fuse.EntryOut) (*fs
 	if op := n.m.replayFor(ctx); op != nil {
 		return n.replayLookup(ctx, op, name, out)
 	}
+	if fi, ok := n.fromListing(name); ok {
+		return n.entry(ctx, name, fi, out), 0
+	}
 	fi, err := n.m.client.Lstat(n.child(name))
 	if err != nil {
 		return nil, errno(err)
@@ -235,6 +263,7 @@ func (n *node) Getattr(ctx context.Context, f fs.FileHandle, out *fuse.AttrOut) 
 
 func (n *node) Setattr(ctx context.Context, f fs.FileHandle, in *fuse.SetAttrIn, out *fuse.AttrOut) syscall.Errno {
 	p := n.sftpPath()
+	n.m.changes.Add(1)
 	if n.m.replayFor(ctx) == nil {
 		if n.m.Share.ReadOnly {
 			return syscall.EROFS
@@ -288,10 +317,18 @@ func (n *node) Setattr(ctx context.Context, f fs.FileHandle, in *fuse.SetAttrIn,
 }
 
 func (n *node) Readdir(ctx context.Context) (fs.DirStream, syscall.Errno) {
+	gen := n.m.changes.Load()
 	fis, err := n.m.client.ReadDir(n.sftpPath())
 	if err != nil {
 		return nil, errno(err)
 	}
+	listing := make(map[string]os.FileInfo, len(fis))
+	for _, fi := range fis {
+		listing[fi.Name()] = fi
+	}
+	n.mu.Lock()
+	n.listing, n.listed, n.listGen = listing, time.Now(), gen
+	n.mu.Unlock()
 	// The kernel adds no "." and ".." for FUSE; ls -a and some tools
 	// expect them.
 	ents := make([]fuse.DirEntry, 0, len(fis)+2)
@@ -318,7 +355,7 @@ func (n *node) Open(ctx context.Context, flags uint32) (fs.FileHandle, uint32, s
 		return nil, 0, errno(err)
 	}
 	// No FOPEN_KEEP_CACHE: each open reads what the host has now.
-	return &handle{f: f}, 0, 0
+	return &handle{f: f, changes: &n.m.changes}, 0, 0
 }
 
 // openFlags keeps the flags of an open that SFTP carries.
@@ -327,6 +364,7 @@ func openFlags(flags uint32) int {
 }
 
 func (n *node) Create(ctx context.Context, name string, flags uint32, mode uint32, out *fuse.EntryOut) (*fs.Inode, fs.FileHandle, uint32, syscall.Errno) {
+	n.m.changes.Add(1)
 	p := n.child(name)
 	if n.m.replayFor(ctx) != nil {
 		fi, err := n.m.client.Lstat(p)
@@ -353,10 +391,11 @@ func (n *node) Create(ctx context.Context, name string, flags uint32, mode uint3
 		f.Close()
 		return nil, nil, 0, errno(err)
 	}
-	return n.entry(ctx, name, fi, out), &handle{f: f}, 0, 0
+	return n.entry(ctx, name, fi, out), &handle{f: f, changes: &n.m.changes}, 0, 0
 }
 
 func (n *node) Mkdir(ctx context.Context, name string, mode uint32, out *fuse.EntryOut) (*fs.Inode, syscall.Errno) {
+	n.m.changes.Add(1)
 	p := n.child(name)
 	if n.m.replayFor(ctx) == nil {
 		if n.m.Share.ReadOnly {
@@ -377,6 +416,7 @@ func (n *node) Mkdir(ctx context.Context, name string, mode uint32, out *fuse.En
 }
 
 func (n *node) Unlink(ctx context.Context, name string) syscall.Errno {
+	n.m.changes.Add(1)
 	if n.m.replayFor(ctx) != nil {
 		return 0
 	}
@@ -387,6 +427,7 @@ func (n *node) Unlink(ctx context.Context, name string) syscall.Errno {
 }
 
 func (n *node) Rmdir(ctx context.Context, name string) syscall.Errno {
+	n.m.changes.Add(1)
 	if n.m.replayFor(ctx) != nil {
 		return 0
 	}
@@ -397,6 +438,7 @@ func (n *node) Rmdir(ctx context.Context, name string) syscall.Errno {
 }
 
 func (n *node) Rename(ctx context.Context, name string, newParent fs.InodeEmbedder, newName string, flags uint32) syscall.Errno {
+	n.m.changes.Add(1)
 	if n.m.Share.ReadOnly {
 		return syscall.EROFS
 	}
@@ -408,6 +450,7 @@ func (n *node) Rename(ctx context.Context, name string, newParent fs.InodeEmbedd
 }
 
 func (n *node) Symlink(ctx context.Context, target, name string, out *fuse.EntryOut) (*fs.Inode, syscall.Errno) {
+	n.m.changes.Add(1)
 	p := n.child(name)
 	if n.m.replayFor(ctx) == nil {
 		if n.m.Share.ReadOnly {
@@ -433,6 +476,7 @@ func (n *node) Readlink(ctx context.Context) ([]byte, syscall.Errno) {
 }
 
 func (n *node) Link(ctx context.Context, target fs.InodeEmbedder, name string, out *fuse.EntryOut) (*fs.Inode, syscall.Errno) {
+	n.m.changes.Add(1)
 	if n.m.Share.ReadOnly {
 		return nil, syscall.EROFS
 	}
@@ -463,8 +507,9 @@ func (n *node) Statfs(ctx context.Context, out *fuse.StatfsOut) syscall.Errno {
 
 // handle is an open file of the share; a replayed open has no SFTP file.
 type handle struct {
-	f      *sftp.File
-	replay bool
+	f       *sftp.File
+	replay  bool
+	changes *atomic.Uint64 // the mount's
 }
 
 var (
@@ -489,6 +534,7 @@ func (h *handle) Write(ctx context.Context, data []byte, off int64) (uint32, sys
 	if h.replay {
 		return uint32(len(data)), 0
 	}
+	h.changes.Add(1)
 	n, err := h.f.WriteAt(data, off)
 	if err != nil {
 		return uint32(n), errno(err)
