@@ -158,8 +158,17 @@ func (b *Builder) Build(ctx context.Context, opts Options, out io.Writer) (strin
 		// The build cache: the step's key is its parent, the instruction,
 		// the variables it sees and, for COPY and ADD, what it copies.
 		extra := ""
+		var downloads map[string]string
+		if in.Cmd == "ADD" {
+			// As Docker does, a URL is fetched at every build and its
+			// content decides whether the step is cached.
+			if downloads, err = fetchURLs(ctx, in, vars, out); err != nil {
+				return "", err
+			}
+			defer removeDownloads(downloads)
+		}
 		if in.Cmd == "COPY" || in.Cmd == "ADD" {
-			if extra, err = b.sourcesKey(in, stages, opts, vars); err != nil {
+			if extra, err = b.sourcesKey(in, stages, opts, vars, downloads); err != nil {
 				return "", err
 			}
 		}
@@ -194,7 +203,7 @@ func (b *Builder) Build(ctx context.Context, opts Options, out io.Writer) (strin
 			continue
 		case "COPY", "ADD":
 			layer = func(ctx context.Context, root string) error {
-				return b.copy(ctx, in, cur, stages, opts, root, vars)
+				return b.copy(ctx, in, cur, stages, opts, root, vars, downloads)
 			}
 		case "ENV":
 			kvs, err := envPairs(in, vars)
@@ -501,7 +510,7 @@ func (e *StepError) Error() string {
 
 // copy serves COPY and ADD: sources from the context (or --from a stage
 // or image) into the container root.
-func (b *Builder) copy(ctx context.Context, in Instruction, cur *stage, stages []*stage, opts Options, root string, vars map[string]string) error {
+func (b *Builder) copy(ctx context.Context, in Instruction, cur *stage, stages []*stage, opts Options, root string, vars map[string]string, downloads map[string]string) error {
 	args := in.Args
 	if len(args) < 2 {
 		return fmt.Errorf("Dockerfile line %d: %s needs at least a source and a destination", in.Line, in.Cmd)
@@ -545,15 +554,9 @@ func (b *Builder) copy(ctx context.Context, in Instruction, cur *stage, stages [
 	}
 	uid, gid := -1, -1
 	if ch := in.Flags["chown"]; ch != "" {
-		u, g, hasG := strings.Cut(ch, ":")
-		var err1, err2 error
-		uid, err1 = strconv.Atoi(u)
-		gid = uid
-		if hasG {
-			gid, err2 = strconv.Atoi(g)
-		}
-		if err1 != nil || err2 != nil {
-			return fmt.Errorf("Dockerfile line %d: --chown takes numeric UID[:GID] here", in.Line)
+		var err error
+		if uid, gid, err = container.ChownIDs(root, ch); err != nil {
+			return fmt.Errorf("Dockerfile line %d: --chown=%s: %w", in.Line, ch, err)
 		}
 	}
 	var mode os.FileMode
@@ -569,10 +572,23 @@ func (b *Builder) copy(ctx context.Context, in Instruction, cur *stage, stages [
 	}
 	dirDest := strings.HasSuffix(args[len(args)-1], "/") || len(srcs) > 1
 	var matches []string
+	var local []string
 	for _, s := range srcs {
-		if strings.Contains(s, "://") {
-			return fmt.Errorf("Dockerfile line %d: ADD of a URL is not supported yet", in.Line)
+		if f, ok := downloads[s]; ok {
+			target := dst
+			if dirDest {
+				target = path.Join(dst, path.Base(f))
+			}
+			// A URL's file is never unpacked, and is mode 600, as in Docker.
+			if err := copyInto(f, root, target, false, uid, gid, 0o600); err != nil {
+				return fmt.Errorf("ADD %s: %w", s, err)
+			}
+			continue
 		}
+		local = append(local, s)
+	}
+	srcs = local
+	for _, s := range srcs {
 		ms, err := filepath.Glob(filepath.Join(srcRoot, filepath.Clean("/"+s)))
 		if err != nil || len(ms) == 0 {
 			return fmt.Errorf("COPY failed: file not found in build context or excluded by .dockerignore: stat %s: file does not exist", s)
@@ -867,7 +883,7 @@ func stepKey(cur *stage, in Instruction, vars map[string]string, extra string) s
 // sourcesKey hashes what a COPY or ADD copies: the names, modes and
 // contents (symlinks' targets) of its sources in the context, not their
 // times; a --from source is its stage's or image's ID.
-func (b *Builder) sourcesKey(in Instruction, stages []*stage, opts Options, vars map[string]string) (string, error) {
+func (b *Builder) sourcesKey(in Instruction, stages []*stage, opts Options, vars map[string]string, downloads map[string]string) (string, error) {
 	if from := in.Flags["from"]; from != "" {
 		for i, s := range stages {
 			if s.name == from || strconv.Itoa(i) == from {
@@ -882,6 +898,13 @@ func (b *Builder) sourcesKey(in Instruction, stages []*stage, opts Options, vars
 	h := sha256.New()
 	for _, src := range in.Args[:len(in.Args)-1] {
 		src = expand(src, vars)
+		if f, ok := downloads[src]; ok {
+			fmt.Fprintf(h, "url\x00%s\x00", src)
+			if err := hashFile(h, f); err != nil {
+				return "", err
+			}
+			continue
+		}
 		matches, _ := filepath.Glob(filepath.Join(opts.Context, filepath.Clean("/"+src)))
 		for _, m := range matches {
 			err := filepath.WalkDir(m, func(p string, d fs.DirEntry, err error) error {

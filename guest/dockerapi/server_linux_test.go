@@ -9,6 +9,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -102,10 +103,22 @@ type result struct {
 // docker runs a docker CLI against the server.
 func (s *apiServer) docker(t *testing.T, cli string, stdin io.Reader, args ...string) result {
 	t.Helper()
+	return s.run(t, cli, stdin, nil, args...)
+}
+
+// dockerEnv is docker with more environment variables.
+func (s *apiServer) dockerEnv(t *testing.T, cli string, env []string, args ...string) result {
+	t.Helper()
+	return s.run(t, cli, nil, env, args...)
+}
+
+func (s *apiServer) run(t *testing.T, cli string, stdin io.Reader, env []string, args ...string) result {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), containertest.Patience)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, cli, args...)
 	cmd.Env = append(os.Environ(), "DOCKER_HOST=unix://"+s.sock, "DOCKER_CONFIG="+s.config, "DOCKER_CLI_HINTS=false")
+	cmd.Env = append(cmd.Env, env...)
 	cmd.Stdin = stdin
 	var out, errb bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &errb
@@ -706,5 +719,64 @@ func TestLoginCLI(t *testing.T) {
 	}
 	if r := s.docker(t, dockerCLI, strings.NewReader("s3cret"), "login", "-u", "alice", "--password-stdin", reg.Addr); r.code != 0 || !strings.Contains(r.stdout, "Login Succeeded") {
 		t.Errorf("login: exit %d %q %q", r.code, r.stdout, r.stderr)
+	}
+}
+
+// TestBuildAddURLAndChownNames: ADD of a URL (fetched at each build, its
+// content keying the cache, mode 600, never unpacked) and --chown by
+// user and group names from the image's /etc/passwd and /etc/group.
+func TestBuildAddURLAndChownNames(t *testing.T) {
+	s := startServer(t)
+	needCLI(t, dockerCLI)
+	body := "first version\n"
+	var mu sync.Mutex
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		defer mu.Unlock()
+		if r.URL.Path != "/files/notes.txt" {
+			http.NotFound(w, r)
+			return
+		}
+		io.WriteString(w, body)
+	}))
+	defer srv.Close()
+	dir := t.TempDir()
+	os.WriteFile(filepath.Join(dir, "local.txt"), []byte("local\n"), 0o644)
+	os.WriteFile(filepath.Join(dir, "Dockerfile"), []byte(`FROM busybox
+ADD `+srv.URL+`/files/notes.txt /data/
+ADD `+srv.URL+`/files/notes.txt /data/renamed.txt
+COPY --chown=nobody:nobody local.txt /data/local.txt
+CMD ["sh", "-c", "stat -c '%a %U:%G %n' /data/notes.txt /data/renamed.txt /data/local.txt; cat /data/notes.txt"]
+`), 0o644)
+	os.WriteFile(filepath.Join(dir, "Dockerfile.missing"), []byte("FROM busybox\nADD "+srv.URL+"/nothing.txt /x\n"), 0o644)
+	os.WriteFile(filepath.Join(dir, "Dockerfile.badchown"), []byte("FROM busybox\nCOPY --chown=nosuchuser local.txt /x\n"), 0o644)
+	build := func(args ...string) result {
+		t.Helper()
+		return s.dockerEnv(t, dockerCLI, []string{"DOCKER_BUILDKIT=0"}, append([]string{"build"}, args...)...)
+	}
+	if r := build("-t", "fetched:v1", dir); r.code != 0 {
+		t.Fatalf("build: %+v", r)
+	}
+	want := "600 root:root /data/notes.txt\n600 root:root /data/renamed.txt\n644 nobody:nobody /data/local.txt\nfirst version\n"
+	if r := s.docker(t, dockerCLI, nil, "run", "--rm", "fetched:v1"); r.stdout != want {
+		t.Errorf("run: %q, want %q (%s)", r.stdout, want, r.stderr)
+	}
+	if r := build("-t", "fetched:v1", dir); strings.Count(r.stdout, "Using cache") != 4 {
+		t.Errorf("unchanged URL content must be cached: %+v", r)
+	}
+	mu.Lock()
+	body = "second version\n"
+	mu.Unlock()
+	if r := build("-t", "fetched:v1", dir); r.code != 0 || strings.Count(r.stdout, "Using cache") != 0 {
+		t.Errorf("changed URL content must rebuild from the ADD: %+v", r)
+	}
+	if r := s.docker(t, dockerCLI, nil, "run", "--rm", "fetched:v1"); !strings.HasSuffix(r.stdout, "second version\n") {
+		t.Errorf("after the change: %q", r.stdout)
+	}
+	if r := build("-f", filepath.Join(dir, "Dockerfile.missing"), dir); r.code == 0 || !strings.Contains(r.stdout+r.stderr, "404") {
+		t.Errorf("ADD of a missing URL: %+v", r)
+	}
+	if r := build("-f", filepath.Join(dir, "Dockerfile.badchown"), dir); r.code == 0 || !strings.Contains(r.stdout+r.stderr, "nosuchuser") {
+		t.Errorf("--chown of an unknown user: %+v", r)
 	}
 }

@@ -72,10 +72,11 @@ func (s *Store) push(ctx context.Context, refStr string, opts PullOptions, rep *
 	if err != nil {
 		return "", err
 	}
-	img, err := partial.CompressedToImage(&storedImage{s: s, rec: r, manifest: manifest})
+	stored, err := partial.CompressedToImage(&storedImage{s: s, rec: r, manifest: manifest})
 	if err != nil {
 		return "", err
 	}
+	img := &mountingImage{Image: stored, from: s.mountSources(r, pr.ref.Context())}
 	rep.send(api.PullProgress{Status: "The push refers to repository [" + pr.ref.Context().Name() + "]"})
 	for i := len(r.Layers) - 1; i >= 0; i-- {
 		rep.send(api.PullProgress{ID: shortHex(r.Layers[i].Digest), Status: "Preparing"})
@@ -100,8 +101,79 @@ func (s *Store) push(ctx context.Context, refStr string, opts PullOptions, rep *
 	for i := len(r.Layers) - 1; i >= 0; i-- {
 		rep.send(api.PullProgress{ID: shortHex(r.Layers[i].Digest), Status: "Pushed"})
 	}
+	// As after a pull: the repository now holds the image, which later
+	// pushes of images sharing its layers mount from.
+	if err := s.addRepoDigest(r.ID, pr.ref.Context().Name()+"@"+r.Manifest); err != nil {
+		return "", err
+	}
 	rep.send(api.PullProgress{Status: pr.tag + ": digest: " + r.Manifest + " size: " + strconv.Itoa(len(manifest))})
 	return r.Manifest, nil
+}
+
+// mountSources finds, for each layer of r, a repository of the registry
+// repo is pushed to that already holds it (one a stored image sharing the
+// layer was pulled from or pushed to), so that the registry mounts the
+// blob across repositories instead of receiving it again.
+func (s *Store) mountSources(r record, repo name.Repository) map[string]name.Reference {
+	want := map[string]bool{}
+	for _, l := range r.Layers {
+		want[l.Digest] = true
+	}
+	from := map[string]name.Reference{}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, other := range s.idx.Images {
+		for _, rd := range other.RepoDigests {
+			d, err := name.NewDigest(rd, name.WeakValidation)
+			if err != nil || d.Context().RegistryStr() != repo.RegistryStr() || d.Context().RepositoryStr() == repo.RepositoryStr() {
+				continue
+			}
+			for _, l := range other.Layers {
+				if want[l.Digest] && from[l.Digest] == nil {
+					from[l.Digest] = d
+				}
+			}
+		}
+	}
+	return from
+}
+
+// addRepoDigest records that repoDigest names image id.
+func (s *Store) addRepoDigest(id, repoDigest string) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	next := s.idx.clone()
+	rec := next.Images[id]
+	if rec == nil || slices.Contains(rec.RepoDigests, repoDigest) {
+		return nil
+	}
+	c := *rec
+	c.RepoDigests = append(slices.Clone(rec.RepoDigests), repoDigest)
+	next.Images[id] = &c
+	return s.commit(next)
+}
+
+// mountingImage is an image whose layers name, where one is known, a
+// repository of the same registry to mount them from
+// (remote.MountableLayer, which go-containerregistry's writer mounts).
+type mountingImage struct {
+	v1.Image
+	from map[string]name.Reference // by layer digest
+}
+
+func (m *mountingImage) Layers() ([]v1.Layer, error) {
+	ls, err := m.Image.Layers()
+	if err != nil {
+		return nil, err
+	}
+	for i, l := range ls {
+		if d, err := l.Digest(); err == nil {
+			if ref := m.from[d.String()]; ref != nil {
+				ls[i] = &remote.MountableLayer{Layer: l, Reference: ref}
+			}
+		}
+	}
+	return ls, nil
 }
 
 func shortHex(d string) string {

@@ -4,6 +4,10 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"net/http"
+	"slices"
+	"strings"
+	"sync"
 	"testing"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
@@ -35,7 +39,8 @@ func TestPush(t *testing.T) {
 	}
 
 	var log progressLog
-	got, err := s.Push(ctx, addr+"/other/busybox:v2", image.PullOptions{}, log.add)
+	var requests recordingTransport
+	got, err := s.Push(ctx, addr+"/other/busybox:v2", image.PullOptions{Transport: &requests}, log.add)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -46,6 +51,12 @@ func TestPush(t *testing.T) {
 		if !log.has(want) {
 			t.Errorf("progress lacks %q: %q", want, log.statuses())
 		}
+	}
+	// The layer came from addr/busybox: the registry mounts it into the
+	// new repository rather than receiving it again; only the small
+	// config blob is uploaded.
+	if mounts, uploads := requests.count("mount=", "from=busybox"), requests.count("PUT", "/blobs/uploads/"); mounts != 1 || uploads != 1 {
+		t.Errorf("push to another repository: %d cross-repository mounts, %d blob uploads; want 1 and 1 (the config):\n%s", mounts, uploads, strings.Join(requests.lines(), "\n"))
 	}
 	loadedDigest, err := s.Push(ctx, addr+"/hello:pushed", image.PullOptions{}, nil)
 	if err != nil {
@@ -75,4 +86,38 @@ func refRepo(ref string) string {
 		}
 	}
 	return ref
+}
+
+// recordingTransport records the requests it carries ("METHOD URL").
+type recordingTransport struct {
+	mu   sync.Mutex
+	reqs []string
+}
+
+func (r *recordingTransport) RoundTrip(req *http.Request) (*http.Response, error) {
+	r.mu.Lock()
+	r.reqs = append(r.reqs, req.Method+" "+req.URL.String())
+	r.mu.Unlock()
+	return http.DefaultTransport.RoundTrip(req)
+}
+
+func (r *recordingTransport) lines() []string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return slices.Clone(r.reqs)
+}
+
+// count is how many requests contain every one of parts.
+func (r *recordingTransport) count(parts ...string) int {
+	n := 0
+	for _, l := range r.lines() {
+		all := true
+		for _, p := range parts {
+			all = all && strings.Contains(l, p)
+		}
+		if all {
+			n++
+		}
+	}
+	return n
 }

@@ -7,6 +7,8 @@ import (
 	"os"
 	"strconv"
 	"strings"
+
+	securejoin "github.com/cyphar/filepath-securejoin"
 )
 
 // User is a resolved container user.
@@ -153,13 +155,26 @@ func resolveUser(spec string, passwd []passwdEntry, groups []groupEntry) (User, 
 // LookupUser reads /etc/passwd and /etc/group as seen by the calling thread
 // (whose root is the container's) and resolves spec.
 func LookupUser(spec string) (User, error) {
+	return LookupUserIn("/", spec)
+}
+
+// LookupUserIn resolves spec with the /etc/passwd and /etc/group of the
+// file tree at root, whose symlinks never lead out of it.
+func LookupUserIn(root, spec string) (User, error) {
 	var passwd []passwdEntry
 	var groups []groupEntry
-	if f, err := os.Open("/etc/passwd"); err == nil {
+	open := func(name string) (*os.File, error) {
+		p, err := securejoin.SecureJoin(root, name)
+		if err != nil {
+			return nil, err
+		}
+		return os.Open(p)
+	}
+	if f, err := open("/etc/passwd"); err == nil {
 		passwd = parsePasswd(f)
 		f.Close()
 	}
-	if f, err := os.Open("/etc/group"); err == nil {
+	if f, err := open("/etc/group"); err == nil {
 		groups = parseGroup(f)
 		f.Close()
 	}
