@@ -54,7 +54,19 @@ func (a *app) statusCommand() *cobra.Command {
 			if out.format == "json" {
 				return writeJSON(a.stdout, s) // one object, not a list
 			}
-			return a.printStatus(out, []lifecycle.Status{s})
+			if err := a.printStatus(out, []lifecycle.Status{s}); err != nil {
+				return err
+			}
+			if !out.quiet {
+				for _, m := range s.Mounts {
+					access := "rw"
+					if m.ReadOnly {
+						access = "ro"
+					}
+					fmt.Fprintf(a.stdout, "shared folder: %s (%s)\n", m.HostPath, access)
+				}
+			}
+			return nil
 		},
 	}
 	addOutputFlags(c, &out, false)

@@ -142,7 +142,7 @@ func Run(ctx context.Context, o Options) (err error) {
 	sctx, stopShares := context.WithCancel(context.Background())
 	defer stopShares()
 	shareStart := time.Now()
-	mountShares(sctx, agent.SSH(), inst.Config.Shares(), log)
+	shared := mountShares(sctx, agent.SSH(), inst.Config.Shares(), log)
 	log.Info("host folders shared", "took", time.Since(shareStart).Round(time.Millisecond))
 
 	os.Remove(socket)
@@ -154,7 +154,7 @@ func Run(ctx context.Context, o Options) (err error) {
 	}
 	defer ln.Close()
 
-	info := instance.BootInfo{Pid: os.Getpid(), HypervisorPid: vm.Pid(), Driver: o.Driver.Name(), Accelerator: vm.Accelerator(), Started: started, Ready: time.Now()}
+	info := instance.BootInfo{Pid: os.Getpid(), HypervisorPid: vm.Pid(), Driver: o.Driver.Name(), Accelerator: vm.Accelerator(), Started: started, Ready: time.Now(), Shares: shared}
 	mctx, stopMonitor := context.WithCancel(context.Background())
 	defer stopMonitor()
 	mon := newMonitor(agent.SSH(), inst, info, log)

@@ -20,6 +20,8 @@ import (
 	"time"
 
 	"golang.org/x/crypto/ssh"
+
+	"github.com/vmbox/vmbox/guest/api"
 )
 
 // ErrNotExist is returned (wrapped) for an instance that has not been created.
@@ -355,6 +357,8 @@ type BootInfo struct {
 	// AgentSilentSince is set while the agent has not answered for
 	// longer than the silence limit: when it last answered.
 	AgentSilentSince *time.Time `json:"agentSilentSince,omitempty"`
+	// Shares are the host folders the VM mounted at this boot.
+	Shares []api.Share `json:"shares,omitempty"`
 }
 
 // ReadBootInfo reads the boot marker of a running instance.

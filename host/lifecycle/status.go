@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/vmbox/vmbox/guest/api"
 	"github.com/vmbox/vmbox/host/instance"
 )
 
@@ -35,6 +36,9 @@ type Status struct {
 	// DockerHost is the DOCKER_HOST that reaches the guest's Docker API,
 	// set while the host process serves it (running or unresponsive).
 	DockerHost string `json:"dockerHost,omitempty"`
+	// Mounts are the host folders shared into the VM: those it mounted
+	// while it runs, those it will share when stopped.
+	Mounts []api.Share `json:"mounts,omitempty"`
 	// Hint says what to do about the state, when something can be done.
 	Hint string `json:"hint,omitempty"`
 }
@@ -47,6 +51,7 @@ func StatusOf(inst *instance.Instance) Status {
 		CPUs: inst.Config.CPUs, MemoryMiB: inst.Config.MemoryMiB, DiskGiB: inst.Config.DiskGiB, Dir: inst.Dir,
 	}
 	if !instance.Held(inst.Path(instance.RunLockFile)) {
+		s.Mounts = inst.Config.Shares()
 		return s
 	}
 	s.State = StateStarting
@@ -55,6 +60,7 @@ func StatusOf(inst *instance.Instance) Status {
 		s.Accelerator = bi.Accelerator
 		s.DockerHost = inst.DockerHost()
 		s.UptimeSeconds = time.Since(bi.Ready).Round(time.Second).Seconds()
+		s.Mounts = bi.Shares
 		if bi.AgentSilentSince != nil {
 			s.State = StateUnresponsive
 			s.Hint = fmt.Sprintf("the guest agent has not answered since %s (%s ago): see vmbox logs; vmbox stop stops it",
