@@ -20,18 +20,42 @@ import (
 // mountTimeout bounds one share's mount in the VM.
 const mountTimeout = 30 * time.Second
 
-// mountShares shares each host folder into the VM, one after another (an
-// inner share must land on its outer one), and serves them until ctx
-// ends. It returns the shares the VM mounted; a folder that fails is
-// logged and left out, as a start should not fail for one.
+// mountShares shares each host folder into the VM and serves them until
+// ctx ends. Folders are mounted at once, except that one inside another
+// waits for that one (it must land on top of it). It returns the shares
+// the VM mounted; a folder that fails is logged and left out, as a start
+// should not fail for one.
 func mountShares(ctx context.Context, conn ssh.Conn, shares []api.Share, log *slog.Logger) []api.Share {
-	var mounted []api.Share
-	for _, sh := range shares {
-		if err := mountShare(ctx, conn, sh, log); err != nil {
-			log.Warn("host folder not shared", "folder", sh.HostPath, "err", err)
-			continue
+	done := make([]chan struct{}, len(shares))
+	ok := make([]bool, len(shares))
+	for i := range shares {
+		done[i] = make(chan struct{})
+	}
+	for i, sh := range shares {
+		outer := -1
+		for j := range i {
+			if api.ShareCovers(shares[j].GuestPath, sh.GuestPath) {
+				outer = j
+			}
 		}
-		mounted = append(mounted, sh)
+		go func() {
+			defer close(done[i])
+			if outer >= 0 {
+				<-done[outer]
+			}
+			if err := mountShare(ctx, conn, sh, log); err != nil {
+				log.Warn("host folder not shared", "folder", sh.HostPath, "err", err)
+				return
+			}
+			ok[i] = true
+		}()
+	}
+	var mounted []api.Share
+	for i, sh := range shares {
+		<-done[i]
+		if ok[i] {
+			mounted = append(mounted, sh)
+		}
 	}
 	return mounted
 }
