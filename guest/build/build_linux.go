@@ -570,7 +570,17 @@ func (b *Builder) copy(ctx context.Context, in Instruction, cur *stage, stages [
 	if !path.IsAbs(dst) {
 		dst = path.Join("/", cur.cfg.WorkingDir, dst)
 	}
-	dirDest := strings.HasSuffix(args[len(args)-1], "/") || len(srcs) > 1
+	// The destination is a directory when written as one ("dir/", ".",
+	// "dir/.") and, as in Docker, when it already is one.
+	rawDst := args[len(args)-1]
+	dirDest := strings.HasSuffix(rawDst, "/") || rawDst == "." || strings.HasSuffix(rawDst, "/.") || len(srcs) > 1
+	if !dirDest {
+		if p, err := securejoin.SecureJoin(root, dst); err == nil {
+			if fi, err := os.Stat(p); err == nil && fi.IsDir() {
+				dirDest = true
+			}
+		}
+	}
 	var matches []string
 	var local []string
 	for _, s := range srcs {

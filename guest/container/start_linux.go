@@ -144,6 +144,24 @@ func (r *Runtime) handOff(ctx context.Context, hostNet bool, payload []byte, fds
 	return h, nil
 }
 
+// earlyInitError is the error the init sent before it exited, if it has
+// sent one within a moment.
+func earlyInitError(sock int) error {
+	fds := []unix.PollFd{{Fd: int32(sock), Events: unix.POLLIN}}
+	if n, err := unix.Poll(fds, 200); err != nil || n == 0 {
+		return nil
+	}
+	kind, payload, _, err := nsinit.RecvMsg(sock)
+	if err != nil || kind != nsinit.MsgError {
+		return nil
+	}
+	m := nsinit.ErrorMsg{Code: ExitEngineError}
+	if json.Unmarshal(payload, &m) != nil {
+		m.Msg = string(payload)
+	}
+	return &StartError{Code: m.Code, Msg: m.Msg}
+}
+
 func (r *Runtime) finishStart(s *Spec, h *helper, st *stdioSet, tr *nsinit.Tracer) (*Container, error) {
 	// The init is mounting the root file system meanwhile.
 	err := h.cg.setLimits(s.Resources, s.Privileged)
@@ -153,6 +171,14 @@ func (r *Runtime) finishStart(s *Spec, h *helper, st *stdioSet, tr *nsinit.Trace
 			err = fmt.Errorf("prepare the container: %w", err)
 		}
 		tr.Step("prepared")
+	}
+	if err != nil {
+		// The init may have failed first (a bind source it could not
+		// mount), taking the namespaces Prepare works on with it: its
+		// own error is the one to report.
+		if ierr := earlyInitError(h.sock); ierr != nil {
+			err = ierr
+		}
 	}
 	if err == nil {
 		// A failed send means the init is gone: its answer says why.

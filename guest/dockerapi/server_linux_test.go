@@ -746,7 +746,10 @@ func TestBuildAddURLAndChownNames(t *testing.T) {
 ADD `+srv.URL+`/files/notes.txt /data/
 ADD `+srv.URL+`/files/notes.txt /data/renamed.txt
 COPY --chown=nobody:nobody local.txt /data/local.txt
-CMD ["sh", "-c", "stat -c '%a %U:%G %n' /data/notes.txt /data/renamed.txt /data/local.txt; cat /data/notes.txt"]
+WORKDIR /w
+COPY local.txt .
+COPY local.txt /etc
+CMD ["sh", "-c", "stat -c '%a %U:%G %n' /data/notes.txt /data/renamed.txt /data/local.txt /w/local.txt /etc/local.txt; cat /data/notes.txt"]
 `), 0o644)
 	os.WriteFile(filepath.Join(dir, "Dockerfile.missing"), []byte("FROM busybox\nADD "+srv.URL+"/nothing.txt /x\n"), 0o644)
 	os.WriteFile(filepath.Join(dir, "Dockerfile.badchown"), []byte("FROM busybox\nCOPY --chown=nosuchuser local.txt /x\n"), 0o644)
@@ -757,11 +760,13 @@ CMD ["sh", "-c", "stat -c '%a %U:%G %n' /data/notes.txt /data/renamed.txt /data/
 	if r := build("-t", "fetched:v1", dir); r.code != 0 {
 		t.Fatalf("build: %+v", r)
 	}
-	want := "600 root:root /data/notes.txt\n600 root:root /data/renamed.txt\n644 nobody:nobody /data/local.txt\nfirst version\n"
+	// COPY into "." and into an existing directory named without a
+	// slash copies into the directory, as in Docker.
+	want := "600 root:root /data/notes.txt\n600 root:root /data/renamed.txt\n644 nobody:nobody /data/local.txt\n644 root:root /w/local.txt\n644 root:root /etc/local.txt\nfirst version\n"
 	if r := s.docker(t, dockerCLI, nil, "run", "--rm", "fetched:v1"); r.stdout != want {
 		t.Errorf("run: %q, want %q (%s)", r.stdout, want, r.stderr)
 	}
-	if r := build("-t", "fetched:v1", dir); strings.Count(r.stdout, "Using cache") != 4 {
+	if r := build("-t", "fetched:v1", dir); strings.Count(r.stdout, "Using cache") != 7 {
 		t.Errorf("unchanged URL content must be cached: %+v", r)
 	}
 	mu.Lock()

@@ -1,17 +1,26 @@
 package e2e
 
 import (
+	"archive/tar"
 	"encoding/json"
 	"fmt"
+	"io/fs"
 	"os"
+	"os/exec"
+	"path"
 	"path/filepath"
 	"strings"
 	"testing"
+
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+
+	"github.com/vmbox/vmbox/guest/image/imagetest"
 )
 
 // buildCases: vmbox build of a multi-stage Dockerfile (.dockerignore,
-// build args, a target, the config instructions), a failing RUN, and the
-// same builder through docker build and docker-compose build.
+// build args, a target, the config instructions), a failing RUN, the same
+// builder through docker build and docker-compose build, and a C program
+// compiled with Debian's tcc and run from a busybox stage.
 func buildCases(t *testing.T, tg *target) {
 	img := tg.reg + "/busybox"
 	dir := t.TempDir()
@@ -135,4 +144,159 @@ CMD ["out.txt"]
 			t.Errorf("run of the compose-built image: %s", r)
 		}
 	})
+	t.Run("a C program compiled in one stage runs from a busybox stage", func(t *testing.T) {
+		cbase := compilerBase(t, tg)
+		cdir := t.TempDir()
+		writeHello := func(greeting string) {
+			os.WriteFile(filepath.Join(cdir, "hello.c"), []byte(`#include <stdio.h>
+#define STR(x) #x
+#define XSTR(x) STR(x)
+
+int main(void) {
+	printf("%s, %s, from C: %d\n", "`+greeting+`", XSTR(WHO), 6 * 7);
+	return 0;
+}
+`), 0o644)
+		}
+		writeHello("hello")
+		// tcc 0.9.27 cannot link glibc statically (its TLS relocations), so
+		// the build stage hands the busybox stage the loader and libc too:
+		// tar -h follows the loader's symlink, the globs spare naming the
+		// architecture.
+		os.WriteFile(filepath.Join(cdir, "Dockerfile"), []byte(fmt.Sprintf(`FROM %s AS build
+ARG WHO=world
+WORKDIR /src
+COPY hello.c .
+RUN mkdir -p /out/usr/local/bin && tcc -DWHO=$WHO -o /out/usr/local/bin/hello hello.c && cd / && tar -chf - lib*/ld-linux*.so.* lib/*-linux-gnu/libc.so.6 | tar -xf - -C /out
+FROM %s
+COPY --from=build /out/ /
+ENTRYPOINT ["hello"]
+`, cbase, img)), 0o644)
+		build := func() (result, string) {
+			t.Helper()
+			r := tg.run("build", "-t", "e2e/hello-c", "--build-arg", "WHO=e2e", cdir)
+			i := strings.Index(r.stdout, "Successfully built ")
+			if r.code != 0 || i < 0 {
+				t.Fatalf("build: %s", r)
+			}
+			return r, strings.Fields(r.stdout[i+len("Successfully built "):])[0]
+		}
+		first, id := build()
+		if r := tg.run("run", "--rm", "e2e/hello-c"); r.code != 0 || r.stdout != "hello, e2e, from C: 42\n" {
+			t.Fatalf("run: %s\nbuilt with: %s", r, first.stdout)
+		}
+		// WORKDIR, COPY, RUN, COPY --from and ENTRYPOINT are cached; FROM and
+		// ARG are not steps of the cache.
+		again, againID := build()
+		if strings.Count(again.stdout, "Using cache") != 5 || strings.Contains(again.stdout, "Running in") || againID != id {
+			t.Errorf("a rebuild with nothing changed is not all cached:\n%s", again.stdout)
+		}
+		writeHello("goodbye")
+		changed, changedID := build()
+		before, after, _ := strings.Cut(changed.stdout, "Step 4/8 : COPY hello.c .")
+		if strings.Count(before, "Using cache") != 1 || strings.Contains(before, "Running in") ||
+			strings.Contains(after, "Using cache") || strings.Count(after, "Running in") != 1 || changedID == id {
+			t.Errorf("a changed hello.c does not rerun exactly the steps from its COPY on:\n%s", changed.stdout)
+		}
+		if r := tg.run("run", "--rm", "e2e/hello-c"); r.stdout != "goodbye, e2e, from C: 42\n" {
+			t.Errorf("run after the change: %s", r)
+		}
+	})
+}
+
+// compilerBase pushes a C toolchain image to the test registry and returns
+// its name as the VM reaches it: busybox with Debian's tcc, libc6-dev and
+// what they depend on, unpacked from the packages apt-get downloads.
+func compilerBase(t *testing.T, tg *target) string {
+	root := t.TempDir()
+	for _, deb := range debs(t, "tcc", "libc6", "libc6-dev", "linux-libc-dev", "libgcc-s1") {
+		if out, err := exec.Command("dpkg-deb", "-x", deb, root).CombinedOutput(); err != nil {
+			t.Fatalf("dpkg-deb -x %s: %v\n%s", deb, err, out)
+		}
+	}
+	var entries []imagetest.Entry
+	err := filepath.WalkDir(root, func(p string, d fs.DirEntry, err error) error {
+		if err != nil || p == root {
+			return err
+		}
+		rel := filepath.ToSlash(p[len(root)+1:])
+		if leftOutOfCompilerBase(rel) {
+			if d.IsDir() {
+				return filepath.SkipDir
+			}
+			return nil
+		}
+		fi, err := d.Info()
+		if err != nil {
+			return err
+		}
+		e := imagetest.Entry{Name: rel, Mode: int64(fi.Mode().Perm())}
+		switch {
+		case d.IsDir():
+			e.Type, e.Name = tar.TypeDir, rel+"/"
+		case d.Type() == fs.ModeSymlink:
+			e.Type, e.Mode = tar.TypeSymlink, 0o777
+			e.Linkname, err = os.Readlink(p)
+		default:
+			e.Body, err = os.ReadFile(p)
+		}
+		entries = append(entries, e)
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	img := imagetest.NewImage(t, v1.Config{Env: []string{imagetest.DefaultPath}, Cmd: []string{"sh"}},
+		imagetest.Layer(t, imagetest.BusyboxEntries(t)), imagetest.Layer(t, entries))
+	imagetest.Push(t, img, tg.hostReg+"/cbase:latest")
+	return tg.reg + "/cbase"
+}
+
+// leftOutOfCompilerBase keeps the layer small (14 MB rather than 34): docs,
+// iconv's charset modules, and the static archives that tcc cannot link
+// glibc with anyway. The linker script libc.so names libc_nonshared.a, so
+// that one stays.
+func leftOutOfCompilerBase(rel string) bool {
+	for _, pattern := range []string{"usr/share", "usr/lib/*/gconv", "usr/lib/*/lib*.a"} {
+		if ok, _ := path.Match(pattern, rel); ok && path.Base(rel) != "libc_nonshared.a" {
+			return true
+		}
+	}
+	return false
+}
+
+// debs returns the .deb files of pkgs at the versions apt's lists name,
+// kept under os.TempDir() across runs: the file names carry the versions,
+// and apt-get download leaves alone a file it already has. The test is
+// skipped if apt-get cannot fetch them.
+func debs(t *testing.T, pkgs ...string) []string {
+	if _, err := exec.LookPath("apt-get"); err != nil {
+		t.Skip("apt-get is not installed: the compiler base is made from Debian's packages")
+	}
+	apt := func(dir string, args ...string) string {
+		cmd := exec.Command("apt-get", append(append([]string{"download"}, args...), pkgs...)...)
+		cmd.Dir = dir
+		out, err := cmd.CombinedOutput()
+		if err != nil {
+			t.Skipf("apt-get download %v (run apt-get update?): %v\n%s", pkgs, err, out)
+		}
+		return string(out)
+	}
+	cache := filepath.Join(os.TempDir(), "vmbox-e2e-debs")
+	if err := os.MkdirAll(cache, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	apt(cache)
+	// Run where it has nothing, --print-uris names every file it would fetch.
+	out := apt(t.TempDir(), "--print-uris")
+	var files []string
+	for line := range strings.Lines(out) {
+		if f := strings.Fields(line); len(f) >= 2 && strings.HasSuffix(f[1], ".deb") {
+			files = append(files, filepath.Join(cache, f[1]))
+		}
+	}
+	if len(files) != len(pkgs) {
+		t.Fatalf("apt-get download --print-uris %v named %d files:\n%s", pkgs, len(files), out)
+	}
+	return files
 }
