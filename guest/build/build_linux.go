@@ -111,8 +111,17 @@ func (b *Builder) Build(ctx context.Context, opts Options, out io.Writer) (strin
 		globalArgs = map[string]string{}
 	)
 	buildArgs := opts.BuildArgs
-	for i, in := range ins[:total] {
-		fmt.Fprintf(out, "Step %d/%d : %s\n", i+1, total, in.Original())
+	steps := slices.Clone(ins[:total])
+	// trigger marks the ONBUILD instructions of a FROM image, run right
+	// after its FROM; they are not steps of this Dockerfile.
+	trigger := make([]bool, len(steps))
+	stepNo := 0
+	for i := 0; i < len(steps); i++ {
+		in := steps[i]
+		if !trigger[i] {
+			stepNo++
+			fmt.Fprintf(out, "Step %d/%d : %s\n", stepNo, total, in.Original())
+		}
 		if cur == nil && in.Cmd != "FROM" && in.Cmd != "ARG" {
 			return "", fmt.Errorf("Dockerfile line %d: %s before FROM: the first instruction must be FROM", in.Line, in.Cmd)
 		}
@@ -152,6 +161,17 @@ func (b *Builder) Build(ctx context.Context, opts Options, out io.Writer) (strin
 			}
 			stages = append(stages, s)
 			cur = s
+			if len(cur.cfg.OnBuild) > 0 {
+				triggers, err := onBuildTriggers(cur.cfg.OnBuild)
+				if err != nil {
+					return "", err
+				}
+				fmt.Fprintf(out, "# Executing %d build trigger%s\n", len(triggers), plural(len(triggers)))
+				// Triggers run once: the image built here has none.
+				cur.cfg.OnBuild = nil
+				steps = slices.Insert(steps, i+1, triggers...)
+				trigger = slices.Insert(trigger, i+1, slices.Repeat([]bool{true}, len(triggers))...)
+			}
 			fmt.Fprintf(out, " ---> %s\n", shortID(cur.imageID))
 			continue
 		}
@@ -189,8 +209,11 @@ func (b *Builder) Build(ctx context.Context, opts Options, out io.Writer) (strin
 		case "RUN":
 			argv := in.Args
 			if !in.JSON {
-				argv = []string{"/bin/sh", "-c", expand(in.Raw, vars)}
-				created = "/bin/sh -c " + in.Raw
+				// The shell expands the variables: ARGs and ENVs are its
+				// environment, as in Docker ('$HOME' stays as written).
+				shell := shellOf(cur.cfg)
+				argv = append(slices.Clone(shell), in.Raw)
+				created = strings.Join(shell, " ") + " " + in.Raw
 			} else {
 				created = "|" + strconv.Itoa(len(cur.args)) + " " + strings.Join(argv, " ")
 			}
@@ -232,9 +255,9 @@ func (b *Builder) Build(ctx context.Context, opts Options, out io.Writer) (strin
 		case "USER":
 			cur.cfg.User = expand(in.Raw, vars)
 		case "CMD":
-			cur.cfg.Cmd = commandArgs(in)
+			cur.cfg.Cmd = commandArgs(in, cur.cfg)
 		case "ENTRYPOINT":
-			cur.cfg.Entrypoint = commandArgs(in)
+			cur.cfg.Entrypoint = commandArgs(in, cur.cfg)
 		case "EXPOSE":
 			for _, p := range in.Args {
 				p = expand(p, vars)
@@ -262,6 +285,12 @@ func (b *Builder) Build(ctx context.Context, opts Options, out io.Writer) (strin
 			cur.cfg.Shell = in.Args
 		case "MAINTAINER":
 		case "ONBUILD":
+			switch f := strings.Fields(in.Raw); {
+			case len(f) == 0:
+				return "", fmt.Errorf("Dockerfile line %d: ONBUILD needs an instruction", in.Line)
+			case strings.EqualFold(f[0], "ONBUILD") || strings.EqualFold(f[0], "FROM") || strings.EqualFold(f[0], "MAINTAINER"):
+				return "", fmt.Errorf("Dockerfile line %d: %s is not allowed as an ONBUILD trigger", in.Line, strings.ToUpper(f[0]))
+			}
 			cur.cfg.OnBuild = append(cur.cfg.OnBuild, in.Raw)
 		case "HEALTHCHECK":
 			hc, err := healthcheck(in)
@@ -851,11 +880,46 @@ func envPairs(in Instruction, vars map[string]string) ([]string, error) {
 
 // commandArgs is CMD's or ENTRYPOINT's argv: the exec form as it is, the
 // shell form run by /bin/sh -c.
-func commandArgs(in Instruction) []string {
+func commandArgs(in Instruction, cfg v1.Config) []string {
 	if in.JSON {
 		return in.Args
 	}
-	return []string{"/bin/sh", "-c", in.Raw}
+	return append(slices.Clone(shellOf(cfg)), in.Raw)
+}
+
+// shellOf is the shell that runs shell-form commands: SHELL's, or
+// /bin/sh -c.
+func shellOf(cfg v1.Config) []string {
+	if len(cfg.Shell) > 0 {
+		return cfg.Shell
+	}
+	return []string{"/bin/sh", "-c"}
+}
+
+// onBuildTriggers parses a FROM image's ONBUILD instructions.
+func onBuildTriggers(onBuild []string) ([]Instruction, error) {
+	var out []Instruction
+	for _, t := range onBuild {
+		ins, err := Parse(t)
+		if err != nil {
+			return nil, fmt.Errorf("ONBUILD trigger %q: %w", t, err)
+		}
+		for _, in := range ins {
+			switch in.Cmd {
+			case "ONBUILD", "FROM", "MAINTAINER":
+				return nil, fmt.Errorf("ONBUILD trigger %q: %s is not allowed as a trigger", t, in.Cmd)
+			}
+		}
+		out = append(out, ins...)
+	}
+	return out, nil
+}
+
+func plural(n int) string {
+	if n == 1 {
+		return ""
+	}
+	return "s"
 }
 
 // healthcheck reads HEALTHCHECK [--interval= ...] CMD ... | NONE.

@@ -785,3 +785,43 @@ CMD ["sh", "-c", "stat -c '%a %U:%G %n' /data/notes.txt /data/renamed.txt /data/
 		t.Errorf("--chown of an unknown user: %+v", r)
 	}
 }
+
+// TestBuildShellAndOnBuild: SHELL changes how shell-form RUN, CMD and
+// ENTRYPOINT run; a FROM image's ONBUILD triggers run right after the
+// FROM of a build on it, once.
+func TestBuildShellAndOnBuild(t *testing.T) {
+	s := startServer(t)
+	needCLI(t, dockerCLI)
+	dir := t.TempDir()
+	os.WriteFile(filepath.Join(dir, "local.txt"), []byte("from the child's context\n"), 0o644)
+	os.WriteFile(filepath.Join(dir, "Dockerfile.base"), []byte(`FROM busybox
+ONBUILD RUN echo triggered > /trig
+ONBUILD COPY local.txt /from-trigger.txt
+`), 0o644)
+	os.WriteFile(filepath.Join(dir, "Dockerfile.child"), []byte(`FROM onbase:v1
+SHELL ["/bin/sh", "-ec"]
+RUN test -f /trig && echo "shell $0" > /shell.txt
+CMD cat /trig /from-trigger.txt /shell.txt
+`), 0o644)
+	os.WriteFile(filepath.Join(dir, "Dockerfile.bad"), []byte("FROM busybox\nONBUILD FROM busybox\n"), 0o644)
+	build := func(args ...string) result {
+		t.Helper()
+		return s.dockerEnv(t, dockerCLI, []string{"DOCKER_BUILDKIT=0"}, append([]string{"build"}, args...)...)
+	}
+	if r := build("-f", filepath.Join(dir, "Dockerfile.base"), "-t", "onbase:v1", dir); r.code != 0 {
+		t.Fatalf("base: %+v", r)
+	}
+	r := build("-f", filepath.Join(dir, "Dockerfile.child"), "-t", "onchild:v1", dir)
+	if r.code != 0 || !strings.Contains(r.stdout, "# Executing 2 build triggers") {
+		t.Fatalf("child: %+v", r)
+	}
+	if r := s.docker(t, dockerCLI, nil, "run", "--rm", "onchild:v1"); r.stdout != "triggered\nfrom the child's context\nshell /bin/sh\n" {
+		t.Errorf("run: %+v", r)
+	}
+	if r := s.docker(t, dockerCLI, nil, "inspect", "--format", "{{json .Config.OnBuild}} {{json .Config.Cmd}}", "onchild:v1"); r.stdout != `null ["/bin/sh","-ec","cat /trig /from-trigger.txt /shell.txt"]`+"\n" {
+		t.Errorf("child config: %q", r.stdout)
+	}
+	if r := build("-f", filepath.Join(dir, "Dockerfile.bad"), dir); r.code == 0 || !strings.Contains(r.stdout+r.stderr, "not allowed as an ONBUILD trigger") {
+		t.Errorf("ONBUILD FROM: %+v", r)
+	}
+}
