@@ -13,6 +13,7 @@ packages=(
   docker-registry     # a real registry on loopback for pull tests
   runc crun           # peers for the container start benchmark
   skopeo umoci        # peers for the pull benchmark
+  buildah             # a peer for the build benchmark (with docker.io's dockerd)
   msitools wixl       # msiinfo/msibuild and wixl for the Windows installer
   shellcheck          # checks the installers' shell scripts
   zstd
