@@ -229,16 +229,9 @@ func (b *Builder) Build(ctx context.Context, opts Options, out io.Writer) (strin
 				return b.copy(ctx, in, cur, stages, opts, root, vars, downloads)
 			}
 		case "ENV":
-			kvs, err := envPairs(in, vars)
-			if err != nil {
-				return "", err
-			}
-			cur.cfg.Env = container.MergeEnv(cur.cfg.Env, kvs)
+			cur.cfg.Env = container.MergeEnv(cur.cfg.Env, envPairs(in, vars))
 		case "LABEL":
-			kvs, err := envPairs(in, vars)
-			if err != nil {
-				return "", err
-			}
+			kvs := envPairs(in, vars)
 			if cur.cfg.Labels == nil {
 				cur.cfg.Labels = map[string]string{}
 			}
@@ -846,36 +839,15 @@ func extractArchive(p, root, dst string, uid, gid int) error {
 	return extractAll(tr, root, dst, owner)
 }
 
-// envPairs reads ENV and LABEL arguments: KEY=VALUE pairs (values may be
-// quoted) or the old KEY VALUE form, expanded.
-func envPairs(in Instruction, vars map[string]string) ([]string, error) {
-	raw := in.Raw
-	if !strings.Contains(strings.Fields(raw + " x")[0], "=") {
-		k, v, ok := strings.Cut(raw, " ")
-		if !ok {
-			return nil, fmt.Errorf("Dockerfile line %d: %s needs KEY=VALUE or KEY VALUE", in.Line, in.Cmd)
-		}
-		return []string{k + "=" + expand(strings.TrimSpace(v), vars)}, nil
+// envPairs are ENV's or LABEL's KEY=VALUE pairs (Parse made them so,
+// the old KEY VALUE form too), expanded.
+func envPairs(in Instruction, vars map[string]string) []string {
+	kvs := make([]string, len(in.Args))
+	for i, kv := range in.Args {
+		k, v, _ := strings.Cut(kv, "=")
+		kvs[i] = k + "=" + expand(v, vars)
 	}
-	var out []string
-	for s := strings.TrimSpace(raw); s != ""; s = strings.TrimSpace(s) {
-		k, rest, ok := strings.Cut(s, "=")
-		if !ok || k == "" {
-			return nil, fmt.Errorf("Dockerfile line %d: %s needs KEY=VALUE pairs", in.Line, in.Cmd)
-		}
-		var v string
-		if strings.HasPrefix(rest, `"`) {
-			end := strings.Index(rest[1:], `"`)
-			if end < 0 {
-				return nil, fmt.Errorf("Dockerfile line %d: unterminated quote", in.Line)
-			}
-			v, s = rest[1:end+1], rest[end+2:]
-		} else {
-			v, s, _ = strings.Cut(rest, " ")
-		}
-		out = append(out, k+"="+expand(v, vars))
-	}
-	return out, nil
+	return kvs
 }
 
 // commandArgs is CMD's or ENTRYPOINT's argv: the exec form as it is, the
