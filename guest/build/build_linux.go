@@ -636,9 +636,11 @@ func (b *Builder) copy(ctx context.Context, in Instruction, cur *stage, stages [
 		if err != nil {
 			return err
 		}
+		// A source that is a symlink is followed inside the context only,
+		// as in Docker: one that leads out of it finds nothing.
 		fi, err := os.Lstat(src)
 		if err != nil {
-			return err
+			return fmt.Errorf("COPY failed: file not found in build context or excluded by .dockerignore: %s: its target is not in the context", rel)
 		}
 		target := dst
 		if fi.IsDir() {

@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"archive/tar"
+	"bytes"
 	"encoding/json"
 	"fmt"
 	"io/fs"
@@ -142,6 +143,66 @@ CMD ["out.txt"]
 		}
 		if r := d.must("run", "--rm", "e2e/compose-built:v1"); r.stdout != "compose from the context\n" {
 			t.Errorf("run of the compose-built image: %s", r)
+		}
+	})
+	t.Run("hostile builds leak nothing from outside the context", func(t *testing.T) {
+		parent := t.TempDir()
+		const secret = "TOPSECRET-outside-the-context"
+		os.WriteFile(filepath.Join(parent, "secret.txt"), []byte(secret+"\n"), 0o644)
+		ctx := filepath.Join(parent, "ctx")
+		os.MkdirAll(ctx, 0o755)
+		os.Symlink("/etc/shadow", filepath.Join(ctx, "shadow"))
+		os.Symlink("../secret.txt", filepath.Join(ctx, "up"))
+		// Patterns that name the outside, re-include it, or climb.
+		os.WriteFile(filepath.Join(ctx, ".dockerignore"), []byte("../*\n/etc/*\n!../secret.txt\n**/..\n!/etc/shadow\n"), 0o644)
+		var evil bytes.Buffer
+		tw := tar.NewWriter(&evil)
+		tw.WriteHeader(&tar.Header{Name: "../../evil.txt", Mode: 0o644, Size: 4})
+		tw.Write([]byte("evil"))
+		tw.Close()
+		os.WriteFile(filepath.Join(ctx, "evil.tar"), evil.Bytes(), 0o644)
+		dockerfile := func(name, body string) string {
+			p := filepath.Join(ctx, name)
+			os.WriteFile(p, []byte("FROM "+img+"\n"+body), 0o644)
+			return p
+		}
+		leaked := func(r result) bool {
+			return strings.Contains(r.stdout+r.stderr, secret) || strings.Contains(r.stdout+r.stderr, "root:$")
+		}
+
+		// Symlinks in a copied directory are copied as symlinks: inside the
+		// image they lead to the image's own files, never to the host's.
+		r := tg.run("build", "-t", "e2e/hostile:v1", "-f", dockerfile("Dockerfile.links", "COPY . /in/\n"), ctx)
+		if r.code != 0 {
+			t.Fatalf("build with symlinks: %s", r)
+		}
+		r = tg.run("run", "--rm", "e2e/hostile:v1", "sh", "-c", "readlink /in/shadow; readlink /in/up; cat /in/shadow /in/up; ls -a / /in")
+		if leaked(r) || !strings.Contains(r.stdout, "/etc/shadow\n../secret.txt\n") || strings.Contains(r.stdout, "\nsecret.txt\n") {
+			t.Errorf("the symlinks' image: %s", r)
+		}
+		for name, body := range map[string]string{
+			// A source that is a symlink is followed inside the context
+			// only, where these find nothing: the build fails, as Docker's.
+			"Dockerfile.abslink": "COPY shadow /s\n",
+			"Dockerfile.uplink":  "COPY up /s\n",
+			"Dockerfile.parent":  "COPY ../secret.txt /s\n",
+			"Dockerfile.glob":    "COPY ../* /s/\n",
+			"Dockerfile.abs":     "COPY /etc/shadow /s\n",
+			"Dockerfile.tar":     "ADD evil.tar /x/\n",
+		} {
+			r := tg.run("build", "-f", dockerfile(name, body), ctx)
+			if r.code == 0 || leaked(r) {
+				t.Errorf("%s must fail without leaking: %s", name, r)
+			}
+		}
+		// Nor did the tar's ../ entry land anywhere, on the host or in the VM.
+		for _, p := range []string{filepath.Join(parent, "evil.txt"), filepath.Join(filepath.Dir(parent), "evil.txt")} {
+			if _, err := os.Stat(p); err == nil {
+				t.Errorf("%s exists", p)
+			}
+		}
+		if r := tg.run("shell", "--", "sh", "-c", "find / /var/lib/vmbox -xdev -name evil.txt 2>/dev/null"); r.stdout != "" {
+			t.Errorf("in the VM: %s", r)
 		}
 	})
 	t.Run("a C program compiled in one stage runs from a busybox stage", func(t *testing.T) {

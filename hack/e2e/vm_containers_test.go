@@ -50,10 +50,14 @@ func TestContainersThroughVM(t *testing.T) {
 			t.Fatalf("push: %s", r)
 		}
 		digest := strings.Fields(r.stdout[i+len("v1: digest: "):])[0]
-		tg.run("rmi", dst)
-		if r := tg.run("pull", dst); r.code != 0 || !strings.Contains(r.stdout, "Digest: "+digest) {
-			t.Errorf("pull back: %s (want digest %s)", r, digest)
+		// A fresh instance, which has never seen the image, pulls it back
+		// with the same digest.
+		tg.e.must("start", "--name", "fresh", "--memory", "512MiB", "--disk", "2GiB")
+		defer tg.e.run("delete", "--name", "fresh", "--timeout", "10s")
+		if r := tg.e.run("pull", "--name", "fresh", dst); r.code != 0 || !strings.Contains(r.stdout, "Digest: "+digest) {
+			t.Errorf("pull into a fresh instance: %s (want digest %s)", r, digest)
 		}
+		tg.e.must("stop", "--name", "fresh")
 		if r := tg.run("push", tg.reg+"/nosuch:v1"); r.code != 1 || strings.Count(strings.TrimSpace(r.stderr), "\n") != 0 {
 			t.Errorf("push of a missing image: %s", r)
 		}
