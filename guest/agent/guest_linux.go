@@ -8,6 +8,9 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"runtime"
+	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -29,6 +32,7 @@ func runGuest(log *slog.Logger) error {
 	if err != nil {
 		return err
 	}
+	runtime.GOMAXPROCS(agentProcs(cfg.CPUs))
 	hostKey, authorized, err := parseKeys([]byte(cfg.HostKey), []byte(cfg.AuthorizedKey))
 	if err != nil {
 		return err
@@ -131,6 +135,44 @@ func runGuest(log *slog.Logger) error {
 	pctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
 	return boot.PowerOff(pctx)
+}
+
+// minAgentProcs is the fewest Ps the agent runs with. The agent serves the
+// FUSE mounts of host folders, and it starts processes with vfork: until
+// a child has exec'd, the parent's thread keeps its P (the clone is a raw
+// system call). A child that touches a host folder first (a shell whose
+// working directory is one, a command that lives in one) waits for the
+// agent's FUSE server, which then needs another P. With a single P (the
+// guest boots with one CPU online) that is a deadlock of the whole agent.
+const minAgentProcs = 4
+
+// agentProcs is GOMAXPROCS for a guest that will have cpus CPUs online
+// (0: all present): at least minAgentProcs, and set once, since the
+// runtime counts the CPUs online at start, before the others come up.
+func agentProcs(cpus int) int {
+	if cpus <= 0 {
+		if b, err := os.ReadFile("/sys/devices/system/cpu/present"); err == nil {
+			cpus = countCPUList(strings.TrimSpace(string(b)))
+		}
+	}
+	return max(cpus, minAgentProcs)
+}
+
+// countCPUList counts the CPUs of a kernel CPU list ("0-3,8").
+func countCPUList(list string) int {
+	n := 0
+	for _, part := range strings.Split(list, ",") {
+		lo, hi, isRange := strings.Cut(part, "-")
+		a, err1 := strconv.Atoi(lo)
+		b, err2 := a, error(nil)
+		if isRange {
+			b, err2 = strconv.Atoi(hi)
+		}
+		if err1 == nil && err2 == nil && b >= a {
+			n += b - a + 1
+		}
+	}
+	return n
 }
 
 // GuestSocket is where the agent also listens inside the VM.

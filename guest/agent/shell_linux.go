@@ -17,6 +17,9 @@ import (
 
 // shell runs a command in the guest itself (not in a container): argv, or
 // an interactive login shell when argv is empty.
+// shellTrampoline is the VM's own shell, outside every host folder.
+const shellTrampoline = "/bin/sh"
+
 func (a *Agent) shell(ctx context.Context, s *Session, args api.ShellArgs) int {
 	argv := args.Argv
 	if len(argv) == 0 {
@@ -27,12 +30,19 @@ func (a *Agent) shell(ctx context.Context, s *Session, args api.ShellArgs) int {
 		fmt.Fprintf(s.Stderr, "vmbox shell: %s: command not found\n", argv[0])
 		return api.ExitNotFound
 	}
-	cmd := exec.Command(path, argv[1:]...)
+	// The child of a fork must not touch a host folder before its exec:
+	// the agent serves their FUSE mounts, and while a vfork child has not
+	// exec'd, a stop of the agent's world (its garbage collector) waits
+	// for it, which waits for the agent. So the child execs /bin/sh from
+	// the VM's own root, and that shell enters the home directory (which
+	// may be a host folder) and runs the command (which may live in one).
+	home := "/"
+	if dirExists("/root") {
+		home = "/root"
+	}
+	cmd := exec.Command(shellTrampoline, append([]string{"-c", `cd "$0" 2>/dev/null; exec "$@"`, home, path}, argv[1:]...)...)
 	cmd.Env = shellEnv(s, args.Env)
 	cmd.Dir = "/"
-	if home := "/root"; dirExists(home) {
-		cmd.Dir = home
-	}
 	var tty *os.File
 	if s.PTY != nil {
 		master, slave, err := openPTY()

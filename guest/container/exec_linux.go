@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"runtime"
+	"slices"
 	"strconv"
 	"syscall"
 
@@ -56,6 +57,13 @@ func (c *Container) Exec(ctx context.Context, es *ExecSpec) (*Process, error) {
 }
 
 func (c *Container) execOnThread(es *ExecSpec, st *stdioSet) (*os.Process, *os.File, error) {
+	// This binary, for a command on FUSE (see nsinit.ExecArg0): opened
+	// before the thread leaves the VM's mounts.
+	self, err := os.Open("/proc/self/exe")
+	if err != nil {
+		return nil, nil, fmt.Errorf("exec: open this binary: %w", err)
+	}
+	defer self.Close()
 	c.mu.RLock()
 	defer c.mu.RUnlock()
 	if c.pidfd < 0 {
@@ -158,7 +166,13 @@ func (c *Container) execOnThread(es *ExecSpec, st *stdioSet) (*os.Process, *os.F
 		}
 		return nil, nil, err
 	}
-	proc, err := os.StartProcess(path, es.Args, &os.ProcAttr{Env: env, Files: files, Sys: sys})
+	argv0, argv := path, es.Args
+	if nsinit.IsFUSE(path) {
+		argv0, argv = nsinit.ExecTrampolinePath, append([]string{nsinit.ExecArg0, path}, es.Args...)
+		env = append(slices.Clone(env), nsinit.ExecEnv+"=1")
+		files = append(files, self)
+	}
+	proc, err := os.StartProcess(argv0, argv, &os.ProcAttr{Env: env, Files: files, Sys: sys})
 	if err != nil {
 		if pty != nil {
 			pty.Close()

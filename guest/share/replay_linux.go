@@ -5,6 +5,7 @@ import (
 	"errors"
 	"path"
 	"runtime"
+	"strconv"
 	"strings"
 	"syscall"
 
@@ -97,6 +98,8 @@ func (m *Mount) Replay(ctx context.Context, events <-chan api.ShareEvent) {
 		select {
 		case <-ctx.Done():
 			return
+		case <-m.closed:
+			return
 		case ev, ok := <-events:
 			if !ok {
 				return
@@ -122,8 +125,9 @@ func (m *Mount) replay(root int, ev api.ShareEvent) error {
 	// The directory is reached without following any symlink: a change
 	// never leaves the share, whatever its links say.
 	dfd, err := unix.Openat2(root, "."+dir, &unix.OpenHow{
-		Flags:   unix.O_PATH | unix.O_DIRECTORY | unix.O_CLOEXEC,
-		Resolve: unix.RESOLVE_BENEATH | unix.RESOLVE_NO_SYMLINKS | unix.RESOLVE_NO_MAGICLINKS,
+		Flags: unix.O_PATH | unix.O_DIRECTORY | unix.O_CLOEXEC,
+		// Nor into another mount (a share inside this one replays its own).
+		Resolve: unix.RESOLVE_BENEATH | unix.RESOLVE_NO_SYMLINKS | unix.RESOLVE_NO_MAGICLINKS | unix.RESOLVE_NO_XDEV,
 	})
 	if err != nil {
 		return err
@@ -178,7 +182,18 @@ func (m *Mount) replay(root int, ev api.ShareEvent) error {
 		if st.Mode&syscall.S_IFMT == syscall.S_IFLNK {
 			return nil
 		}
-		return unix.Fchmodat(dfd, name, st.Mode&0o7777, 0)
+		// chmod follows symlinks: the entry is opened without following
+		// one, and changed through that descriptor.
+		fd, err := unix.Openat(dfd, name, unix.O_PATH|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+		if err != nil {
+			return err
+		}
+		defer unix.Close(fd)
+		var fst unix.Stat_t
+		if err := unix.Fstat(fd, &fst); err != nil || fst.Mode&unix.S_IFMT == unix.S_IFLNK {
+			return err
+		}
+		return unix.Fchmodat(unix.AT_FDCWD, "/proc/self/fd/"+strconv.Itoa(fd), st.Mode&0o7777, 0)
 	}
 	return nil
 }
@@ -194,7 +209,8 @@ func (m *Mount) replayWrite(dfd int, p, name string) error {
 	if !fi.Mode().IsRegular() {
 		return nil
 	}
-	fd, err := unix.Openat(dfd, name, unix.O_WRONLY|unix.O_CLOEXEC|unix.O_NOFOLLOW, 0)
+	// Non-blocking: a FIFO swapped in meanwhile must not hold the replay.
+	fd, err := unix.Openat(dfd, name, unix.O_WRONLY|unix.O_CLOEXEC|unix.O_NOFOLLOW|unix.O_NONBLOCK, 0)
 	if err != nil {
 		return err
 	}

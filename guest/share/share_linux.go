@@ -39,6 +39,8 @@ type Mount struct {
 	// replayTID is the thread that replays host changes through the
 	// mount: requests from it are answered without asking the host,
 	// which has already made the change (see replay.go).
+	closed    chan struct{} // closed by Close
+	closeOnce sync.Once
 	replayTID atomic.Int32
 	replaying atomic.Pointer[replayOp]
 	// changes counts the changes made through the mount and replayed
@@ -56,7 +58,7 @@ func New(conn io.ReadWriteCloser, sh api.Share, log *slog.Logger) (*Mount, error
 		conn.Close()
 		return nil, fmt.Errorf("share %s: SFTP: %w", sh.GuestPath, err)
 	}
-	m := &Mount{Share: sh, client: client, log: log}
+	m := &Mount{Share: sh, client: client, log: log, closed: make(chan struct{})}
 	m.root = &node{m: m}
 	if err := os.MkdirAll(sh.GuestPath, 0o755); err != nil {
 		client.Close()
@@ -98,11 +100,17 @@ func New(conn io.ReadWriteCloser, sh api.Share, log *slog.Logger) (*Mount, error
 // Close unmounts the share (lazily, so that a container still using it
 // does not keep it) and ends its SFTP session.
 func (m *Mount) Close() error {
-	err := syscall.Unmount(m.Share.GuestPath, syscall.MNT_DETACH)
-	if errors.Is(err, syscall.EINVAL) {
-		err = nil // already unmounted
-	}
-	m.client.Close()
+	var err error
+	m.closeOnce.Do(func() {
+		// The replay holds the mount's root open: it ends first, so that
+		// the detached mount is released.
+		close(m.closed)
+		err = syscall.Unmount(m.Share.GuestPath, syscall.MNT_DETACH)
+		if errors.Is(err, syscall.EINVAL) {
+			err = nil // already unmounted
+		}
+		m.client.Close()
+	})
 	return err
 }
 
@@ -153,8 +161,20 @@ var (
 	_ fs.NodeStatfser   = (*node)(nil)
 )
 
-// sftpPath is n's path in the SFTP session.
-func (n *node) sftpPath() string { return "/" + n.Path(nil) }
+// sftpPath is n's path in the SFTP session. A node the tree has let go
+// of (its file unlinked or renamed over while open) has no path: it gets
+// one no host file can have, so that an operation on it fails rather
+// than landing on the share's root.
+func (n *node) sftpPath() string {
+	p := n.Path(nil)
+	if p == "" && &n.m.root.Inode != n.EmbeddedInode() {
+		return orphanPath
+	}
+	return "/" + p
+}
+
+// orphanPath names no file: the host refuses a path with a NUL byte.
+const orphanPath = "/.vmbox-orphan\x00"
 
 func (n *node) child(name string) string { return path.Join(n.sftpPath(), name) }
 
@@ -242,7 +262,9 @@ func (n *node) Lookup(ctx context.Context, name string, out *fuse.EntryOut) (*fs
 	if op := n.m.replayFor(ctx); op != nil {
 		return n.replayLookup(ctx, op, name, out)
 	}
-	if fi, ok := n.fromListing(name); ok {
+	// A directory is looked up on the host even when listed: the host
+	// watches the directories the VM looks up, for the changes it replays.
+	if fi, ok := n.fromListing(name); ok && !fi.IsDir() {
 		return n.entry(ctx, name, fi, out), 0
 	}
 	fi, err := n.m.client.Lstat(n.child(name))
@@ -358,9 +380,12 @@ func (n *node) Open(ctx context.Context, flags uint32) (fs.FileHandle, uint32, s
 	return &handle{f: f, changes: &n.m.changes}, 0, 0
 }
 
-// openFlags keeps the flags of an open that SFTP carries.
+// openFlags keeps the flags of an open that SFTP carries. O_APPEND stays
+// in the VM: the kernel gives each write its offset, and the host,
+// appending, would place the concurrent pieces of one large write in
+// whatever order they arrive.
 func openFlags(flags uint32) int {
-	return int(flags) & (syscall.O_ACCMODE | syscall.O_APPEND | syscall.O_CREAT | syscall.O_EXCL | syscall.O_TRUNC)
+	return int(flags) & (syscall.O_ACCMODE | syscall.O_CREAT | syscall.O_EXCL | syscall.O_TRUNC)
 }
 
 func (n *node) Create(ctx context.Context, name string, flags uint32, mode uint32, out *fuse.EntryOut) (*fs.Inode, fs.FileHandle, uint32, syscall.Errno) {

@@ -169,3 +169,34 @@ func waitInotify(t *testing.T, fd int, want uint32) bool {
 	}
 	return false
 }
+
+// TestMountAppend: a large write to a file opened O_APPEND lands in order
+// (SFTP writes its pieces concurrently; the kernel's offsets place them).
+func TestMountAppend(t *testing.T) {
+	m, host := mountMem(t)
+	p := filepath.Join(m.Share.GuestPath, "log")
+	if err := os.WriteFile(p, []byte("head\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	big := make([]byte, 1<<20)
+	for i := range big {
+		big[i] = byte('a' + i/4096%26)
+	}
+	f, err := os.OpenFile(p, os.O_WRONLY|os.O_APPEND, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.Write(big); err != nil {
+		t.Fatal(err)
+	}
+	f.Close()
+	hf, err := host.Open("/log")
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, _ := io.ReadAll(hf)
+	hf.Close()
+	if want := append([]byte("head\n"), big...); string(got) != string(want) {
+		t.Errorf("appended content differs (%d bytes, want %d)", len(got), len(want))
+	}
+}

@@ -161,5 +161,14 @@ func hostFolderCases(t *testing.T, tg *target) {
 		if r := must("exec", id, "cat", "/app/in.txt"); !strings.HasSuffix(r.stdout, "edited\n") {
 			t.Errorf("after the host's edit the container reads %q", r.stdout)
 		}
+		// A command that lives in the host folder: exec goes through the
+		// agent's trampoline (its fork must not wait on its own FUSE).
+		os.WriteFile(p("run.sh"), []byte("#!/bin/sh\necho ran from the host folder in $(pwd)\n"), 0o755)
+		if r := must("exec", "-w", "/app", id, "/app/run.sh"); r.stdout != "ran from the host folder in /app\n" {
+			t.Errorf("exec of a command in the host folder: %s", r)
+		}
+		if r := tg.run("exec", id, "/app/in.txt"); r.code != 126 {
+			t.Errorf("exec of a non-executable file in the host folder: %s (want 126)", r)
+		}
 	})
 }

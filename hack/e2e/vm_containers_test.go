@@ -8,6 +8,7 @@ import (
 	"io"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strings"
 	"sync"
 	"syscall"
@@ -52,8 +53,16 @@ func TestContainersThroughVM(t *testing.T) {
 		digest := strings.Fields(r.stdout[i+len("v1: digest: "):])[0]
 		// A fresh instance, which has never seen the image, pulls it back
 		// with the same digest.
-		tg.e.must("start", "--name", "fresh", "--memory", "512MiB", "--disk", "2GiB")
+		// One CPU: the agent once deadlocked there when a process it
+		// started touched a host folder before its exec was done (a
+		// command that lives in one, or a working directory in one).
+		tg.e.must("start", "--name", "fresh", "--cpus", "1", "--memory", "512MiB", "--disk", "2GiB")
 		defer tg.e.run("delete", "--name", "fresh", "--timeout", "10s")
+		script := filepath.Join(t.TempDir(), "hello.sh")
+		os.WriteFile(script, []byte("#!/bin/sh\necho from a host folder\n"), 0o755)
+		if r := tg.e.run("shell", "--name", "fresh", "--", script); r.code != 0 || r.stdout != "from a host folder\n" {
+			t.Errorf("a command in a host folder on a one-CPU VM: %s", r)
+		}
 		if r := tg.e.run("pull", "--name", "fresh", dst); r.code != 0 || !strings.Contains(r.stdout, "Digest: "+digest) {
 			t.Errorf("pull into a fresh instance: %s (want digest %s)", r, digest)
 		}

@@ -118,12 +118,12 @@ func sharesOf(defaults []string, mounts []Mount, guestPath func(string) string) 
 	slices.SortFunc(all, func(a, b api.Share) int { return strings.Compare(a.GuestPath, b.GuestPath) })
 	var out []api.Share
 	for _, sh := range all {
-		covered := slices.ContainsFunc(out, func(o api.Share) bool {
-			return o.ReadOnly == sh.ReadOnly && api.ShareCovers(o.GuestPath, sh.GuestPath)
-		})
-		if !covered {
-			out = append(out, sh)
+		// The innermost share holding it decides: the same access makes
+		// it redundant, another needs it mounted on top.
+		if outer, ok := ShareOf(out, sh.GuestPath); ok && outer.ReadOnly == sh.ReadOnly {
+			continue
 		}
+		out = append(out, sh)
 	}
 	return out
 }

@@ -51,6 +51,8 @@ func TestSharesOf(t *testing.T) {
 			{HostPath: "/home/me", GuestPath: "/home/me"}, {HostPath: "/tmp", GuestPath: "/tmp"}}},
 		{"a read-only inner mount stays, after its outer one", []string{"/home/me"}, []Mount{{HostPath: "/home/me/src", ReadOnly: true}}, []api.Share{
 			{HostPath: "/home/me", GuestPath: "/home/me"}, {HostPath: "/home/me/src", GuestPath: "/home/me/src", ReadOnly: true}}},
+		{"a read-write mount inside a read-only one inside the home stays", []string{"/home/me"}, []Mount{{HostPath: "/home/me/src", ReadOnly: true}, {HostPath: "/home/me/src/out"}}, []api.Share{
+			{HostPath: "/home/me", GuestPath: "/home/me"}, {HostPath: "/home/me/src", GuestPath: "/home/me/src", ReadOnly: true}, {HostPath: "/home/me/src/out", GuestPath: "/home/me/src/out"}}},
 		{"a mount wins over its default", []string{"/home/me"}, []Mount{{HostPath: "/home/me", ReadOnly: true}}, []api.Share{
 			{HostPath: "/home/me", GuestPath: "/home/me", ReadOnly: true}}},
 		{"a root home is shared; a default on a system path is not", []string{"/", "/data"}, nil, []api.Share{

@@ -30,13 +30,16 @@ const (
 // IsInit reports whether this process is a helper init started by the
 // runtime, in which case the program must call Init before anything else.
 func IsInit() bool {
-	return len(os.Args) > 0 && os.Args[0] == Arg0 && os.Getenv(Env) != ""
+	return len(os.Args) > 0 && (os.Args[0] == Arg0 && os.Getenv(Env) != "" || os.Args[0] == ExecArg0 && os.Getenv(ExecEnv) == "1")
 }
 
 // Init runs the helper init: it waits for its container's configuration,
 // sets up the root filesystem and the process, and execs the container's
 // command. It never returns. It must be called only when IsInit is true.
 func Init() {
+	if os.Args[0] == ExecArg0 {
+		execTrampoline()
+	}
 	// The credential changes before execve are per thread: exec must happen
 	// from the thread that made them.
 	runtime.LockOSThread()
