@@ -970,12 +970,7 @@ func (b *Builder) sourcesKey(in Instruction, stages []*stage, opts Options, vars
 					link, _ := os.Readlink(p)
 					h.Write([]byte(link))
 				case fi.Mode().IsRegular():
-					f, err := os.Open(p)
-					if err != nil {
-						return err
-					}
-					defer f.Close()
-					if _, err := io.Copy(h, f); err != nil {
+					if err := hashFile(h, p); err != nil {
 						return err
 					}
 				}

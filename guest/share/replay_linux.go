@@ -52,31 +52,22 @@ func (m *Mount) replayFor(ctx context.Context) *replayOp {
 // the kernel must believe for the change to be one; any other name (a
 // directory on the way) is looked up on the host.
 func (n *node) replayLookup(ctx context.Context, op *replayOp, name string, out *fuse.EntryOut) (*fs.Inode, syscall.Errno) {
-	if n.sftpPath() != op.dir || name != op.name {
-		fi, err := n.m.client.Lstat(n.child(name))
-		if err != nil {
-			return nil, errno(err)
+	if n.sftpPath() == op.dir && name == op.name {
+		switch op.op {
+		case api.ShareCreate:
+			return nil, syscall.ENOENT
+		case api.ShareRemove:
+			mode := uint32(syscall.S_IFREG | 0o644)
+			if ch := n.GetChild(name); ch != nil {
+				mode = ch.Mode() | 0o644
+			}
+			out.Attr.Mode = mode
+			ch := n.childInode(ctx, name, mode)
+			out.Attr.Ino = ch.StableAttr().Ino
+			return ch, 0
 		}
-		return n.entry(ctx, name, fi, out), 0
 	}
-	switch op.op {
-	case api.ShareCreate:
-		return nil, syscall.ENOENT
-	case api.ShareRemove:
-		mode := uint32(syscall.S_IFREG | 0o644)
-		if ch := n.GetChild(name); ch != nil {
-			mode = ch.Mode() | 0o644
-		}
-		out.Attr.Mode = mode
-		ch := n.childInode(ctx, name, mode)
-		out.Attr.Ino = ch.StableAttr().Ino
-		return ch, 0
-	}
-	fi, err := n.m.client.Lstat(n.child(name))
-	if err != nil {
-		return nil, errno(err)
-	}
-	return n.entry(ctx, name, fi, out), 0
+	return n.lookupHost(ctx, name, out)
 }
 
 // Replay makes the host's changes seen in the VM. It returns when events

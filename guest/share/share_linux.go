@@ -267,6 +267,11 @@ func (n *node) Lookup(ctx context.Context, name string, out *fuse.EntryOut) (*fs
 	if fi, ok := n.fromListing(name); ok && !fi.IsDir() {
 		return n.entry(ctx, name, fi, out), 0
 	}
+	return n.lookupHost(ctx, name, out)
+}
+
+// lookupHost looks name up on the host.
+func (n *node) lookupHost(ctx context.Context, name string, out *fuse.EntryOut) (*fs.Inode, syscall.Errno) {
 	fi, err := n.m.client.Lstat(n.child(name))
 	if err != nil {
 		return nil, errno(err)
