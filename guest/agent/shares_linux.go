@@ -44,6 +44,13 @@ func (h *hostFolders) Mount(ctx context.Context, sh api.Share, ch io.ReadWriteCl
 		ch.Close()
 		return fmt.Errorf("fuse module: %w", err)
 	}
+	if sh.Tag != "" {
+		if err := h.loadModule(ctx, "virtiofs"); err != nil {
+			// The channel alone serves the folder, only slower.
+			h.log.Warn("host folder's virtiofs device not used", "path", sh.GuestPath, "err", err)
+			sh.Tag = ""
+		}
+	}
 	h.mu.Lock()
 	if old := h.mounts[sh.GuestPath]; old != nil {
 		old.m.Close()
@@ -57,7 +64,7 @@ func (h *hostFolders) Mount(ctx context.Context, sh api.Share, ch io.ReadWriteCl
 	h.mu.Lock()
 	h.mounts[sh.GuestPath] = f
 	h.mu.Unlock()
-	h.log.Info("host folder mounted", "host", sh.HostPath, "path", sh.GuestPath, "readOnly", sh.ReadOnly)
+	h.log.Info("host folder mounted", "host", sh.HostPath, "path", sh.GuestPath, "readOnly", sh.ReadOnly, "virtiofs", m.Direct())
 	if h.mounted != nil {
 		h.mounted()
 	}

@@ -32,6 +32,9 @@ const cacheTimeout = time.Second
 type Mount struct {
 	Share  api.Share
 	client *sftp.Client
+	// direct is the root of the share's virtiofs mount (Share.Tag), or
+	// nil: file contents are read and written there when it is set.
+	direct *os.File
 	server *fuse.Server
 	root   *node
 	log    *slog.Logger
@@ -64,6 +67,12 @@ func New(conn io.ReadWriteCloser, sh api.Share, log *slog.Logger) (*Mount, error
 		client.Close()
 		return nil, fmt.Errorf("share %s: %w", sh.GuestPath, err)
 	}
+	if sh.Tag != "" {
+		if m.direct, err = mountVirtiofs(sh); err != nil {
+			// The channel alone serves the folder, only slower.
+			log.Warn("host folder's virtiofs device not used", "path", sh.GuestPath, "err", err)
+		}
+	}
 	timeout := cacheTimeout
 	opts := &fs.Options{
 		EntryTimeout: &timeout, AttrTimeout: &timeout, NegativeTimeout: &timeout,
@@ -86,6 +95,7 @@ func New(conn io.ReadWriteCloser, sh api.Share, log *slog.Logger) (*Mount, error
 	m.server, err = fs.Mount(sh.GuestPath, m.root, opts)
 	if err != nil {
 		client.Close()
+		m.unmountDirect()
 		return nil, fmt.Errorf("share %s: mount: %w", sh.GuestPath, err)
 	}
 	go func() {
@@ -110,6 +120,7 @@ func (m *Mount) Close() error {
 			err = nil // already unmounted
 		}
 		m.client.Close()
+		m.unmountDirect()
 	})
 	return err
 }
@@ -377,12 +388,30 @@ func (n *node) Open(ctx context.Context, flags uint32) (fs.FileHandle, uint32, s
 	if n.m.Share.ReadOnly && int(flags)&syscall.O_ACCMODE != syscall.O_RDONLY {
 		return nil, 0, syscall.EROFS
 	}
-	f, err := n.m.client.OpenFile(n.sftpPath(), openFlags(flags))
+	p := n.sftpPath()
+	if int(flags)&(syscall.O_ACCMODE|syscall.O_TRUNC) == syscall.O_RDONLY {
+		// Reading through virtiofs needs nothing of the host process.
+		if d, err := n.m.openDirect(p, syscall.O_RDONLY); err == nil {
+			return &handle{d: d, changes: &n.m.changes}, 0, 0
+		}
+	}
+	f, err := n.m.client.OpenFile(p, openFlags(flags))
 	if err != nil {
 		return nil, 0, errno(err)
 	}
 	// No FOPEN_KEEP_CACHE: each open reads what the host has now.
-	return &handle{f: f, changes: &n.m.changes}, 0, 0
+	return n.m.newHandle(f, p, flags), 0, 0
+}
+
+// newHandle is the handle of f, the SFTP file at p opened with flags,
+// with the same file opened through virtiofs when the share has it. The
+// SFTP file stays open: it tells the host that the guest is writing.
+func (m *Mount) newHandle(f *sftp.File, p string, flags uint32) *handle {
+	h := &handle{f: f, changes: &m.changes}
+	if d, err := m.openDirect(p, int(flags)&syscall.O_ACCMODE); err == nil {
+		h.d = d
+	}
+	return h
 }
 
 // openFlags keeps the flags of an open that SFTP carries. O_APPEND stays
@@ -421,7 +450,7 @@ func (n *node) Create(ctx context.Context, name string, flags uint32, mode uint3
 		f.Close()
 		return nil, nil, 0, errno(err)
 	}
-	return n.entry(ctx, name, fi, out), &handle{f: f, changes: &n.m.changes}, 0, 0
+	return n.entry(ctx, name, fi, out), n.m.newHandle(f, p, flags), 0, 0
 }
 
 func (n *node) Mkdir(ctx context.Context, name string, mode uint32, out *fuse.EntryOut) (*fs.Inode, syscall.Errno) {
@@ -535,9 +564,12 @@ func (n *node) Statfs(ctx context.Context, out *fuse.StatfsOut) syscall.Errno {
 	return 0
 }
 
-// handle is an open file of the share; a replayed open has no SFTP file.
+// handle is an open file of the share: its SFTP file, its virtiofs file,
+// or both (the contents then go through virtiofs). A replayed open has
+// neither.
 type handle struct {
 	f       *sftp.File
+	d       *os.File
 	replay  bool
 	changes *atomic.Uint64 // the mount's
 }
@@ -553,7 +585,13 @@ func (h *handle) Read(ctx context.Context, dest []byte, off int64) (fuse.ReadRes
 	if h.replay {
 		return fuse.ReadResultData(nil), 0
 	}
-	n, err := h.f.ReadAt(dest, off)
+	var n int
+	var err error
+	if h.d != nil {
+		n, err = h.d.ReadAt(dest, off)
+	} else {
+		n, err = h.f.ReadAt(dest, off)
+	}
 	if err != nil && !errors.Is(err, io.EOF) {
 		return nil, errno(err)
 	}
@@ -565,7 +603,13 @@ func (h *handle) Write(ctx context.Context, data []byte, off int64) (uint32, sys
 		return uint32(len(data)), 0
 	}
 	h.changes.Add(1)
-	n, err := h.f.WriteAt(data, off)
+	var n int
+	var err error
+	if h.d != nil {
+		n, err = h.d.WriteAt(data, off)
+	} else {
+		n, err = h.f.WriteAt(data, off)
+	}
 	if err != nil {
 		return uint32(n), errno(err)
 	}
@@ -576,12 +620,27 @@ func (h *handle) Release(ctx context.Context) syscall.Errno {
 	if h.replay {
 		return 0
 	}
-	return errno(h.f.Close())
+	var err error
+	if h.d != nil {
+		err = h.d.Close()
+	}
+	// After the virtiofs file: the host counts the file as the guest's
+	// own writing until the SFTP file closes.
+	if h.f != nil {
+		if cerr := h.f.Close(); err == nil {
+			err = cerr
+		}
+	}
+	return errno(err)
 }
 
 func (h *handle) Fsync(ctx context.Context, flags uint32) syscall.Errno {
 	if h.replay {
 		return 0
+	}
+	if h.d != nil {
+		// virtiofs carries fsync to the host's disk.
+		return errno(h.d.Sync())
 	}
 	// SFTP v3 has no fsync; pkg/sftp sends OpenSSH's fsync extension,
 	// which a host server without it refuses: then the data is at least

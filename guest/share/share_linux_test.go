@@ -200,3 +200,86 @@ func TestMountAppend(t *testing.T) {
 		t.Errorf("appended content differs (%d bytes, want %d)", len(got), len(want))
 	}
 }
+
+// TestDirectContents gives the mount a directory in the place of its
+// virtiofs mount, whose files differ from the SFTP tree's, to show which
+// side each operation uses: contents go through the directory, and a
+// symlink or FIFO found there (the host changed the path since the
+// lookup) is not followed or opened but left to SFTP.
+func TestDirectContents(t *testing.T) {
+	m, host := mountMem(t)
+	direct := t.TempDir()
+	root, err := os.OpenFile(direct, unix.O_PATH|unix.O_DIRECTORY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m.direct = root
+	hostWrite := func(name, content string) {
+		t.Helper()
+		f, err := host.Create(name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		f.Write([]byte(content))
+		f.Close()
+	}
+	for _, name := range []string{"/f", "/link", "/fifo", "/new"} {
+		hostWrite(name, "sftp "+name)
+	}
+	if err := os.WriteFile(filepath.Join(direct, "f"), []byte("DIRECT!"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	secret := filepath.Join(t.TempDir(), "secret")
+	os.WriteFile(secret, []byte("outside"), 0o644)
+	if err := os.Symlink(secret, filepath.Join(direct, "link")); err != nil {
+		t.Fatal(err)
+	}
+	if err := unix.Mkfifo(filepath.Join(direct, "fifo"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	os.WriteFile(filepath.Join(direct, "new"), nil, 0o644)
+	dir := m.Share.GuestPath
+
+	tests := []struct{ name, want string }{
+		{"f", "DIRECT!"}, // as long as the SFTP file, whose size the kernel has
+		{"link", "sftp /link"},
+		{"fifo", "sftp /fifo"},
+	}
+	for _, tc := range tests {
+		done := make(chan struct{})
+		var got []byte
+		var err error
+		go func() {
+			got, err = os.ReadFile(filepath.Join(dir, tc.name))
+			close(done)
+		}()
+		select {
+		case <-done:
+		case <-time.After(10 * time.Second):
+			t.Fatalf("reading %s hangs", tc.name)
+		}
+		if err != nil || string(got) != tc.want {
+			t.Errorf("%s reads %q, %v; want %q", tc.name, got, err, tc.want)
+		}
+	}
+
+	// A write opens the file on both sides (the SFTP one tells the host
+	// that the guest writes it) and writes through the directory.
+	if err := os.WriteFile(filepath.Join(dir, "new"), []byte("written"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if got, _ := os.ReadFile(filepath.Join(direct, "new")); string(got) != "written" {
+		t.Errorf("the directory's file holds %q, want the write", got)
+	}
+	if got, _ := os.ReadFile(secret); string(got) != "outside" {
+		t.Errorf("the symlink's target was changed: %q", got)
+	}
+	f, err := os.OpenFile(filepath.Join(dir, "new"), os.O_WRONLY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := f.Sync(); err != nil {
+		t.Errorf("fsync: %v", err)
+	}
+	f.Close()
+}

@@ -1,6 +1,9 @@
 package e2e
 
 import (
+	"bytes"
+	"crypto/md5"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -55,6 +58,34 @@ func hostFolderCases(t *testing.T, tg *target) {
 		}
 		if fi, err := os.Stat(filepath.Join(dir, "made/deep")); err != nil || !fi.IsDir() {
 			t.Errorf("mkdir -p in the container: %v", err)
+		}
+	})
+	t.Run("large files keep every byte both ways, through virtiofs when the host can serve it", func(t *testing.T) {
+		big := make([]byte, 8<<20+12345)
+		for i := range big {
+			big[i] = byte(i*7 + i>>13)
+		}
+		if err := os.WriteFile(filepath.Join(dir, "big.bin"), big, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		want := fmt.Sprintf("%x", md5.Sum(big))
+		r := must("run", "--rm", "-v", bind, img, "sh", "-c",
+			"md5sum /app/big.bin && dd if=/app/big.bin of=/app/copy.bin bs=65536 conv=fsync 2>/dev/null && cat /app/big.bin >> /app/copy.bin")
+		if got, _, _ := strings.Cut(r.stdout, " "); got != want {
+			t.Errorf("md5 in the container %q, want %q", got, want)
+		}
+		copied, err := os.ReadFile(filepath.Join(dir, "copy.bin"))
+		if err != nil || !bytes.Equal(copied, append(append([]byte{}, big...), big...)) {
+			t.Errorf("the container's copy on the host: %d bytes (want %d), %v", len(copied), 2*len(big), err)
+		}
+		// The data path: virtiofs when vmbox runs as root with a virtiofsd.
+		via := "sftp"
+		if os.Geteuid() == 0 && (exists("/usr/lib/qemu/virtiofsd") || exists("/usr/libexec/virtiofsd")) {
+			via = "virtiofs"
+		}
+		st := tg.e.run(append(append([]string{}, tg.args...), "status")...)
+		if wantLine := "shared folder: " + os.TempDir() + " (rw, " + via + ")"; !strings.Contains(st.stdout, wantLine) {
+			t.Errorf("vmbox status lacks %q:\n%s", wantLine, st.stdout)
 		}
 	})
 	t.Run("a container user other than root writes the host user's files", func(t *testing.T) {
@@ -171,4 +202,9 @@ func hostFolderCases(t *testing.T, tg *target) {
 			t.Errorf("exec of a non-executable file in the host folder: %s (want 126)", r)
 		}
 	})
+}
+
+func exists(p string) bool {
+	_, err := os.Stat(p)
+	return err == nil
 }

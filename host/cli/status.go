@@ -63,7 +63,11 @@ func (a *app) statusCommand() *cobra.Command {
 					if m.ReadOnly {
 						access = "ro"
 					}
-					fmt.Fprintf(a.stdout, "shared folder: %s (%s)\n", m.HostPath, access)
+					via := "sftp"
+					if m.Tag != "" {
+						via = "virtiofs"
+					}
+					fmt.Fprintf(a.stdout, "shared folder: %s (%s, %s)\n", m.HostPath, access, via)
 				}
 			}
 			return nil

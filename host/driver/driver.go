@@ -23,6 +23,23 @@ type Spec struct {
 	Cmdline   []string // extra kernel command line words, added to the driver's own
 	DataDisk  string   // raw disk image attached as the guest's data disk
 	Console   string   // file that receives the guest console
+	// Folders are host folders the driver may give the guest as virtiofs
+	// devices, each under its Tag; a driver that cannot leaves some or all
+	// of them out (FolderExporter says which it gave).
+	Folders []Folder
+}
+
+// Folder is a host folder offered to the guest as a virtiofs device.
+type Folder struct {
+	Tag      string // the device's tag, which the guest mounts by (at most 36 bytes)
+	HostPath string
+	ReadOnly bool
+}
+
+// FolderExporter is a VM that gave the guest some of Spec.Folders.
+type FolderExporter interface {
+	// ExportedFolders are the tags of the folders the guest can mount.
+	ExportedFolders() []string
 }
 
 // Driver boots VMs of one kind.

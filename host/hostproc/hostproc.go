@@ -99,6 +99,10 @@ func Run(ctx context.Context, o Options) (err error) {
 		// soft lockups and RCU stalls that "quiet" hides.
 		Cmdline: strings.Fields(os.Getenv("VMBOX_KERNEL_ARGS")),
 	}
+	shares := inst.Config.Shares()
+	for i, sh := range shares {
+		spec.Folders = append(spec.Folders, driver.Folder{Tag: folderTag(i), HostPath: sh.HostPath, ReadOnly: sh.ReadOnly})
+	}
 	log.Info("starting VM", "driver", o.Driver.Name(), "cpus", spec.CPUs, "memoryMiB", spec.MemoryMiB)
 	vm, err := o.Driver.Start(ctx, spec)
 	if err != nil {
@@ -142,7 +146,10 @@ func Run(ctx context.Context, o Options) (err error) {
 	sctx, stopShares := context.WithCancel(context.Background())
 	defer stopShares()
 	shareStart := time.Now()
-	shared := mountShares(sctx, agent.SSH(), inst.Config.Shares(), log)
+	if ex, ok := vm.(driver.FolderExporter); ok {
+		tagShares(shares, ex.ExportedFolders())
+	}
+	shared := mountShares(sctx, agent.SSH(), shares, log)
 	log.Info("host folders shared", "took", time.Since(shareStart).Round(time.Millisecond))
 
 	os.Remove(socket)

@@ -7,6 +7,8 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -19,6 +21,19 @@ import (
 
 // mountTimeout bounds one share's mount in the VM.
 const mountTimeout = 30 * time.Second
+
+// folderTag is the virtiofs tag of the instance's i-th share.
+func folderTag(i int) string { return "vmbox" + strconv.Itoa(i) }
+
+// tagShares gives each share whose virtiofs device the VM has (by tag) its
+// tag.
+func tagShares(shares []api.Share, exported []string) {
+	for i := range shares {
+		if slices.Contains(exported, folderTag(i)) {
+			shares[i].Tag = folderTag(i)
+		}
+	}
+}
 
 // mountShares shares each host folder into the VM and serves them until
 // ctx ends. Folders are mounted at once, except that one inside another
@@ -109,7 +124,7 @@ func mountShare(ctx context.Context, conn ssh.Conn, sh api.Share, log *slog.Logg
 	}()
 	select {
 	case <-mounted:
-		log.Info("host folder shared", "folder", sh.HostPath, "readOnly", sh.ReadOnly)
+		log.Info("host folder shared", "folder", sh.HostPath, "readOnly", sh.ReadOnly, "virtiofs", sh.Tag != "")
 		go func() {
 			if err := <-served; err != nil {
 				log.Warn("host folder share ended", "folder", sh.HostPath, "err", err)

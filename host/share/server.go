@@ -153,21 +153,27 @@ func (h *handlers) open(r *sftp.Request) (sftp.WriterAtReaderAt, error) {
 		h.w.expect(p, api.ShareCreate)
 	}
 	var done func(stat func() (fs.FileInfo, error))
-	if fl.Trunc {
+	if fl.Trunc || (write && h.share.Tag != "") {
 		done = h.w.writing(p)
 	}
 	f, err := h.root.OpenFile(rel(p), flag|openNonblock, perm)
-	if done != nil {
-		var stat func() (fs.FileInfo, error)
-		if err == nil {
-			stat = f.Stat
-		}
-		done(stat)
-	}
 	if err != nil {
+		if done != nil {
+			done(nil)
+		}
 		return nil, h.fail("open", p, err)
 	}
-	return &file{f: f, w: h.w, path: p, append: fl.Append}, nil
+	of := &file{f: f, w: h.w, path: p, append: fl.Append}
+	switch {
+	case done != nil && write && h.share.Tag != "":
+		// The guest writes the contents through virtiofs, which this
+		// server does not see: the file counts as the guest's own
+		// writing until the guest closes it here.
+		of.written = done
+	case done != nil:
+		done(f.Stat)
+	}
+	return of, nil
 }
 
 // file is an open file of the share.
@@ -176,6 +182,8 @@ type file struct {
 	w      *Watcher
 	path   string // in the share
 	append bool
+	// written, when set, ends the guest's writing of the file at Close.
+	written func(stat func() (fs.FileInfo, error))
 }
 
 func (f *file) ReadAt(b []byte, off int64) (int, error) {
@@ -197,7 +205,12 @@ func (f *file) WriteAt(b []byte, off int64) (n int, err error) {
 	return n, fail(err)
 }
 
-func (f *file) Close() error { return fail(f.f.Close()) }
+func (f *file) Close() error {
+	if f.written != nil {
+		f.written(f.f.Stat)
+	}
+	return fail(f.f.Close())
+}
 
 // Filecmd makes the changes other than writes.
 func (h *handlers) Filecmd(r *sftp.Request) error {

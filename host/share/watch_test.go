@@ -6,6 +6,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -18,7 +19,11 @@ import (
 // events.
 func watched(t *testing.T, dir string) (*sftp.Client, *Watcher, <-chan api.ShareEvent) {
 	t.Helper()
-	sh := api.Share{HostPath: dir, GuestPath: "/g"}
+	return watchedShare(t, api.Share{HostPath: dir, GuestPath: "/g"})
+}
+
+func watchedShare(t *testing.T, sh api.Share) (*sftp.Client, *Watcher, <-chan api.ShareEvent) {
+	t.Helper()
 	w, err := NewWatcher(sh, nil)
 	if err != nil {
 		t.Fatal(err)
@@ -176,6 +181,41 @@ func TestWatcherNoEcho(t *testing.T) {
 		t.Fatal(err)
 	}
 	waitFor(t, events, ev("/d/b", api.ShareWrite))
+}
+
+// TestWatcherNoEchoVirtiofs: with a virtiofs device, the guest opens a
+// file for writing over SFTP but writes its contents through virtiofs,
+// which the server does not see: until the guest closes the SFTP file,
+// and after as long as the file is as the guest left it, its changes are
+// the guest's own.
+func TestWatcherNoEchoVirtiofs(t *testing.T) {
+	dir := t.TempDir()
+	tree(t, dir, map[string]string{"f": "data"})
+	c, _, events := watchedShare(t, api.Share{HostPath: dir, GuestPath: "/g", Tag: "vmbox0"})
+	if _, err := c.ReadDir("/"); err != nil {
+		t.Fatal(err)
+	}
+	for _, flags := range []int{os.O_WRONLY, os.O_RDWR | os.O_CREATE | os.O_TRUNC} {
+		f, err := c.OpenFile("/f", flags)
+		if err != nil {
+			t.Fatal(err)
+		}
+		// virtiofsd's writes, in pieces, with pauses longer than a batch.
+		for i := range 3 {
+			if err := os.WriteFile(filepath.Join(dir, "f"), []byte(strings.Repeat("virtiofs ", i+1)), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+		if err := f.Close(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	quiet(t, dir, events, "marker")
+	if err := os.WriteFile(filepath.Join(dir, "f"), []byte("host edit"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, events, ev("/f", api.ShareWrite))
 }
 
 // quiet makes a file on the host and fails the test for any other event

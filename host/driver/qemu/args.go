@@ -148,6 +148,17 @@ type Config struct {
 	Pidfile   string
 	// Machine overrides the machine type and its properties ("" = default).
 	Machine string
+	// Folders are the virtiofs devices, each served by a virtiofsd
+	// listening on its socket.
+	Folders []FolderDevice
+}
+
+// FolderDevice is one virtiofs device: a vhost-user-fs device whose
+// backend, virtiofsd, listens on Socket (relative to the instance
+// directory, like the QMP socket).
+type FolderDevice struct {
+	Tag    string
+	Socket string
 }
 
 // DefaultDiskCache is the data disk's cache mode. writeback goes through the
@@ -210,6 +221,11 @@ func Args(c Config) []string {
 		}
 	}
 
+	if len(c.Folders) > 0 {
+		// vhost-user: virtiofsd reads and writes the guest's memory
+		// itself, so the memory must be a shared mapping it can map.
+		machine += ",memory-backend=" + folderMemory
+	}
 	a := []string{
 		"-name", Escape("vmbox-" + c.Name),
 		"-machine", machine,
@@ -265,8 +281,26 @@ func Args(c Config) []string {
 			"-device", dev("blk")+",drive=data,serial="+DataDiskSerial,
 		)
 	}
+	if len(c.Folders) > 0 {
+		a = append(a, "-object", fmt.Sprintf("memory-backend-memfd,id=%s,size=%dM,share=on", folderMemory, c.MemoryMiB))
+		if x86 {
+			// virtio-mmio devices are legacy (virtio 0.9) unless told
+			// otherwise, and virtiofsd serves virtio 1.0 devices only.
+			a = append(a, "-global", "virtio-mmio.force-legacy=false")
+		}
+		for i, f := range c.Folders {
+			id := fmt.Sprintf("folder%d", i)
+			a = append(a,
+				"-chardev", "socket,id="+id+",path="+Escape(f.Socket),
+				"-device", fmt.Sprintf("vhost-user-%s,chardev=%s,tag=%s", strings.TrimPrefix(dev("fs"), "virtio-"), id, f.Tag),
+			)
+		}
+	}
 	return a
 }
+
+// folderMemory is the id of the shared memory backend virtiofs needs.
+const folderMemory = "vmmem"
 
 // accelArgs selects the accelerator. WHPX is asked for with a TCG fallback
 // because it is often unavailable (Hyper-V platform feature off) on

@@ -406,7 +406,7 @@ func TestStartHostForwardTaken(t *testing.T) {
 	}
 	defer l.Close()
 	c.AgentPort = l.Addr().(*net.TCPAddr).Port
-	v, err := d.start(bin, c, spec.Name)
+	v, err := d.start(bin, c, spec.Name, func() {})
 	if err != nil {
 		t.Fatal(err)
 	}

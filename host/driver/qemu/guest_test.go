@@ -189,11 +189,6 @@ func needQEMU(t testing.TB, arch string) {
 	}
 }
 
-func fileExists(p string) bool {
-	_, err := os.Stat(p)
-	return err == nil
-}
-
 // buildGuest compiles testdata/guestinit for arch into an archive at
 // initCpio and, when kdir is set, writes the modules from kdir into an
 // archive at modCpio, once per test binary and architecture.

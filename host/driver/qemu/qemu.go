@@ -60,7 +60,10 @@ type Driver struct {
 	tscKHz  int64
 }
 
-var _ driver.Driver = (*Driver)(nil)
+var (
+	_ driver.Driver         = (*Driver)(nil)
+	_ driver.FolderExporter = (*VM)(nil)
+)
 
 // New returns a QEMU driver. It reads VMBOX_QEMU now when opts.Binary is
 // empty.
@@ -178,6 +181,12 @@ func (d *Driver) Start(ctx context.Context, spec driver.Spec) (driver.VM, error)
 	if err != nil {
 		return nil, err
 	}
+	stopFolders := func() {}
+	if len(spec.Folders) > 0 {
+		if fsd, err := hostVirtiofsd(); err == nil {
+			c.Folders, stopFolders = startFolders(ctx, fsd, filepath.Dir(c.Pidfile), spec.Folders)
+		}
+	}
 	for attempt := 1; ; attempt++ {
 		if c.AgentPort, err = freeLoopbackPort(); err != nil {
 			return nil, fmt.Errorf("start VM %s: %w", spec.Name, err)
@@ -185,8 +194,9 @@ func (d *Driver) Start(ctx context.Context, spec driver.Spec) (driver.VM, error)
 		if c.ForwardPort, err = freeLoopbackPort(); err != nil {
 			return nil, fmt.Errorf("start VM %s: %w", spec.Name, err)
 		}
-		v, err := d.start(bin, c, spec.Name)
+		v, err := d.start(bin, c, spec.Name, stopFolders)
 		if err != nil {
+			stopFolders()
 			return nil, err
 		}
 		err = v.waitRunning(ctx)
@@ -198,6 +208,7 @@ func (d *Driver) Start(ctx context.Context, spec driver.Spec) (driver.VM, error)
 		}
 		v.Kill()
 		v.Wait()
+		stopFolders()
 		return nil, fmt.Errorf("start VM %s: %w", spec.Name, err)
 	}
 }
@@ -213,8 +224,10 @@ func freeLoopbackPort() (int, error) {
 	return l.Addr().(*net.TCPAddr).Port, nil
 }
 
-// start runs QEMU for c.
-func (d *Driver) start(bin string, c Config, name string) (*VM, error) {
+// start runs QEMU for c; stopFolders ends the folders' virtiofsd
+// processes once QEMU has exited (they would end on their own when QEMU
+// disconnects, but not if QEMU never connected).
+func (d *Driver) start(bin string, c Config, name string, stopFolders func()) (*VM, error) {
 	dir := filepath.Dir(c.Pidfile)
 	// The pid file and QMP socket of an earlier QEMU are left alone: QEMU
 	// locks its pid file, so a second QEMU for the same instance exits
@@ -246,9 +259,12 @@ func (d *Driver) start(bin string, c Config, name string) (*VM, error) {
 		consoleStart: consoleStart,
 		done:         make(chan struct{}),
 	}
+	for _, f := range c.Folders {
+		v.folders = append(v.folders, f.Tag)
+	}
 	// QEMU may exit before startProcess returns; v is complete only then.
 	complete := make(chan struct{})
-	if err := startProcess(cmd, func(err error) { <-complete; v.exited(err) }); err != nil {
+	if err := startProcess(cmd, func(err error) { <-complete; stopFolders(); v.exited(err) }); err != nil {
 		return nil, fmt.Errorf("start %s: %w", bin, err)
 	}
 	v.pid = cmd.Process.Pid

@@ -30,6 +30,7 @@ type VM struct {
 	console      string
 	consoleStart int64 // console size when QEMU started; this boot's output follows
 	kill         func() error
+	folders      []string // tags of the virtiofs devices
 
 	done    chan struct{} // closed once QEMU has exited and waitErr is set
 	waitErr error
@@ -37,6 +38,10 @@ type VM struct {
 	mu     sync.Mutex
 	killed bool
 }
+
+// ExportedFolders are the tags of the folders the guest has as virtiofs
+// devices.
+func (v *VM) ExportedFolders() []string { return v.folders }
 
 // Pid is QEMU's process ID.
 func (v *VM) Pid() int { return v.pid }

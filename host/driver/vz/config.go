@@ -119,6 +119,7 @@ type config struct {
 	DataDisk  string // absolute; "" for none
 	Console   string // absolute
 	MAC       net.HardwareAddr
+	Folders   []driver.Folder
 }
 
 // resolve checks spec for a host of hostArch, makes its paths absolute and
@@ -155,6 +156,7 @@ func resolve(ctx context.Context, spec driver.Spec, hostArch string) (config, er
 		DataDisk:  spec.DataDisk,
 		Console:   spec.Console,
 		MAC:       MACAddress(spec.Dir),
+		Folders:   spec.Folders,
 	}, nil
 }
 

@@ -130,7 +130,7 @@ func (d *Driver) Start(ctx context.Context, spec driver.Spec) (driver.VM, error)
 		done:         make(chan struct{}),
 	}
 	v.logf("starting: %d CPUs, %d MiB, kernel %s, initrd %s, cmdline %q", c.CPUs, c.MemoryMiB, c.Kernel, c.Initrd, c.Cmdline)
-	cfg, err := machineConfig(c)
+	cfg, folders, err := machineConfig(c)
 	if err != nil {
 		v.logf("configuration: %v", err)
 		logf.Close()
@@ -147,7 +147,7 @@ func (d *Driver) Start(ctx context.Context, spec driver.Spec) (driver.VM, error)
 		logf.Close()
 		return fail(fmt.Errorf("the VM has %d vsock devices, want 1", len(socks)))
 	}
-	v.vm, v.sock = vm, socks[0]
+	v.vm, v.sock, v.folders = vm, socks[0], folders
 	if err := vm.Start(); err != nil {
 		v.logf("start: %v", err)
 		logf.Close()
@@ -160,8 +160,9 @@ func (d *Driver) Start(ctx context.Context, spec driver.Spec) (driver.VM, error)
 	return v, nil
 }
 
-// machineConfig builds and validates the framework's configuration for c.
-func machineConfig(c config) (*vzf.VirtualMachineConfiguration, error) {
+// machineConfig builds and validates the framework's configuration for c,
+// and says which folders it gives the guest.
+func machineConfig(c config) (*vzf.VirtualMachineConfiguration, []string, error) {
 	opts := []vzf.LinuxBootLoaderOption{vzf.WithCommandLine(c.Cmdline)}
 	if c.Initrd != "" {
 		opts = append(opts, vzf.WithInitrd(c.Initrd))
@@ -170,58 +171,58 @@ func machineConfig(c config) (*vzf.VirtualMachineConfiguration, error) {
 	// decompress), which is what vmimage ships.
 	bl, err := vzf.NewLinuxBootLoader(c.Kernel, opts...)
 	if err != nil {
-		return nil, fmt.Errorf("boot loader: %w", err)
+		return nil, nil, fmt.Errorf("boot loader: %w", err)
 	}
 
 	cpus := uint(c.CPUs)
 	if lo, hi := vzf.VirtualMachineConfigurationMinimumAllowedCPUCount(), vzf.VirtualMachineConfigurationMaximumAllowedCPUCount(); cpus < lo || cpus > hi {
-		return nil, fmt.Errorf("%d CPUs: this Mac allows %d to %d", c.CPUs, lo, hi)
+		return nil, nil, fmt.Errorf("%d CPUs: this Mac allows %d to %d", c.CPUs, lo, hi)
 	}
 	mem := uint64(c.MemoryMiB) << 20
 	if lo, hi := vzf.VirtualMachineConfigurationMinimumAllowedMemorySize(), vzf.VirtualMachineConfigurationMaximumAllowedMemorySize(); mem < lo || mem > hi {
-		return nil, fmt.Errorf("%d MiB of memory: this Mac allows %d to %d MiB", c.MemoryMiB, lo>>20, hi>>20)
+		return nil, nil, fmt.Errorf("%d MiB of memory: this Mac allows %d to %d MiB", c.MemoryMiB, lo>>20, hi>>20)
 	}
 	cfg, err := vzf.NewVirtualMachineConfiguration(bl, cpus, mem)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 
 	// The console: one virtio console port, hvc0 in the guest. The file is
 	// created first so that a missing one is a clear error here.
 	f, err := os.OpenFile(c.Console, os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o644)
 	if err != nil {
-		return nil, fmt.Errorf("console: %w", err)
+		return nil, nil, fmt.Errorf("console: %w", err)
 	}
 	f.Close()
 	att, err := vzf.NewFileSerialPortAttachment(c.Console, true)
 	if err != nil {
-		return nil, fmt.Errorf("console %s: %w", c.Console, err)
+		return nil, nil, fmt.Errorf("console %s: %w", c.Console, err)
 	}
 	serial, err := vzf.NewVirtioConsoleDeviceSerialPortConfiguration(att)
 	if err != nil {
-		return nil, fmt.Errorf("console: %w", err)
+		return nil, nil, fmt.Errorf("console: %w", err)
 	}
 	cfg.SetSerialPortsVirtualMachineConfiguration([]*vzf.VirtioConsoleDeviceSerialPortConfiguration{serial})
 
 	// The agent's channel.
 	vsock, err := vzf.NewVirtioSocketDeviceConfiguration()
 	if err != nil {
-		return nil, fmt.Errorf("vsock: %w", err)
+		return nil, nil, fmt.Errorf("vsock: %w", err)
 	}
 	cfg.SetSocketDevicesVirtualMachineConfiguration([]vzf.SocketDeviceConfiguration{vsock})
 
 	// NAT: macOS's vmnet gives the guest an address and DNS by DHCP.
 	nat, err := vzf.NewNATNetworkDeviceAttachment()
 	if err != nil {
-		return nil, fmt.Errorf("network: %w", err)
+		return nil, nil, fmt.Errorf("network: %w", err)
 	}
 	netdev, err := vzf.NewVirtioNetworkDeviceConfiguration(nat)
 	if err != nil {
-		return nil, fmt.Errorf("network: %w", err)
+		return nil, nil, fmt.Errorf("network: %w", err)
 	}
 	mac, err := vzf.NewMACAddress(c.MAC)
 	if err != nil {
-		return nil, fmt.Errorf("network: MAC address %s: %w", c.MAC, err)
+		return nil, nil, fmt.Errorf("network: MAC address %s: %w", c.MAC, err)
 	}
 	netdev.SetMACAddress(mac)
 	cfg.SetNetworkDevicesVirtualMachineConfiguration([]*vzf.VirtioNetworkDeviceConfiguration{netdev})
@@ -235,25 +236,47 @@ func machineConfig(c config) (*vzf.VirtualMachineConfiguration, error) {
 		disk, err := vzf.NewDiskImageStorageDeviceAttachmentWithCacheAndSync(c.DataDisk, false,
 			vzf.DiskImageCachingModeCached, vzf.DiskImageSynchronizationModeFull)
 		if err != nil {
-			return nil, fmt.Errorf("data disk %s: %w", c.DataDisk, err)
+			return nil, nil, fmt.Errorf("data disk %s: %w", c.DataDisk, err)
 		}
 		blk, err := vzf.NewVirtioBlockDeviceConfiguration(disk)
 		if err != nil {
-			return nil, fmt.Errorf("data disk: %w", err)
+			return nil, nil, fmt.Errorf("data disk: %w", err)
 		}
 		// Identifiers came with macOS 12.3; before it the guest takes the
 		// first virtio disk, which is this one.
 		if err := blk.SetBlockDeviceIdentifier(DataDiskSerial); err != nil && !errors.Is(err, vzf.ErrUnsupportedOSVersion) {
-			return nil, fmt.Errorf("data disk identifier: %w", err)
+			return nil, nil, fmt.Errorf("data disk identifier: %w", err)
 		}
 		cfg.SetStorageDevicesVirtualMachineConfiguration([]vzf.StorageDeviceConfiguration{blk})
+	}
+
+	// Host folders as virtiofs devices, which the framework serves from
+	// this process, as this user.
+	// Before macOS 12 there is no virtiofs: the agent's channel serves
+	// the folders alone.
+	var shares []vzf.DirectorySharingDeviceConfiguration
+	var folders []string
+	for _, f := range c.Folders {
+		dev, err := folderDevice(f)
+		if errors.Is(err, vzf.ErrUnsupportedOSVersion) {
+			shares, folders = nil, nil
+			break
+		}
+		if err != nil {
+			return nil, nil, err
+		}
+		shares = append(shares, dev)
+		folders = append(folders, f.Tag)
+	}
+	if len(shares) > 0 {
+		cfg.SetDirectorySharingDevicesVirtualMachineConfiguration(shares)
 	}
 
 	// Entropy, so that the guest's RNG (and with it SSH key exchange) is
 	// ready at once.
 	rng, err := vzf.NewVirtioEntropyDeviceConfiguration()
 	if err != nil {
-		return nil, fmt.Errorf("entropy device: %w", err)
+		return nil, nil, fmt.Errorf("entropy device: %w", err)
 	}
 	cfg.SetEntropyDevicesVirtualMachineConfiguration([]*vzf.VirtioEntropyDeviceConfiguration{rng})
 
@@ -264,21 +287,39 @@ func machineConfig(c config) (*vzf.VirtualMachineConfiguration, error) {
 	// QEMU (virtio-balloon with free-page-reporting=on).
 	balloon, err := vzf.NewVirtioTraditionalMemoryBalloonDeviceConfiguration()
 	if err != nil {
-		return nil, fmt.Errorf("memory balloon: %w", err)
+		return nil, nil, fmt.Errorf("memory balloon: %w", err)
 	}
 	cfg.SetMemoryBalloonDevicesVirtualMachineConfiguration([]vzf.MemoryBalloonDeviceConfiguration{balloon})
 
 	ok, err := cfg.Validate()
 	if err != nil {
 		if uerr := validationError(err.Error(), executable()); uerr != nil {
-			return nil, uerr
+			return nil, nil, uerr
 		}
-		return nil, fmt.Errorf("invalid VM configuration: %w", err)
+		return nil, nil, fmt.Errorf("invalid VM configuration: %w", err)
 	}
 	if !ok {
-		return nil, errors.New("invalid VM configuration (the framework gave no reason)")
+		return nil, nil, errors.New("invalid VM configuration (the framework gave no reason)")
 	}
-	return cfg, nil
+	return cfg, folders, nil
+}
+
+// folderDevice is f's virtiofs device.
+func folderDevice(f driver.Folder) (*vzf.VirtioFileSystemDeviceConfiguration, error) {
+	dir, err := vzf.NewSharedDirectory(f.HostPath, f.ReadOnly)
+	if err != nil {
+		return nil, fmt.Errorf("folder %s: %w", f.HostPath, err)
+	}
+	share, err := vzf.NewSingleDirectoryShare(dir)
+	if err != nil {
+		return nil, fmt.Errorf("folder %s: %w", f.HostPath, err)
+	}
+	dev, err := vzf.NewVirtioFileSystemDeviceConfiguration(f.Tag)
+	if err != nil {
+		return nil, fmt.Errorf("folder %s: tag %q: %w", f.HostPath, f.Tag, err)
+	}
+	dev.SetDirectoryShare(share)
+	return dev, nil
 }
 
 func executable() string {
@@ -295,7 +336,8 @@ type VM struct {
 	vm           *vzf.VirtualMachine // referenced for as long as the VM runs: its finalizer releases it
 	sock         *vzf.VirtioSocketDevice
 	console      string
-	consoleStart int64 // console size when the VM started; this boot's output follows
+	consoleStart int64    // console size when the VM started; this boot's output follows
+	folders      []string // tags of the virtiofs devices
 
 	logMu sync.Mutex
 	log   *os.File // vz.log; closed once the VM has stopped
@@ -307,7 +349,14 @@ type VM struct {
 	killed bool
 }
 
-var _ driver.VM = (*VM)(nil)
+var (
+	_ driver.VM             = (*VM)(nil)
+	_ driver.FolderExporter = (*VM)(nil)
+)
+
+// ExportedFolders are the tags of the folders the guest has as virtiofs
+// devices: all of Spec.Folders.
+func (v *VM) ExportedFolders() []string { return v.folders }
 
 // Pid is 0: the VM runs in this process.
 func (*VM) Pid() int { return 0 }
