@@ -56,12 +56,22 @@ func TestContainersThroughVM(t *testing.T) {
 		// One CPU: the agent once deadlocked there when a process it
 		// started touched a host folder before its exec was done (a
 		// command that lives in one, or a working directory in one).
-		tg.e.must("start", "--name", "fresh", "--cpus", "1", "--memory", "512MiB", "--disk", "2GiB")
+		// --mount-type sftp: host folders' contents over the agent's
+		// channel alone, as QEMU as another user, on macOS and on Windows
+		// has them.
+		tg.e.must("start", "--name", "fresh", "--cpus", "1", "--memory", "512MiB", "--disk", "2GiB", "--mount-type", "sftp")
 		defer tg.e.run("delete", "--name", "fresh", "--timeout", "10s")
-		script := filepath.Join(t.TempDir(), "hello.sh")
-		os.WriteFile(script, []byte("#!/bin/sh\necho from a host folder\n"), 0o755)
+		folder := t.TempDir()
+		script := filepath.Join(folder, "hello.sh")
+		os.WriteFile(script, []byte("#!/bin/sh\necho from a host folder\necho written > \"$(dirname \"$0\")/out\"\n"), 0o755)
 		if r := tg.e.run("shell", "--name", "fresh", "--", script); r.code != 0 || r.stdout != "from a host folder\n" {
 			t.Errorf("a command in a host folder on a one-CPU VM: %s", r)
+		}
+		if b, err := os.ReadFile(filepath.Join(folder, "out")); string(b) != "written\n" {
+			t.Errorf("a file written over SFTP alone: %q, %v", b, err)
+		}
+		if r := tg.e.run("status", "--name", "fresh"); !strings.Contains(r.stdout, "shared folder: "+os.TempDir()+" (rw, sftp)") {
+			t.Errorf("status of an instance with --mount-type sftp: %s", r)
 		}
 		if r := tg.e.run("pull", "--name", "fresh", dst); r.code != 0 || !strings.Contains(r.stdout, "Digest: "+digest) {
 			t.Errorf("pull into a fresh instance: %s (want digest %s)", r, digest)

@@ -15,13 +15,14 @@ import (
 )
 
 type startOptions struct {
-	cpus    int
-	memory  string
-	disk    string
-	driver  string
-	arch    string
-	mounts  []string
-	timeout time.Duration
+	cpus      int
+	memory    string
+	disk      string
+	driver    string
+	arch      string
+	mounts    []string
+	mountType string
+	timeout   time.Duration
 }
 
 func (a *app) startCommand() *cobra.Command {
@@ -53,6 +54,7 @@ func addInstanceFlags(c *cobra.Command, o *startOptions) {
 	c.Flags().StringVar(&o.disk, "disk", fmt.Sprintf("%dGiB", instance.DefaultDiskGiB), "data disk size, allocated sparsely (e.g. 100GiB)")
 	c.Flags().StringVar(&o.driver, "driver", "", "hypervisor driver: qemu or vz (default: the best available)")
 	c.Flags().StringVar(&o.arch, "arch", runtime.GOARCH, "guest architecture: amd64 or arm64")
+	c.Flags().StringVar(&o.mountType, "mount-type", instance.MountTypeAuto, "how shared folders' file contents reach the VM: auto (virtiofs where the hypervisor serves it: vz, or QEMU on Linux as root; else sftp) or sftp (over the VM's SSH channel)")
 	c.Flags().StringArrayVar(&o.mounts, "mount", nil, "share a host folder into the VM at the same path, HOSTDIR[:ro] (repeatable; replaces the instance's earlier --mount folders; \"none\" clears them); your home and temporary directories are always shared")
 }
 
@@ -85,6 +87,9 @@ func (o startOptions) settings(changed func(string) bool) (lifecycle.Settings, e
 	if changed("arch") {
 		s.Arch = &o.arch
 	}
+	if changed("mount-type") {
+		s.MountType = &o.mountType
+	}
 	if changed("mount") {
 		mounts := []instance.Mount{}
 		for _, spec := range o.mounts {
@@ -112,8 +117,12 @@ func (a *app) startInstance(ctx context.Context, s lifecycle.Settings, timeout t
 		return err
 	}
 	var mountsBefore []instance.Mount
+	mountTypeBefore := instance.MountTypeAuto
 	if existing, err := m.Store.Get(a.name); err == nil {
 		mountsBefore = existing.Config.Mounts
+		if existing.Config.MountType != "" {
+			mountTypeBefore = existing.Config.MountType
+		}
 	}
 	inst, created, err := m.Ensure(a.name, s)
 	if err != nil {
@@ -132,6 +141,9 @@ func (a *app) startInstance(ctx context.Context, s lifecycle.Settings, timeout t
 		fmt.Fprintf(a.stdout, "instance %q is already running\n", a.name)
 		if s.Mounts != nil && !slices.Equal(*s.Mounts, mountsBefore) {
 			fmt.Fprintf(a.stderr, "The new --mount folders are saved; they are shared from the next start (vmbox restart)\n")
+		}
+		if s.MountType != nil && *s.MountType != mountTypeBefore {
+			fmt.Fprintf(a.stderr, "The new --mount-type is saved; it takes effect at the next start (vmbox restart)\n")
 		}
 		a.ensureDockerContext(inst)
 		return nil

@@ -100,8 +100,10 @@ func Run(ctx context.Context, o Options) (err error) {
 		Cmdline: strings.Fields(os.Getenv("VMBOX_KERNEL_ARGS")),
 	}
 	shares := inst.Config.Shares()
-	for i, sh := range shares {
-		spec.Folders = append(spec.Folders, driver.Folder{Tag: folderTag(i), HostPath: sh.HostPath, ReadOnly: sh.ReadOnly})
+	if inst.Config.MountType != instance.MountTypeSFTP {
+		for i, sh := range shares {
+			spec.Folders = append(spec.Folders, driver.Folder{Tag: folderTag(i), HostPath: sh.HostPath, ReadOnly: sh.ReadOnly})
+		}
 	}
 	log.Info("starting VM", "driver", o.Driver.Name(), "cpus", spec.CPUs, "memoryMiB", spec.MemoryMiB)
 	vm, err := o.Driver.Start(ctx, spec)

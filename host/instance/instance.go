@@ -66,7 +66,17 @@ type Config struct {
 	// Mounts are host folders shared into the VM besides the defaults
 	// (see Shares); a change takes effect at the next start.
 	Mounts []Mount `json:"mounts,omitempty"`
+	// MountType is how shared folders' file contents reach the VM:
+	// MountTypeAuto ("" too) uses virtiofs where the driver can serve it,
+	// MountTypeSFTP always the agent's channel.
+	MountType string `json:"mountType,omitempty"`
 }
+
+// Mount types (Config.MountType).
+const (
+	MountTypeAuto = "auto"
+	MountTypeSFTP = "sftp"
+)
 
 // Defaults for a new instance.
 const (
@@ -99,6 +109,8 @@ func (c Config) Validate() error {
 		return fmt.Errorf("invalid --disk %dGiB: at least 1GiB is needed", c.DiskGiB)
 	case c.Arch != "amd64" && c.Arch != "arm64":
 		return fmt.Errorf("unsupported guest architecture %q: use amd64 or arm64", c.Arch)
+	case c.MountType != "" && c.MountType != MountTypeAuto && c.MountType != MountTypeSFTP:
+		return fmt.Errorf("invalid --mount-type %q: use auto or sftp", c.MountType)
 	}
 	return nil
 }

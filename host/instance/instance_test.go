@@ -26,6 +26,9 @@ func TestValidate(t *testing.T) {
 		{"tiny memory", func(c *Config) { c.MemoryMiB = 100 }, "--memory"},
 		{"no disk", func(c *Config) { c.DiskGiB = 0 }, "--disk"},
 		{"bad arch", func(c *Config) { c.Arch = "riscv64" }, "architecture"},
+		{"mount type sftp", func(c *Config) { c.MountType = MountTypeSFTP }, ""},
+		{"mount type auto", func(c *Config) { c.MountType = MountTypeAuto }, ""},
+		{"bad mount type", func(c *Config) { c.MountType = "9p" }, `invalid --mount-type "9p": use auto or sftp`},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {

@@ -20,6 +20,8 @@ type Settings struct {
 	// Mounts, when set, replace the instance's shared host folders
 	// beyond the defaults.
 	Mounts *[]instance.Mount
+	// MountType, when set, replaces the instance's mount type.
+	MountType *string
 }
 
 // apply writes s onto c. creating allows what only a new instance may take.
@@ -47,6 +49,9 @@ func (s Settings) apply(c *instance.Config, creating bool) error {
 	}
 	if s.Mounts != nil {
 		c.Mounts = *s.Mounts
+	}
+	if s.MountType != nil {
+		c.MountType = *s.MountType
 	}
 	if err := c.Validate(); err != nil {
 		return invalidf("%s", err.Error())

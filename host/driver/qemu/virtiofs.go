@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"hash/crc32"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -63,6 +64,16 @@ func virtiofsdArgs(socket string, f driver.Folder) []string {
 	return []string{"--socket-path=" + socket, "-o", "source=" + f.HostPath, "-o", "cache=none"}
 }
 
+// folderSocket is the name, in the instance directory dir, of the i-th
+// folder's socket. It is unique to dir: QEMU's virtiofsd locks a pid file
+// named after the socket path as it is given, in one directory for the
+// whole host (/var/run/virtiofsd), so the same relative name in two
+// instances would keep the second from starting. The path is relative
+// (virtiofsd and QEMU run in dir) to stay within the socket path limit.
+func folderSocket(dir string, i int) string {
+	return fmt.Sprintf("virtiofs-%08x-%d.sock", crc32.ChecksumIEEE([]byte(dir)), i)
+}
+
 // socketWait bounds how long virtiofsd may take to listen.
 const socketWait = 5 * time.Second
 
@@ -74,7 +85,7 @@ func startFolders(ctx context.Context, bin, dir string, folders []driver.Folder)
 	var devs []FolderDevice
 	var procs []*exec.Cmd
 	for i, f := range folders {
-		socket := "virtiofs-" + strconv.Itoa(i) + ".sock"
+		socket := folderSocket(dir, i)
 		sockPath := filepath.Join(dir, socket)
 		os.Remove(sockPath) // a killed predecessor's
 		logf, err := os.OpenFile(filepath.Join(dir, "virtiofs-"+strconv.Itoa(i)+".log"), os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o644)

@@ -101,4 +101,11 @@ func TestStartFolders(t *testing.T) {
 	if _, err := os.Stat(filepath.Join(dir, devs[0].Socket)); err != nil {
 		t.Fatalf("virtiofsd's socket: %v", err)
 	}
+	// A second instance's folders start too, while the first's run:
+	// virtiofsd's host-wide pid files are named after the sockets.
+	devs2, stop2 := startFolders(context.Background(), bin, t.TempDir(), []driver.Folder{{Tag: "vmbox0", HostPath: t.TempDir()}})
+	defer stop2()
+	if len(devs2) != 1 {
+		t.Fatalf("a second instance's folder did not start: %v", devs2)
+	}
 }
