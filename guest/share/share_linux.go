@@ -96,8 +96,13 @@ func New(conn io.ReadWriteCloser, sh api.Share, log *slog.Logger) (*Mount, error
 	if err != nil {
 		client.Close()
 		m.unmountDirect()
+		m.closeDirect()
 		return nil, fmt.Errorf("share %s: mount: %w", sh.GuestPath, err)
 	}
+	go func() {
+		m.server.Wait()
+		m.closeDirect()
+	}()
 	go func() {
 		// The host went away (its process stopped, or the channel broke):
 		// a mount that answers EIO for ever would only confuse.

@@ -44,13 +44,22 @@ func mountVirtiofs(sh api.Share) (*os.File, error) {
 // Direct says whether file contents go through virtiofs.
 func (m *Mount) Direct() bool { return m.direct != nil }
 
-// unmountDirect ends the share's virtiofs mount.
+// unmountDirect detaches the share's virtiofs mount. Its root stays
+// open until the FUSE server has stopped (closeDirect): requests still
+// being served use it, and a closed descriptor's number could by then
+// name another file.
 func (m *Mount) unmountDirect() {
 	if m.direct == nil {
 		return
 	}
-	m.direct.Close()
 	unix.Unmount(filepath.Join(virtiofsDir, m.Share.Tag), unix.MNT_DETACH)
+}
+
+// closeDirect closes the virtiofs root once nothing can use it.
+func (m *Mount) closeDirect() {
+	if m.direct != nil {
+		m.direct.Close()
+	}
 }
 
 // errNoDirect says the share has no virtiofs mount.
