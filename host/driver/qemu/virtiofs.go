@@ -74,6 +74,10 @@ func folderSocket(dir string, i int) string {
 	return fmt.Sprintf("virtiofs-%08x-%d.sock", crc32.ChecksumIEEE([]byte(dir)), i)
 }
 
+// virtiofsdPidDir is where QEMU's virtiofsd, as Debian builds it, keeps a
+// locked pid file per socket.
+const virtiofsdPidDir = "/var/run/virtiofsd"
+
 // socketWait bounds how long virtiofsd may take to listen.
 const socketWait = 5 * time.Second
 
@@ -96,7 +100,12 @@ func startFolders(ctx context.Context, bin, dir string, folders []driver.Folder)
 		cmd.Dir = dir
 		cmd.Stdout, cmd.Stderr = logf, logf
 		exited := make(chan struct{})
-		err = startProcess(cmd, func(error) { close(exited) })
+		err = startProcess(cmd, func(error) {
+			// QEMU's virtiofsd leaves its pid file behind, and with a
+			// name per instance directory they would pile up.
+			os.Remove(filepath.Join(virtiofsdPidDir, socket+".pid"))
+			close(exited)
+		})
 		logf.Close()
 		if err != nil {
 			continue

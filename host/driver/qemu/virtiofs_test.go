@@ -7,6 +7,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/vmbox/vmbox/host/driver"
 )
@@ -103,9 +104,24 @@ func TestStartFolders(t *testing.T) {
 	}
 	// A second instance's folders start too, while the first's run:
 	// virtiofsd's host-wide pid files are named after the sockets.
-	devs2, stop2 := startFolders(context.Background(), bin, t.TempDir(), []driver.Folder{{Tag: "vmbox0", HostPath: t.TempDir()}})
-	defer stop2()
+	dir2 := t.TempDir()
+	devs2, stop2 := startFolders(context.Background(), bin, dir2, []driver.Folder{{Tag: "vmbox0", HostPath: t.TempDir()}})
 	if len(devs2) != 1 {
+		stop2()
 		t.Fatalf("a second instance's folder did not start: %v", devs2)
+	}
+	// Its pid file goes with it.
+	pid := filepath.Join(virtiofsdPidDir, folderSocket(dir2, 0)+".pid")
+	_, err = os.Stat(pid)
+	hadPid := err == nil
+	stop2()
+	for range 100 {
+		if _, err := os.Stat(pid); err != nil {
+			return
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if hadPid {
+		t.Errorf("%s is left after virtiofsd ended", pid)
 	}
 }
