@@ -181,17 +181,21 @@ func (d *Driver) Start(ctx context.Context, spec driver.Spec) (driver.VM, error)
 	if err != nil {
 		return nil, err
 	}
-	stopFolders := func() {}
-	if len(spec.Folders) > 0 {
-		if fsd, err := hostVirtiofsd(); err == nil {
+	fsd, fsdErr := hostVirtiofsd()
+	for attempt := 1; ; attempt++ {
+		// Per attempt: the folders' virtiofsd processes end with the QEMU
+		// they served.
+		stopFolders := func() {}
+		c.Folders = nil
+		if len(spec.Folders) > 0 && fsdErr == nil {
 			c.Folders, stopFolders = startFolders(ctx, fsd, filepath.Dir(c.Pidfile), spec.Folders)
 		}
-	}
-	for attempt := 1; ; attempt++ {
 		if c.AgentPort, err = freeLoopbackPort(); err != nil {
+			stopFolders()
 			return nil, fmt.Errorf("start VM %s: %w", spec.Name, err)
 		}
 		if c.ForwardPort, err = freeLoopbackPort(); err != nil {
+			stopFolders()
 			return nil, fmt.Errorf("start VM %s: %w", spec.Name, err)
 		}
 		v, err := d.start(bin, c, spec.Name, stopFolders)
@@ -204,6 +208,7 @@ func (d *Driver) Start(ctx context.Context, spec driver.Spec) (driver.VM, error)
 		case err == nil:
 			return v, nil
 		case errors.Is(err, errHostForward) && attempt == 1:
+			stopFolders()
 			continue
 		}
 		v.Kill()

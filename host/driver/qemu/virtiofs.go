@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/vmbox/vmbox/host/driver"
@@ -64,6 +65,16 @@ func virtiofsdArgs(socket string, f driver.Folder) []string {
 	return []string{"--socket-path=" + socket, "-o", "source=" + f.HostPath, "-o", "cache=none"}
 }
 
+// virtiofsdServes says whether a virtiofsd is to serve f. Not a read-only
+// folder: QEMU's virtiofsd has no read-only mode and runs as root, so
+// only the guest's own mount flags would keep the folder unwritten, and
+// a privileged container could mount the device again; over SFTP the
+// host refuses the writes. Not a path with a comma, which virtiofsd's
+// -o options would split.
+func virtiofsdServes(f driver.Folder) bool {
+	return !f.ReadOnly && !strings.Contains(f.HostPath, ",")
+}
+
 // folderSocket is the name, in the instance directory dir, of the i-th
 // folder's socket. It is unique to dir: QEMU's virtiofsd locks a pid file
 // named after the socket path as it is given, in one directory for the
@@ -89,6 +100,9 @@ func startFolders(ctx context.Context, bin, dir string, folders []driver.Folder)
 	var devs []FolderDevice
 	var procs []*exec.Cmd
 	for i, f := range folders {
+		if !virtiofsdServes(f) {
+			continue
+		}
 		socket := folderSocket(dir, i)
 		sockPath := filepath.Join(dir, socket)
 		os.Remove(sockPath) // a killed predecessor's

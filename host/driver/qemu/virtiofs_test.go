@@ -91,13 +91,17 @@ func TestStartFolders(t *testing.T) {
 		t.Skipf("no virtiofsd to run: %v", err)
 	}
 	dir := t.TempDir()
+	comma := filepath.Join(t.TempDir(), "a,xattr")
+	os.Mkdir(comma, 0o755)
 	devs, stop := startFolders(context.Background(), bin, dir, []driver.Folder{
 		{Tag: "vmbox0", HostPath: t.TempDir()},
 		{Tag: "vmbox1", HostPath: filepath.Join(dir, "missing")},
+		{Tag: "vmbox2", HostPath: t.TempDir(), ReadOnly: true},
+		{Tag: "vmbox3", HostPath: comma},
 	})
 	defer stop()
 	if len(devs) != 1 || devs[0].Tag != "vmbox0" {
-		t.Fatalf("devices %v; want vmbox0 alone (vmbox1's folder does not exist)", devs)
+		t.Fatalf("devices %v; want vmbox0 alone (vmbox1's folder does not exist, vmbox2 is read-only, vmbox3's path has a comma)", devs)
 	}
 	if _, err := os.Stat(filepath.Join(dir, devs[0].Socket)); err != nil {
 		t.Fatalf("virtiofsd's socket: %v", err)

@@ -263,7 +263,9 @@ func machineConfig(c config) (*vzf.VirtualMachineConfiguration, []string, error)
 			break
 		}
 		if err != nil {
-			return nil, nil, err
+			// A folder gone or unreadable: the start goes on, and the
+			// host process says why the folder is not shared.
+			continue
 		}
 		shares = append(shares, dev)
 		folders = append(folders, f.Tag)
