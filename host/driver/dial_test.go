@@ -3,8 +3,10 @@ package driver
 import (
 	"context"
 	"errors"
+	"io"
 	"net"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 )
@@ -62,19 +64,61 @@ func TestDialRetry(t *testing.T) {
 	}
 }
 
-// TestDialRetryExitWhileWaiting checks that an exit between attempts ends
-// the wait at once.
+// TestDialRetryExitWhileWaiting checks that an exit while an attempt hangs
+// ends the wait at once.
 func TestDialRetryExitWhileWaiting(t *testing.T) {
 	exited := make(chan struct{})
+	time.AfterFunc(20*time.Millisecond, func() { close(exited) })
 	start := time.Now()
-	_, err := DialRetry(context.Background(), func(context.Context) (net.Conn, error) {
-		close(exited)
-		return nil, errors.New("refused")
+	_, err := DialRetry(context.Background(), func(ctx context.Context) (net.Conn, error) {
+		<-ctx.Done()
+		return nil, ctx.Err()
 	}, exited)
-	if !errors.Is(err, ErrVMExited) || !strings.Contains(err.Error(), "refused") {
-		t.Fatalf("DialRetry = %v, want ErrVMExited naming the refusal", err)
+	if !errors.Is(err, ErrVMExited) {
+		t.Fatalf("DialRetry = %v, want ErrVMExited", err)
 	}
 	if d := time.Since(start); d >= DialInterval {
 		t.Fatalf("took %v, want less than one interval", d)
+	}
+}
+
+// TestDialRetryOverlaps checks that an attempt that hangs does not hold up
+// the next one, that the hung attempt is cancelled once another succeeded,
+// and that a connection it makes late is closed.
+func TestDialRetryOverlaps(t *testing.T) {
+	release := make(chan struct{})
+	late := make(chan net.Conn, 1)
+	cancelled := make(chan struct{})
+	var tries atomic.Int32
+	start := time.Now()
+	c, err := DialRetry(context.Background(), func(ctx context.Context) (net.Conn, error) {
+		a, b := net.Pipe()
+		if tries.Add(1) == 1 {
+			<-ctx.Done()
+			close(cancelled)
+			<-release
+			late <- b
+			return a, nil
+		}
+		go func() { b.Close() }()
+		return a, nil
+	}, nil)
+	if err != nil {
+		t.Fatalf("DialRetry: %v", err)
+	}
+	defer c.Close()
+	if d := time.Since(start); d >= 3*DialInterval {
+		t.Fatalf("took %v, want about one interval: the hung attempt held up the next", d)
+	}
+	select {
+	case <-cancelled:
+	case <-time.After(5 * time.Second):
+		t.Fatal("the hung attempt was not cancelled")
+	}
+	close(release)
+	peer := <-late
+	peer.SetReadDeadline(time.Now().Add(5 * time.Second))
+	if _, err := peer.Read(make([]byte, 1)); !errors.Is(err, io.EOF) {
+		t.Fatalf("read from the late connection's peer = %v, want EOF (closed by DialRetry)", err)
 	}
 }

@@ -97,8 +97,15 @@ const socketWait = 5 * time.Second
 // folder whose virtiofsd fails is left out (logged in its log file): it
 // is still served over the agent's channel.
 func startFolders(ctx context.Context, bin, dir string, folders []driver.Folder) ([]FolderDevice, func()) {
-	var devs []FolderDevice
-	var procs []*exec.Cmd
+	type started struct {
+		cmd      *exec.Cmd
+		exited   chan struct{}
+		sockPath string
+		dev      FolderDevice
+	}
+	// All start before any is waited for: each takes a while to make its
+	// socket, and QEMU waits for the slowest.
+	var all []started
 	for i, f := range folders {
 		if !virtiofsdServes(f) {
 			continue
@@ -124,12 +131,17 @@ func startFolders(ctx context.Context, bin, dir string, folders []driver.Folder)
 		if err != nil {
 			continue
 		}
-		if err := waitSocket(ctx, sockPath, exited); err != nil {
-			cmd.Process.Kill()
+		all = append(all, started{cmd: cmd, exited: exited, sockPath: sockPath, dev: FolderDevice{Tag: f.Tag, Socket: socket}})
+	}
+	var devs []FolderDevice
+	var procs []*exec.Cmd
+	for _, s := range all {
+		if err := waitSocket(ctx, s.sockPath, s.exited); err != nil {
+			s.cmd.Process.Kill()
 			continue
 		}
-		procs = append(procs, cmd)
-		devs = append(devs, FolderDevice{Tag: f.Tag, Socket: socket})
+		procs = append(procs, s.cmd)
+		devs = append(devs, s.dev)
 	}
 	return devs, func() {
 		for _, p := range procs {

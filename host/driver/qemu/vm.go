@@ -141,9 +141,11 @@ func (v *VM) exited(err error) {
 // agentAttempt bounds one connection attempt to the agent. User
 // networking accepts the host's connection at once and only then connects
 // to the guest: while the guest's interface is not up yet, that connection
-// neither answers nor fails, and waiting on it would also wait for user
-// networking's slow SYN retransmission. A fresh attempt sends a fresh SYN.
-const agentAttempt = time.Second
+// neither answers nor fails until user networking retransmits its SYN.
+// DialRetry therefore starts a fresh attempt (a fresh SYN) every
+// driver.DialInterval without waiting for this bound; it only ends
+// attempts that will never be answered.
+const agentAttempt = 2 * time.Second
 
 // sshBannerPrefix is how an SSH server's first line begins (RFC 4253 4.2).
 const sshBannerPrefix = "SSH-"
