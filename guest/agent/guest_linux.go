@@ -60,14 +60,14 @@ func runGuest(log *slog.Logger) error {
 	ports := newHostPorts(log)
 	folders := newHostFolders(log, sys.Modules.EnsureModule)
 	defer folders.Close()
-	closeEngine, err := a.openGuestEngine(ctx, sys, ports, folders)
+	srv := NewServer(hostKey, authorized, a, log)
+	closeEngine, err := a.openGuestEngine(ctx, sys, ports, folders, srv.Booted())
 	if err != nil {
 		return err
 	}
 	defer closeEngine()
 	a.Trim = NewTrimmer(vmconfig.DataMountPoint, log)
 	go a.Trim.Run(ctx)
-	srv := NewServer(hostKey, authorized, a, log)
 	if cfg.DataDisk.Fresh {
 		// First boot: readiness waits for the format, so that the host
 		// may record the disk as in use once the agent answers.
@@ -105,12 +105,12 @@ func runGuest(log *slog.Logger) error {
 		go srv.Serve(ctx, l)
 	}
 	go func() {
-		// What the first answer does not need waits until the host is
-		// served: under TCG, onlining a CPU stops the machine for a
+		// What the start does not need waits until the host process has
+		// finished it: under TCG, onlining a CPU stops the machine for a
 		// rendezvous, and the late modules (balloon, power button) would
-		// compete with the host's first operations.
+		// compete with the handshake and the folders' mounts.
 		select {
-		case <-srv.FirstClient():
+		case <-srv.Booted():
 		case <-ctx.Done():
 			return
 		}

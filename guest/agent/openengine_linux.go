@@ -30,9 +30,12 @@ func (a *Agent) openEngine(ctx context.Context, dataDir string, net engineNetwor
 	return closeFn, nil
 }
 
-// openGuestEngine opens the engine once the data disk is mounted, without
-// holding up the operations that do not need it.
-func (a *Agent) openGuestEngine(ctx context.Context, sys *boot.System, ports engine.PortPublisher, folders *hostFolders) (func(), error) {
+// openGuestEngine opens the engine once after is closed (the host process
+// has finished the start, so that opening competes with neither the SSH
+// handshake nor the folders' mounts, and containers restarted by their
+// policy find their host folders mounted) and the data disk is mounted,
+// without holding up the operations that do not need it.
+func (a *Agent) openGuestEngine(ctx context.Context, sys *boot.System, ports engine.PortPublisher, folders *hostFolders, after <-chan struct{}) (func(), error) {
 	ready := make(chan struct{})
 	ops := &containerOps{ready: ready, openErr: new(error)}
 	a.Containers = ops
@@ -40,6 +43,10 @@ func (a *Agent) openGuestEngine(ctx context.Context, sys *boot.System, ports eng
 	closed := make(chan func(), 1)
 	go func() {
 		defer close(ready)
+		select {
+		case <-after:
+		case <-ctx.Done():
+		}
 		if _, err := sys.WaitDataDisk(ctx); err != nil {
 			*ops.openErr = fmt.Errorf("data disk: %w", err)
 			closed <- func() {}

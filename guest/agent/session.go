@@ -49,8 +49,10 @@ type Server struct {
 	handler Handler
 	log     *slog.Logger
 
-	firstClient     chan struct{} // closed at the first connection
-	firstClientOnce sync.Once
+	booted     chan struct{} // closed by sshproto.ReqBooted (or fallback)
+	bootedOnce sync.Once
+	firstOnce  sync.Once     // arms the fallback at the first connection
+	fallback   time.Duration // bootedFallback, shorter in tests
 
 	// ForwardHost, when set, serves sshproto.ReqForwardHost: conn is the
 	// host process's connection, which publishes containers' ports.
@@ -74,13 +76,23 @@ type ShareMounter interface {
 // NewServer makes a server that presents hostKey and admits only clients
 // holding the private half of authorized (see sshproto.ServerConfig).
 func NewServer(hostKey ssh.Signer, authorized ssh.PublicKey, h Handler, log *slog.Logger) *Server {
-	return &Server{config: sshproto.ServerConfig(hostKey, authorized), handler: h, log: log, firstClient: make(chan struct{})}
+	return &Server{config: sshproto.ServerConfig(hostKey, authorized), handler: h, log: log, booted: make(chan struct{}), fallback: bootedFallback}
 }
 
-// FirstClient is closed once a client (the host) has connected: boot work
-// the first answer does not need waits for it, so that it neither delays
-// nor competes with the host's first operations.
-func (s *Server) FirstClient() <-chan struct{} { return s.firstClient }
+// bootedFallback is how long after the first connection Booted closes
+// when no sshproto.ReqBooted came (a host process that failed half way
+// through the start must not leave the engine closed and the power button
+// unheard).
+const bootedFallback = 10 * time.Second
+
+// Booted is closed once the host process says it has finished starting the
+// VM (sshproto.ReqBooted), or bootedFallback after the first connection:
+// boot work that the host's start does not need waits for it, so that it
+// does not compete with that start for the CPU (under TCG the SSH
+// handshake took three times as long beside it).
+func (s *Server) Booted() <-chan struct{} { return s.booted }
+
+func (s *Server) markBooted() { s.bootedOnce.Do(func() { close(s.booted) }) }
 
 // ClockSetter is implemented by handlers that can set the system clock
 // (the agent in the VM); the host process uses it to correct drift.
@@ -104,6 +116,11 @@ func (s *Server) serveGlobalRequests(conn ssh.Conn, reqs <-chan *ssh.Request) {
 				continue
 			}
 			req.Reply(true, nil)
+		case sshproto.ReqBooted:
+			s.markBooted()
+			if req.WantReply {
+				req.Reply(true, nil)
+			}
 		case sshproto.ReqPing:
 			req.Reply(true, ssh.Marshal(sshproto.NewClock(time.Now())))
 		case sshproto.ReqShareEvents:
@@ -146,7 +163,7 @@ func (s *Server) Serve(ctx context.Context, l net.Listener) error {
 // ServeConn runs one SSH connection until it closes.
 func (s *Server) ServeConn(ctx context.Context, c net.Conn) {
 	defer c.Close()
-	s.firstClientOnce.Do(func() { close(s.firstClient) })
+	s.firstOnce.Do(func() { time.AfterFunc(s.fallback, s.markBooted) })
 	conn, chans, reqs, err := ssh.NewServerConn(c, s.config)
 	if err != nil {
 		level := slog.LevelWarn

@@ -153,6 +153,10 @@ func Run(ctx context.Context, o Options) (err error) {
 	}
 	shared := mountShares(sctx, agent.SSH(), shares, log)
 	log.Info("host folders shared", "took", time.Since(shareStart).Round(time.Millisecond))
+	// The agent held back the boot work the start does not need.
+	if _, _, err := agent.SSH().SendRequest(sshproto.ReqBooted, false, nil); err != nil {
+		log.Warn("tell the agent the start is done", "err", err)
+	}
 
 	os.Remove(socket)
 	ln, err := net.Listen("unix", socket)

@@ -116,6 +116,12 @@ const (
 	// the VM, escalating after the StopRequest's timeout. It replies once
 	// the stop has begun; the VM is gone when the host process is.
 	ReqStop = "stop@vmbox"
+	// ReqBooted tells the agent that the host process has finished
+	// starting the VM (its folders are mounted, the instance is ready):
+	// the agent then begins the boot work it held back so as not to
+	// compete with the start (the engine, the other CPUs, the late
+	// modules). It needs no reply.
+	ReqBooted = "booted@vmbox"
 
 	// ReqForwardHost tells the agent that the connection it comes on is
 	// the host process's, which publishes container ports on the host:

@@ -44,6 +44,8 @@ type testGuest struct {
 	initrds []string
 	real    bool // the real image, agent and all (no guestinit)
 	desc    string
+	// client is the key the real image's agent admits.
+	client ssh.Signer
 }
 
 // guestModules are the modules guestinit loads, by file name, when the
@@ -145,10 +147,11 @@ func realImage(t testing.TB, cpus int) testGuest {
 		}
 	}
 	inst := filepath.Join(t.TempDir(), "instance.cpio")
-	if err := writeInstanceInitrd(inst, cpus); err != nil {
+	client, err := writeInstanceInitrd(inst, cpus)
+	if err != nil {
 		t.Fatal(err)
 	}
-	return testGuest{arch: "amd64", kernel: k, initrds: []string{i, inst}, real: true, desc: "real image " + dir}
+	return testGuest{arch: "amd64", kernel: k, initrds: []string{i, inst}, real: true, desc: "real image " + dir, client: client}
 }
 
 // echoGuest returns a guest of arch whose /init is guestinit: on the real
@@ -439,23 +442,24 @@ func writeInitramfs(path, initPath string, files map[string]string) error {
 }
 
 // writeInstanceInitrd writes the per-instance archive the real agent needs
-// (vmconfig.Config with fresh keys), as the host process does.
-func writeInstanceInitrd(path string, cpus int) error {
+// (vmconfig.Config with fresh keys), as the host process does, and returns
+// the client key the agent admits.
+func writeInstanceInitrd(path string, cpus int) (ssh.Signer, error) {
 	_, hostPriv, err := ed25519.GenerateKey(rand.Reader)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	hostPEM, err := ssh.MarshalPrivateKey(hostPriv, "")
 	if err != nil {
-		return err
+		return nil, err
 	}
-	clientPub, _, err := ed25519.GenerateKey(rand.Reader)
+	clientPub, clientPriv, err := ed25519.GenerateKey(rand.Reader)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	sshPub, err := ssh.NewPublicKey(clientPub)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	cfg := vmconfig.Config{
 		Version:          vmconfig.Version,
@@ -471,7 +475,11 @@ func writeInstanceInitrd(path string, cpus int) error {
 	}
 	b, err := hostproc.InstanceInitrd(cfg)
 	if err != nil {
-		return err
+		return nil, err
 	}
-	return os.WriteFile(path, b, 0o600)
+	client, err := ssh.NewSignerFromKey(clientPriv)
+	if err != nil {
+		return nil, err
+	}
+	return client, os.WriteFile(path, b, 0o600)
 }
