@@ -2,18 +2,15 @@ package agent
 
 import (
 	"context"
-	"fmt"
+	"net"
 
 	"github.com/vmbox/vmbox/guest/dockerapi"
 )
 
-// serveDockerAPI serves the Docker Engine API with the open engine on a
-// Unix socket at path until ctx ends.
-func (a *Agent) serveDockerAPI(ctx context.Context, ops *containerOps, path, dataDir string) error {
-	l, err := listenUnix(path)
-	if err != nil {
-		return fmt.Errorf("docker api socket: %w", err)
-	}
+// serveDockerAPI serves the Docker Engine API with the open engine on l
+// until ctx ends. l may have been listening for a while: clients that
+// connected before the engine opened wait in its backlog.
+func (a *Agent) serveDockerAPI(ctx context.Context, ops *containerOps, l net.Listener, dataDir string) {
 	srv := dockerapi.New(dockerapi.Options{
 		Engine:   ops.eng,
 		Images:   ops.images,
@@ -21,11 +18,10 @@ func (a *Agent) serveDockerAPI(ctx context.Context, ops *containerOps, path, dat
 		DataRoot: dataDir,
 		Log:      a.Log,
 	})
-	a.Log.Info("docker api serving", "socket", path)
+	a.Log.Info("docker api serving", "socket", l.Addr().String())
 	go func() {
 		if err := srv.Serve(ctx, l); err != nil {
 			a.Log.Error("docker api", "err", err)
 		}
 	}()
-	return nil
 }

@@ -99,9 +99,11 @@ func ServeLocal(ctx context.Context, o LocalOptions, log *slog.Logger) error {
 	defer closeEngine()
 	if o.DockerSocket != "" {
 		ops := a.Containers.(*containerOps)
-		if err := a.serveDockerAPI(ctx, ops, o.DockerSocket, o.DataDir); err != nil {
-			return err
+		dl, err := listenUnix(o.DockerSocket)
+		if err != nil {
+			return fmt.Errorf("docker api socket: %w", err)
 		}
+		a.serveDockerAPI(ctx, ops, dl, o.DataDir)
 		defer os.Remove(o.DockerSocket)
 	}
 	l, err := listenUnix(path)

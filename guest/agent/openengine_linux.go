@@ -41,8 +41,22 @@ func (a *Agent) openGuestEngine(ctx context.Context, sys *boot.System, ports eng
 	a.Containers = ops
 	folders.mounted = ops.mountsChanged
 	closed := make(chan func(), 1)
+	// The Docker API's socket listens from the start, so that a client
+	// that connects while the engine opens waits rather than failing.
+	dockerLn, err := listenUnix(api.DockerSocket)
+	if err != nil {
+		a.Log.Error("docker api socket", "err", err)
+	}
 	go func() {
 		defer close(ready)
+		served := false
+		defer func() {
+			// Without an engine, the clients waiting in the backlog are
+			// told at once (their connection ends).
+			if dockerLn != nil && !served {
+				dockerLn.Close()
+			}
+		}()
 		select {
 		case <-after:
 		case <-ctx.Done():
@@ -73,10 +87,9 @@ func (a *Agent) openGuestEngine(ctx context.Context, sys *boot.System, ports eng
 			hostFolders: folders.Covers,
 		})
 		*ops.openErr = err
-		if err == nil {
-			if err := a.serveDockerAPI(ctx, ops, api.DockerSocket, vmconfig.DataMountPoint); err != nil {
-				a.Log.Error("docker api", "err", err)
-			}
+		if err == nil && dockerLn != nil {
+			a.serveDockerAPI(ctx, ops, dockerLn, vmconfig.DataMountPoint)
+			served = true
 		}
 		if fn == nil {
 			fn = func() {}

@@ -180,13 +180,14 @@ func (e *env) consoleTail(args []string) string {
 }
 
 type status struct {
-	Name      string `json:"name"`
-	State     string `json:"state"`
-	Driver    string `json:"driver"`
-	Arch      string `json:"arch"`
-	CPUs      int    `json:"cpus"`
-	MemoryMiB int    `json:"memoryMiB"`
-	DiskGiB   int    `json:"diskGiB"`
+	Name       string `json:"name"`
+	State      string `json:"state"`
+	Driver     string `json:"driver"`
+	Arch       string `json:"arch"`
+	CPUs       int    `json:"cpus"`
+	MemoryMiB  int    `json:"memoryMiB"`
+	DiskGiB    int    `json:"diskGiB"`
+	DockerHost string `json:"dockerHost"`
 }
 
 func (e *env) status(name string) status {
@@ -267,6 +268,14 @@ func vmLifecycle(t *testing.T, arch string) {
 	r := e.must("start", "--name", name, "--arch", arch, "--cpus", "2", "--memory", "1GiB", "--disk", "4GiB")
 	if !strings.Contains(r.stderr+r.stdout, "running") {
 		t.Errorf("start said: %s", r)
+	}
+	// The Docker API answers as soon as start has returned: the engine
+	// opens after the start, and until then its socket holds clients.
+	if arch == runtime.GOARCH {
+		cli := dockerClient{t: t, bin: dockerCLIs["cli28"], host: e.status(name).DockerHost, cfg: t.TempDir()}
+		if r := cli.must("version", "--format", "{{.Server.Os}}"); r.stdout != "linux\n" {
+			t.Errorf("docker version right after start: %s", r)
+		}
 	}
 	if r := e.must("start", "--name", name); !strings.Contains(r.stdout, "already running") {
 		t.Errorf("second start: %s", r)
