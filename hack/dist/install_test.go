@@ -112,9 +112,10 @@ func TestLinuxTarballInstallsAndBoots(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	env := []string{"VMBOX_HOME=" + home}
+	// A docker CLI store of its own: the start adds a context there.
+	env := []string{"VMBOX_HOME=" + home, "DOCKER_CONFIG=" + filepath.Join(home, "docker-config")}
 	for _, kv := range os.Environ() {
-		if !strings.HasPrefix(kv, "VMBOX_") {
+		if !strings.HasPrefix(kv, "VMBOX_") && !strings.HasPrefix(kv, "DOCKER_CONFIG=") {
 			env = append(env, kv)
 		}
 	}

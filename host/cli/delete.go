@@ -21,6 +21,7 @@ func (a *app) deleteCommand() *cobra.Command {
 			if err := m.Delete(cmd.Context(), inst, timeout, a.log()); err != nil {
 				return err
 			}
+			a.removeDockerContext(inst)
 			fmt.Fprintf(a.stdout, "Deleted instance %q\n", a.name)
 			return nil
 		},

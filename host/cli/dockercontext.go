@@ -46,6 +46,22 @@ func (a *app) ensureDockerContext(inst *instance.Instance) {
 	}
 }
 
+// removeDockerContext takes out the docker CLI context the instance's
+// starts added, once the instance is deleted: a context left behind would
+// point at a socket that no longer exists. A context of the name with
+// another endpoint is the user's and stays, and so does the current one
+// (with a hint). Failures are warnings: the instance is gone either way.
+func (a *app) removeDockerContext(inst *instance.Instance) {
+	name := dockerContextName(inst.Config.Name)
+	dir, err := dockerctx.ConfigDir()
+	if err != nil {
+		return
+	}
+	if _, err := dockerctx.Remove(dir, name, inst.DockerHost()); err != nil {
+		fmt.Fprintf(a.stderr, "vmbox: warning: %v\n", err)
+	}
+}
+
 // setEnv is the command that sets an environment variable in the user's
 // likely shell.
 func setEnv(name, value string) string {

@@ -80,3 +80,48 @@ func TestEnsureDockerContext(t *testing.T) {
 		t.Errorf("DockerHost %q is not an absolute unix:// address", inst.DockerHost())
 	}
 }
+
+// TestRemoveDockerContext: deleting an instance takes out the context its
+// start added, leaves a user's context of the name, and warns in one line
+// when the context is the current one.
+func TestRemoveDockerContext(t *testing.T) {
+	store := instance.Store{Root: t.TempDir()}
+	inst := &instance.Instance{Dir: filepath.Join(store.Root, "default"), Config: instance.Config{Name: "default"}}
+	dev := &instance.Instance{Dir: filepath.Join(store.Root, "dev"), Config: instance.Config{Name: "dev"}}
+	for _, tc := range []struct {
+		name    string
+		inst    *instance.Instance
+		context dockerctx.Context
+		current string
+		want    string // on stderr
+		gone    bool
+	}{
+		{name: "ours", inst: inst, context: dockerctx.Context{Name: "vmbox", Host: inst.DockerHost()}, gone: true},
+		{name: "the user's", inst: dev, context: dockerctx.Context{Name: "vmbox-dev", Host: "tcp://10.0.0.2:2376"}},
+		{name: "current", inst: inst, context: dockerctx.Context{Name: "vmbox", Host: inst.DockerHost()}, current: "vmbox", want: `docker context "vmbox" left in place`},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			docker := t.TempDir()
+			t.Setenv("DOCKER_CONFIG", docker)
+			if _, _, err := dockerctx.Ensure(docker, tc.context); err != nil {
+				t.Fatal(err)
+			}
+			if tc.current != "" {
+				os.WriteFile(filepath.Join(docker, "config.json"), []byte(`{"currentContext":"`+tc.current+`"}`), 0o600)
+			}
+			var stderr bytes.Buffer
+			a := &app{stdout: &bytes.Buffer{}, stderr: &stderr}
+			a.removeDockerContext(tc.inst)
+			if out := stderr.String(); (tc.want == "" && out != "") || !strings.Contains(out, tc.want) || strings.Count(out, "\n") > 1 {
+				t.Errorf("said %q, want %q", out, tc.want)
+			}
+			created, _, err := dockerctx.Ensure(docker, dockerctx.Context{Name: tc.context.Name, Host: tc.context.Host})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if created != tc.gone {
+				t.Errorf("context removed = %v, want %v", created, tc.gone)
+			}
+		})
+	}
+}

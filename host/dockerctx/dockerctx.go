@@ -3,7 +3,7 @@
 // writes the store's files itself, as `docker context create` would: the
 // docker CLI need not be installed when vmbox starts, and its
 // configuration (config.json, where the current context is chosen) is
-// never touched.
+// never written. `vmbox delete` takes out the context its instance added.
 //
 // The store's layout (github.com/docker/cli, cli/context/store): each
 // context is DIR/contexts/meta/<hex SHA-256 of its name>/meta.json, and
@@ -102,4 +102,65 @@ func Ensure(dir string, c Context) (created bool, host string, err error) {
 		return false, "", fmt.Errorf("create docker context %q: %w", c.Name, err)
 	}
 	return true, c.Host, nil
+}
+
+// ErrCurrent is what Remove returns (wrapped) for a context that is the
+// docker CLI's current one: removing it would leave every docker command
+// failing on a missing context, and config.json is the user's to change.
+var ErrCurrent = errors.New("it is the docker CLI's current context")
+
+// Remove takes context name out of the store under dir if its Docker
+// endpoint is host, which is how an instance knows the context is the one
+// it added: a context of the name with another endpoint is the user's and
+// stays. It reports whether it removed one. A context that is the current
+// one (config.json's currentContext) stays too, with ErrCurrent.
+func Remove(dir, name, host string) (removed bool, err error) {
+	path := metaPath(dir, name)
+	b, err := os.ReadFile(path)
+	if errors.Is(err, fs.ErrNotExist) {
+		return false, nil
+	}
+	if err != nil {
+		return false, fmt.Errorf("read docker context %q: %w", name, err)
+	}
+	var m meta
+	if err := json.Unmarshal(b, &m); err != nil || m.Endpoints[dockerEndpoint].Host != host {
+		return false, nil
+	}
+	current, err := currentContext(dir)
+	if err != nil {
+		return false, err
+	}
+	if current == name {
+		return false, fmt.Errorf("docker context %q left in place: %w (docker context use default, then docker context rm %s)", name, ErrCurrent, name)
+	}
+	// The store keeps TLS material beside the metadata, under the same
+	// digest; a context vmbox made has none, but one the user changed may.
+	digest := filepath.Base(filepath.Dir(path))
+	if err := os.RemoveAll(filepath.Join(dir, "contexts", "tls", digest)); err != nil {
+		return false, fmt.Errorf("remove docker context %q: %w", name, err)
+	}
+	if err := os.RemoveAll(filepath.Dir(path)); err != nil {
+		return false, fmt.Errorf("remove docker context %q: %w", name, err)
+	}
+	return true, nil
+}
+
+// currentContext is the context config.json under dir names as current
+// ("" when there is no such file or field).
+func currentContext(dir string) (string, error) {
+	b, err := os.ReadFile(filepath.Join(dir, "config.json"))
+	if errors.Is(err, fs.ErrNotExist) {
+		return "", nil
+	}
+	if err != nil {
+		return "", fmt.Errorf("read the docker CLI's configuration: %w", err)
+	}
+	var cfg struct {
+		CurrentContext string `json:"currentContext"`
+	}
+	if err := json.Unmarshal(b, &cfg); err != nil {
+		return "", fmt.Errorf("read the docker CLI's configuration %s: %w", filepath.Join(dir, "config.json"), err)
+	}
+	return cfg.CurrentContext, nil
 }

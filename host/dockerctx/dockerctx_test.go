@@ -3,7 +3,9 @@ package dockerctx
 import (
 	"bytes"
 	"encoding/json"
+	"errors"
 	"io"
+	"io/fs"
 	"net"
 	"net/http"
 	"os"
@@ -181,4 +183,66 @@ func fakeEngine(t *testing.T, path string) {
 	srv := &http.Server{Handler: mux}
 	go srv.Serve(l)
 	t.Cleanup(func() { srv.Close() })
+}
+
+// TestRemove: only the context vmbox added (its endpoint is the
+// instance's) goes, and not while it is the current one; a missing one is
+// no error.
+func TestRemove(t *testing.T) {
+	ours := Context{Name: "vmbox", Description: "vmbox instance default", Host: "unix:///home/u/.vmbox/default/docker.sock"}
+	for _, tc := range []struct {
+		name        string
+		existing    *Context // nil: none in the store
+		current     string   // config.json's currentContext; "-" for no config.json
+		wantRemoved bool
+		wantErr     error
+	}{
+		{name: "ours", existing: &ours, current: "-", wantRemoved: true},
+		{name: "ours, another current", existing: &ours, current: "default", wantRemoved: true},
+		{name: "ours but current", existing: &ours, current: "vmbox", wantErr: ErrCurrent},
+		{name: "the user's", existing: &Context{Name: "vmbox", Host: "tcp://10.0.0.2:2376"}, current: "-"},
+		{name: "none", current: "-"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			dir := t.TempDir()
+			if tc.existing != nil {
+				if _, _, err := Ensure(dir, *tc.existing); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if tc.current != "-" {
+				if err := os.WriteFile(filepath.Join(dir, "config.json"), []byte(`{"auths":{},"currentContext":"`+tc.current+`"}`), 0o600); err != nil {
+					t.Fatal(err)
+				}
+			}
+			removed, err := Remove(dir, ours.Name, ours.Host)
+			if removed != tc.wantRemoved || !errors.Is(err, tc.wantErr) {
+				t.Fatalf("Remove = %v, %v; want %v, %v", removed, err, tc.wantRemoved, tc.wantErr)
+			}
+			_, statErr := os.Stat(metaPath(dir, ours.Name))
+			if gone := errors.Is(statErr, fs.ErrNotExist); gone != (tc.wantRemoved || tc.existing == nil) {
+				t.Errorf("context in the store after Remove: %v", !gone)
+			}
+		})
+	}
+}
+
+// TestRemoveSeenByDockerCLI: the docker CLI no longer lists a context
+// Remove took out, and still lists the others.
+func TestRemoveSeenByDockerCLI(t *testing.T) {
+	dir := t.TempDir()
+	ours := Context{Name: "vmbox-dev", Host: "unix:///home/u/.vmbox/dev/docker.sock"}
+	other := Context{Name: "vmbox", Host: "unix:///home/u/.vmbox/default/docker.sock"}
+	for _, c := range []Context{ours, other} {
+		if _, _, err := Ensure(dir, c); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if removed, err := Remove(dir, ours.Name, ours.Host); !removed || err != nil {
+		t.Fatalf("Remove = %v, %v", removed, err)
+	}
+	out := docker(t, dir, "context", "ls", "--format", "{{.Name}}")
+	if strings.Contains(out, "vmbox-dev") || !strings.Contains(out, "vmbox\n") {
+		t.Errorf("docker context ls after Remove:\n%s", out)
+	}
 }
