@@ -2,10 +2,13 @@ package agent
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net/netip"
 	"os"
 	"path/filepath"
+	"sync"
+	"time"
 
 	"github.com/vmbox/vmbox/guest/api"
 	"github.com/vmbox/vmbox/guest/api/vmconfig"
@@ -41,6 +44,9 @@ func (a *Agent) openGuestEngine(ctx context.Context, sys *boot.System, ports eng
 	a.Containers = ops
 	folders.mounted = ops.mountsChanged
 	closed := make(chan func(), 1)
+	// stopping is closed at shutdown: an engine not yet open stays closed,
+	// rather than opening (and starting containers) while the VM powers off.
+	stopping := make(chan struct{})
 	// The Docker API's socket listens from the start, so that a client
 	// that connects while the engine opens waits rather than failing.
 	dockerLn, err := listenUnix(api.DockerSocket)
@@ -60,6 +66,20 @@ func (a *Agent) openGuestEngine(ctx context.Context, sys *boot.System, ports eng
 		select {
 		case <-after:
 		case <-ctx.Done():
+		case <-stopping:
+		}
+		shuttingDown := func() bool {
+			select {
+			case <-stopping:
+				*ops.openErr = errShuttingDown
+				closed <- func() {}
+				return true
+			default:
+				return false
+			}
+		}
+		if shuttingDown() {
+			return
 		}
 		if _, err := sys.WaitDataDisk(ctx); err != nil {
 			*ops.openErr = fmt.Errorf("data disk: %w", err)
@@ -82,6 +102,9 @@ func (a *Agent) openGuestEngine(ctx context.Context, sys *boot.System, ports eng
 			closed <- func() {}
 			return
 		}
+		if shuttingDown() {
+			return
+		}
 		fn, err := ops.open(vmconfig.DataMountPoint, engineNetwork{
 			containers: true, hostAddr: st.Gateway, ports: ports, loadModule: sys.Modules.EnsureModule,
 			hostFolders: folders.Covers,
@@ -96,14 +119,28 @@ func (a *Agent) openGuestEngine(ctx context.Context, sys *boot.System, ports eng
 		}
 		closed <- fn
 	}()
-	return func() {
+	return sync.OnceFunc(func() {
+		close(stopping)
+		// An opening under way finishes first (bounded), so that what it
+		// started is closed before the VM powers off.
+		t := time.NewTimer(engineOpenWait)
+		defer t.Stop()
 		select {
 		case fn := <-closed:
 			fn()
-		default:
+		case <-t.C:
+			a.Log.Warn("the container engine was still opening at shutdown", "waited", engineOpenWait)
 		}
-	}, nil
+	}), nil
 }
+
+// engineOpenWait bounds how long a shutdown waits for an engine that is
+// opening.
+const engineOpenWait = 10 * time.Second
+
+// errShuttingDown is why the engine did not open when the VM began to
+// shut down before it could.
+var errShuttingDown = errors.New("the VM is shutting down")
 
 // engineNetwork is how the engine's containers are networked.
 type engineNetwork struct {

@@ -24,7 +24,12 @@ func TestBooted(t *testing.T) {
 	}{{"host says booted", true}, {"fallback", false}} {
 		t.Run(tt.name, func(t *testing.T) {
 			srv, client := pipeServer(t)
-			srv.fallback = time.Second
+			// With the request, a fallback that cannot come in time, so
+			// that only the request can close Booted.
+			srv.fallback = time.Hour
+			if !tt.sendBooted {
+				srv.fallback = time.Second
+			}
 			conn := client()
 			select {
 			case <-srv.Booted():

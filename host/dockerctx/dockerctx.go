@@ -113,7 +113,8 @@ var ErrCurrent = errors.New("it is the docker CLI's current context")
 // endpoint is host, which is how an instance knows the context is the one
 // it added: a context of the name with another endpoint is the user's and
 // stays. It reports whether it removed one. A context that is the current
-// one (config.json's currentContext) stays too, with ErrCurrent.
+// one ($DOCKER_CONTEXT, else config.json's currentContext) stays too, with
+// ErrCurrent.
 func Remove(dir, name, host string) (removed bool, err error) {
 	path := metaPath(dir, name)
 	b, err := os.ReadFile(path)
@@ -127,9 +128,11 @@ func Remove(dir, name, host string) (removed bool, err error) {
 	if err := json.Unmarshal(b, &m); err != nil || m.Endpoints[dockerEndpoint].Host != host {
 		return false, nil
 	}
-	current, err := currentContext(dir)
-	if err != nil {
-		return false, err
+	current := os.Getenv("DOCKER_CONTEXT")
+	if current == "" {
+		if current, err = currentContext(dir); err != nil {
+			return false, err
+		}
 	}
 	if current == name {
 		return false, fmt.Errorf("docker context %q left in place: %w (docker context use default, then docker context rm %s)", name, ErrCurrent, name)

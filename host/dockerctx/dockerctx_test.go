@@ -194,16 +194,20 @@ func TestRemove(t *testing.T) {
 		name        string
 		existing    *Context // nil: none in the store
 		current     string   // config.json's currentContext; "-" for no config.json
+		env         string   // DOCKER_CONTEXT
 		wantRemoved bool
 		wantErr     error
 	}{
 		{name: "ours", existing: &ours, current: "-", wantRemoved: true},
 		{name: "ours, another current", existing: &ours, current: "default", wantRemoved: true},
 		{name: "ours but current", existing: &ours, current: "vmbox", wantErr: ErrCurrent},
+		{name: "ours but current by DOCKER_CONTEXT", existing: &ours, current: "-", env: "vmbox", wantErr: ErrCurrent},
+		{name: "ours, DOCKER_CONTEXT another", existing: &ours, current: "vmbox", env: "default", wantRemoved: true},
 		{name: "the user's", existing: &Context{Name: "vmbox", Host: "tcp://10.0.0.2:2376"}, current: "-"},
 		{name: "none", current: "-"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
+			t.Setenv("DOCKER_CONTEXT", tc.env)
 			dir := t.TempDir()
 			if tc.existing != nil {
 				if _, _, err := Ensure(dir, *tc.existing); err != nil {
