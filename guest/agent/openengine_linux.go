@@ -55,35 +55,36 @@ func (a *Agent) openGuestEngine(ctx context.Context, sys *boot.System, ports eng
 	}
 	go func() {
 		defer close(ready)
-		served := false
+		// closeFn is what the shutdown calls: nothing unless the engine
+		// opened. Every way out hands it over, and without an engine the
+		// clients waiting in the Docker API's backlog are told at once
+		// (their connection ends).
+		closeFn := func() {}
 		defer func() {
-			// Without an engine, the clients waiting in the backlog are
-			// told at once (their connection ends).
-			if dockerLn != nil && !served {
+			if *ops.openErr != nil && dockerLn != nil {
 				dockerLn.Close()
 			}
+			closed <- closeFn
 		}()
-		select {
-		case <-after:
-		case <-ctx.Done():
-		case <-stopping:
-		}
-		shuttingDown := func() bool {
+		stopped := func() bool {
 			select {
 			case <-stopping:
 				*ops.openErr = errShuttingDown
-				closed <- func() {}
 				return true
 			default:
 				return false
 			}
 		}
-		if shuttingDown() {
+		select {
+		case <-after:
+		case <-ctx.Done():
+		case <-stopping:
+		}
+		if stopped() {
 			return
 		}
 		if _, err := sys.WaitDataDisk(ctx); err != nil {
 			*ops.openErr = fmt.Errorf("data disk: %w", err)
-			closed <- func() {}
 			return
 		}
 		// Pulls need the network; it is static or a quick DHCP lease, so
@@ -99,10 +100,9 @@ func (a *Agent) openGuestEngine(ctx context.Context, sys *boot.System, ports eng
 		}
 		if err := sys.Modules.EnsureModule(ctx, "overlay"); err != nil {
 			*ops.openErr = fmt.Errorf("overlay module: %w", err)
-			closed <- func() {}
 			return
 		}
-		if shuttingDown() {
+		if stopped() {
 			return
 		}
 		fn, err := ops.open(vmconfig.DataMountPoint, engineNetwork{
@@ -110,14 +110,12 @@ func (a *Agent) openGuestEngine(ctx context.Context, sys *boot.System, ports eng
 			hostFolders: folders.Covers,
 		})
 		*ops.openErr = err
+		if fn != nil {
+			closeFn = fn
+		}
 		if err == nil && dockerLn != nil {
 			a.serveDockerAPI(ctx, ops, dockerLn, vmconfig.DataMountPoint)
-			served = true
 		}
-		if fn == nil {
-			fn = func() {}
-		}
-		closed <- fn
 	}()
 	return sync.OnceFunc(func() {
 		close(stopping)

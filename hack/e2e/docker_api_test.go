@@ -22,9 +22,7 @@ var dockerCLIs = map[string]string{"cli28": "/usr/local/bin/docker", "cli20.10":
 func dockerHost(t *testing.T, e *env) string {
 	t.Helper()
 	r := e.must("status", "--format", "json")
-	var st struct {
-		DockerHost string `json:"dockerHost"`
-	}
+	var st status
 	if err := json.Unmarshal([]byte(r.stdout), &st); err != nil || st.DockerHost == "" {
 		t.Fatalf("status --format json has no dockerHost: %v\n%s", err, r.stdout)
 	}
