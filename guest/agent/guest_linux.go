@@ -57,7 +57,7 @@ func runGuest(log *slog.Logger) error {
 	}()
 	// The data disk may still be formatting; operations that need the
 	// engine wait for it, the others (version, shell) do not.
-	ports := newHostPorts(log)
+	ports := newHostPorts(log, api.DockerSocket)
 	folders := newHostFolders(log, sys.Modules.EnsureModule)
 	defer folders.Close()
 	srv := NewServer(hostKey, authorized, a, log)
@@ -79,6 +79,7 @@ func runGuest(log *slog.Logger) error {
 	srv.ForwardHost = ports.register
 	srv.Shares = folders
 	srv.DockerSocket = api.DockerSocket
+	srv.Streams = &ports.streams
 	go func() {
 		l, err := listenHost(ctx, sys, cfg.Agent, cfg.Agent.Port)
 		if err == nil {

@@ -28,6 +28,12 @@ import (
 type hostPorts struct {
 	log *slog.Logger
 
+	// streams hands over the streams that sessions await
+	// (sshproto.ReqStreamsElsewhere) when they reach the gateway.
+	streams portfwd.Rendezvous
+	// dockerSocket, when set, is where streams to api.DockerStream go.
+	dockerSocket string
+
 	mu      sync.Mutex
 	conn    ssh.Conn // the host process's connection; nil until it registers
 	gateway *portfwd.Gateway
@@ -38,9 +44,34 @@ type hostPorts struct {
 // register: in a VM it registers as its first act.
 const hostWait = 10 * time.Second
 
-func newHostPorts(log *slog.Logger) *hostPorts {
-	return &hostPorts{log: log, changed: make(chan struct{})}
+func newHostPorts(log *slog.Logger, dockerSocket string) *hostPorts {
+	return &hostPorts{log: log, dockerSocket: dockerSocket, changed: make(chan struct{})}
 }
+
+// awaited takes the gateway's streams to named targets: the Docker API's
+// socket, or a session's stdin and stdout.
+func (h *hostPorts) awaited(name string) (func(net.Conn), bool) {
+	if name == api.DockerStream && h.dockerSocket != "" {
+		return h.joinDocker, true
+	}
+	return h.streams.Claim(name)
+}
+
+// joinDocker carries a stream to the guest's Docker API socket until
+// either side ends.
+func (h *hostPorts) joinDocker(c net.Conn) {
+	d, err := net.DialTimeout("unix", h.dockerSocket, dialDockerTimeout)
+	if err != nil {
+		h.log.Warn("Docker API stream", "err", err)
+		c.Close()
+		return
+	}
+	portfwd.Join(c, d)
+}
+
+// dialDockerTimeout bounds connecting to the Docker API socket, which
+// accepts at once (clients wait in its backlog while the engine opens).
+const dialDockerTimeout = 10 * time.Second
 
 // register makes conn the host process's connection, with the token its
 // forwarded connections carry.
@@ -56,7 +87,7 @@ func (h *hostPorts) register(conn ssh.Conn, payload []byte) error {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	h.conn = conn
-	h.gateway = &portfwd.Gateway{Token: token, Log: h.log}
+	h.gateway = &portfwd.Gateway{Token: token, Awaited: h.awaited, Log: h.log}
 	close(h.changed)
 	h.changed = make(chan struct{})
 	go func() {

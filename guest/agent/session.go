@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"net"
@@ -53,6 +54,7 @@ type Server struct {
 	bootedOnce sync.Once
 	firstOnce  sync.Once     // arms the fallback at the first connection
 	fallback   time.Duration // bootedFallback, shorter in tests
+	streamWait time.Duration // defaultStreamWait, shorter in tests
 
 	// ForwardHost, when set, serves sshproto.ReqForwardHost: conn is the
 	// host process's connection, which publishes containers' ports.
@@ -63,6 +65,9 @@ type Server struct {
 	// Shares, when set, mounts the host folders that sshproto.ChanShare
 	// channels serve and replays sshproto.ReqShareEvents.
 	Shares ShareMounter
+	// Streams, when set, serves sshproto.ReqStreamsElsewhere: it is where
+	// the forwarding gateway hands over the streams that sessions await.
+	Streams *portfwd.Rendezvous
 }
 
 // ShareMounter mounts host folders in the VM.
@@ -76,7 +81,7 @@ type ShareMounter interface {
 // NewServer makes a server that presents hostKey and admits only clients
 // holding the private half of authorized (see sshproto.ServerConfig).
 func NewServer(hostKey ssh.Signer, authorized ssh.PublicKey, h Handler, log *slog.Logger) *Server {
-	return &Server{config: sshproto.ServerConfig(hostKey, authorized), handler: h, log: log, booted: make(chan struct{}), fallback: bootedFallback}
+	return &Server{config: sshproto.ServerConfig(hostKey, authorized), handler: h, log: log, booted: make(chan struct{}), fallback: bootedFallback, streamWait: defaultStreamWait}
 }
 
 // bootedFallback is how long after the first connection Booted closes
@@ -246,12 +251,12 @@ func (s *Server) serveSession(ctx context.Context, ch ssh.Channel, reqs <-chan *
 	start := func(req api.Request) {
 		once.Do(func() {
 			sess.Request = req
-			if sess.PTY != nil {
-				sess.Stderr = ch
-			}
 			close(started)
 		})
 	}
+	// elsewhere, once set (before started closes), receives the stream
+	// that carries stdin and stdout instead of the channel.
+	var elsewhere <-chan net.Conn
 	go func() {
 		// Requests keep flowing while the operation runs: resizes and
 		// signals. When the channel closes, the operation is cancelled.
@@ -295,6 +300,19 @@ func (s *Server) serveSession(ctx context.Context, ch ssh.Channel, reqs <-chan *
 					default:
 					}
 				}
+			case sshproto.ReqStreamsElsewhere:
+				var m sshproto.StreamsElsewhere
+				if begun || elsewhere != nil || s.Streams == nil || ssh.Unmarshal(req.Payload, &m) != nil {
+					ok = false
+					break
+				}
+				streams, forget, err := s.Streams.Expect(m.Name)
+				if err != nil {
+					ok = false
+					break
+				}
+				defer forget()
+				elsewhere = streams
 			case "exec":
 				if begun {
 					ok = false // one operation per channel
@@ -336,12 +354,75 @@ func (s *Server) serveSession(ctx context.Context, ch ssh.Channel, reqs <-chan *
 		ch.Close()
 		return
 	}
+	var stream net.Conn
+	if elsewhere != nil {
+		var err error
+		if stream, err = awaitStream(ctx, elsewhere, s.streamWait); err != nil {
+			s.log.Warn("session", "err", err)
+			fmt.Fprintf(ch.Stderr(), "vmbox: %v\n", err)
+			ch.CloseWrite()
+			ch.SendRequest("exit-status", false, ssh.Marshal(sshproto.ExitStatus{Status: api.ExitEngineError}))
+			ch.Close()
+			return
+		}
+		// The operation blocked on the stream ends with the session.
+		stop := context.AfterFunc(ctx, func() { stream.Close() })
+		defer stop()
+		sess.Stdin, sess.Stdout = stream, stream
+	}
+	if sess.PTY != nil {
+		sess.Stderr = sess.Stdout
+	}
 	code := s.handler.Serve(ctx, sess)
 	// EOF before exit-status, so that a relay forwarding both sees all
 	// output before the status.
+	if stream != nil {
+		closeWrite(stream)
+	}
 	ch.CloseWrite()
 	ch.SendRequest("exit-status", false, ssh.Marshal(sshproto.ExitStatus{Status: uint32(code)}))
 	ch.Close()
+	if stream != nil {
+		drainAndClose(stream, s.streamWait)
+	}
+}
+
+// defaultStreamWait bounds the wait for a session's stream, which the
+// client opened before it sent "exec", and for the client to close it
+// after the exit status.
+const defaultStreamWait = 10 * time.Second
+
+func awaitStream(ctx context.Context, streams <-chan net.Conn, wait time.Duration) (net.Conn, error) {
+	t := time.NewTimer(wait)
+	defer t.Stop()
+	select {
+	case c := <-streams:
+		return c, nil
+	case <-t.C:
+		return nil, errors.New("the operation's stream never reached the forwarding gateway")
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+}
+
+func closeWrite(c net.Conn) {
+	if cw, ok := c.(interface{ CloseWrite() error }); ok {
+		cw.CloseWrite()
+		return
+	}
+	c.Close()
+}
+
+// drainAndClose closes a session's stream once the client has read it to
+// its end and closed its own side. Closing it at once would reset it while
+// the client may still be reading the last output: a socket closed with
+// unread input (stdin the operation never read) sends a reset, which can
+// overtake data in flight. The client closes its side after the exit
+// status.
+func drainAndClose(c net.Conn, wait time.Duration) {
+	c.SetReadDeadline(time.Now().Add(wait))
+	io.Copy(io.Discard, c)
+	c.Close()
 }
 
 // serveStreamLocal joins a ChanStreamLocal channel to the Unix socket it

@@ -1,17 +1,23 @@
 package agent
 
 import (
+	"bytes"
 	"context"
 	"crypto/ed25519"
 	"crypto/rand"
+	"encoding/json"
+	"io"
 	"log/slog"
 	"net"
+	"strings"
 	"testing"
 	"time"
 
 	"golang.org/x/crypto/ssh"
 
+	"github.com/vmbox/vmbox/guest/api"
 	"github.com/vmbox/vmbox/guest/api/sshproto"
+	"github.com/vmbox/vmbox/internal/portfwd"
 )
 
 // TestBooted checks when the boot work held back for the host's start is
@@ -95,4 +101,152 @@ func pipeServer(t *testing.T) (*Server, func() ssh.Conn) {
 		t.Cleanup(func() { conn.Close(); cancel() })
 		return conn
 	}
+}
+
+// shoutHandler answers an operation by writing its stdin back in capitals
+// on stdout, a line on stderr, and exit code 7.
+type shoutHandler struct{}
+
+func (shoutHandler) Serve(_ context.Context, s *Session) int {
+	b, _ := io.ReadAll(s.Stdin)
+	s.Stdout.Write(bytes.ToUpper(b))
+	io.WriteString(s.Stderr, "on stderr")
+	return 7
+}
+
+// streamGateway serves srv.Streams through a forwarding gateway on a
+// loopback port and returns a dialer that reaches it.
+func streamGateway(t *testing.T, srv *Server) *portfwd.StreamDialer {
+	t.Helper()
+	srv.Streams = &portfwd.Rendezvous{}
+	token := []byte("gateway token")
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	t.Cleanup(cancel)
+	go (&portfwd.Gateway{Token: token, Awaited: srv.Streams.Claim}).Serve(ctx, l)
+	return &portfwd.StreamDialer{Token: token, Dial: func(ctx context.Context) (net.Conn, error) {
+		return (&net.Dialer{}).DialContext(ctx, "tcp", l.Addr().String())
+	}}
+}
+
+// startOp opens a session channel, asks for its streams on a stream named
+// name (when name is set) and returns the channel, its requests and the
+// agent's answer to that.
+func startOp(t *testing.T, conn ssh.Conn, name string) (ssh.Channel, <-chan *ssh.Request, bool) {
+	t.Helper()
+	ch, reqs, err := conn.OpenChannel("session", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ok := false
+	if name != "" {
+		if ok, err = ch.SendRequest(sshproto.ReqStreamsElsewhere, true, ssh.Marshal(sshproto.StreamsElsewhere{Name: name})); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return ch, reqs, ok
+}
+
+func execShout(t *testing.T, ch ssh.Channel) {
+	t.Helper()
+	b, _ := json.Marshal(api.Request{Op: "shout"})
+	if ok, err := ch.SendRequest(sshproto.ReqExec, true, ssh.Marshal(sshproto.Exec{Command: string(b)})); err != nil || !ok {
+		t.Fatalf("exec: %v %v", ok, err)
+	}
+}
+
+func exitStatus(t *testing.T, reqs <-chan *ssh.Request) int {
+	t.Helper()
+	code := -1
+	for r := range reqs {
+		var m sshproto.ExitStatus
+		if r.Type == sshproto.ReqExitStatus && ssh.Unmarshal(r.Payload, &m) == nil {
+			code = int(m.Status)
+		}
+	}
+	return code
+}
+
+// TestStreamsElsewhere: an operation whose client asked for it reads stdin
+// from, and writes stdout to, a stream through the gateway; stderr and
+// the exit status stay on the channel, and stdout ends before the status.
+func TestStreamsElsewhere(t *testing.T) {
+	srv, client := pipeServer(t)
+	srv.handler = shoutHandler{}
+	dialer := streamGateway(t, srv)
+	conn := client()
+
+	ch, reqs, ok := startOp(t, conn, "0123456789abcdef")
+	if !ok {
+		t.Fatal("the agent refused to carry the streams elsewhere")
+	}
+	if ok, _ := ch.SendRequest(sshproto.ReqStreamsElsewhere, true, ssh.Marshal(sshproto.StreamsElsewhere{Name: "another"})); ok {
+		t.Error("a second stream was granted to one session")
+	}
+	stream, err := dialer.DialStream(context.Background(), "0123456789abcdef")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer stream.Close()
+	execShout(t, ch)
+	io.WriteString(stream, "stdin through the stream")
+	stream.(*net.TCPConn).CloseWrite()
+	io.WriteString(ch, "stdin on the channel is not read")
+	ch.CloseWrite()
+	out, err := io.ReadAll(stream)
+	if err != nil || string(out) != "STDIN THROUGH THE STREAM" {
+		t.Fatalf("stdout on the stream: %q, %v", out, err)
+	}
+	errOut, _ := io.ReadAll(ch.Stderr())
+	chOut, _ := io.ReadAll(ch)
+	if string(errOut) != "on stderr" || len(chOut) != 0 {
+		t.Errorf("on the channel: stdout %q, stderr %q", chOut, errOut)
+	}
+	stream.Close()
+	if code := exitStatus(t, reqs); code != 7 {
+		t.Errorf("exit status %d, want 7", code)
+	}
+}
+
+func TestStreamsElsewhereRefusedOrMissing(t *testing.T) {
+	t.Run("agent without streams", func(t *testing.T) {
+		srv, client := pipeServer(t)
+		srv.handler = shoutHandler{}
+		ch, reqs, ok := startOp(t, client(), "name")
+		if ok {
+			t.Fatal("an agent without a gateway granted a stream")
+		}
+		// The operation goes on with its streams on the channel.
+		execShout(t, ch)
+		io.WriteString(ch, "on the channel")
+		ch.CloseWrite()
+		out, _ := io.ReadAll(ch)
+		if string(out) != "ON THE CHANNEL" {
+			t.Errorf("stdout %q", out)
+		}
+		if code := exitStatus(t, reqs); code != 7 {
+			t.Errorf("exit status %d, want 7", code)
+		}
+	})
+	t.Run("stream never comes", func(t *testing.T) {
+		srv, client := pipeServer(t)
+		srv.handler = shoutHandler{}
+		srv.streamWait = 200 * time.Millisecond
+		streamGateway(t, srv)
+		ch, reqs, ok := startOp(t, client(), "never")
+		if !ok {
+			t.Fatal("the agent refused to carry the streams elsewhere")
+		}
+		execShout(t, ch)
+		errOut, _ := io.ReadAll(ch.Stderr())
+		if !strings.Contains(string(errOut), "stream never reached") {
+			t.Errorf("stderr %q", errOut)
+		}
+		if code := exitStatus(t, reqs); code != api.ExitEngineError {
+			t.Errorf("exit status %d, want %d", code, api.ExitEngineError)
+		}
+	})
 }

@@ -324,3 +324,9 @@ type PublishReply struct {
 // header naming the target and proving the host knows the token it gave
 // the agent over SSH.
 const ForwardPort = 2223
+
+// DockerStream is the stream target (in the forwarding gateway's header)
+// that joins a connection to the guest's Docker API socket: the host
+// process carries Docker clients this way, as plain TCP that the guest
+// need not decrypt.
+const DockerStream = "docker"

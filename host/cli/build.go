@@ -75,7 +75,7 @@ func (a *app) buildCommand() *cobra.Command {
 			go func() { pw.CloseWithError(writeContext(pw, ctxDir, ignore, req.Dockerfile, extra)) }()
 			var out, errb strings.Builder
 			stdout := io.Writer(&lastLine{w: a.stdout, last: &out})
-			code, err := cl.Stream(cmd.Context(), api.OpBuild, req, sshclient.IO{Stdin: pr, Stdout: stdout, Stderr: &errb})
+			code, err := cl.Stream(cmd.Context(), api.OpBuild, req, sshclient.IO{Stdin: pr, Stdout: stdout, Stderr: &errb, Bulk: true})
 			pr.Close()
 			if err != nil {
 				return err

@@ -124,7 +124,7 @@ func (a *app) execCommand() *cobra.Command {
 			if tty {
 				x.ConsoleSize = terminalSize()
 			}
-			code, err := a.stream(cmd.Context(), c, api.OpExec, x, streamOptions{stdin: interactive, tty: tty, attached: true})
+			code, err := a.stream(cmd.Context(), c, api.OpExec, x, streamOptions{stdin: interactive, tty: tty, attached: true, bulk: true})
 			if err != nil {
 				return err
 			}

@@ -194,7 +194,7 @@ func (a *app) loadCommand() *cobra.Command {
 			}
 			defer cl.Close()
 			var out, errb strings.Builder
-			code, err := cl.Stream(cmd.Context(), api.OpLoad, nil, sshclient.IO{Stdin: in, Stdout: &out, Stderr: &errb})
+			code, err := cl.Stream(cmd.Context(), api.OpLoad, nil, sshclient.IO{Stdin: in, Stdout: &out, Stderr: &errb, Bulk: true})
 			if err != nil {
 				return err
 			}
@@ -251,7 +251,7 @@ func (a *app) saveCommand() *cobra.Command {
 			}
 			defer cl.Close()
 			var errb strings.Builder
-			code, err := cl.Stream(cmd.Context(), api.OpSave, api.SaveArgs{Names: args}, sshclient.IO{Stdout: out, Stderr: &errb})
+			code, err := cl.Stream(cmd.Context(), api.OpSave, api.SaveArgs{Names: args}, sshclient.IO{Stdout: out, Stderr: &errb, Bulk: true})
 			if err != nil {
 				return err
 			}

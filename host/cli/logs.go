@@ -33,7 +33,7 @@ func (a *app) logsCommand() *cobra.Command {
 				return err
 			}
 			defer c.Close()
-			code, err := a.stream(cmd.Context(), c, api.OpLogs, api.LogsArgs{Container: args[0], Follow: follow, Tail: n, Timestamps: timestamps}, streamOptions{})
+			code, err := a.stream(cmd.Context(), c, api.OpLogs, api.LogsArgs{Container: args[0], Follow: follow, Tail: n, Timestamps: timestamps}, streamOptions{bulk: true})
 			if err != nil {
 				return err
 			}

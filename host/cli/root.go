@@ -6,10 +6,12 @@ package cli
 
 import (
 	"context"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"os"
 	"strings"
 
@@ -19,6 +21,7 @@ import (
 	"github.com/vmbox/vmbox/host/instance"
 	"github.com/vmbox/vmbox/host/lifecycle"
 	"github.com/vmbox/vmbox/host/sshclient"
+	"github.com/vmbox/vmbox/internal/portfwd"
 )
 
 // ExitError ends the CLI with a code and, when Message is set, one line on stderr.
@@ -240,5 +243,28 @@ func (a *app) connect(ctx context.Context) (*sshclient.Client, error) {
 		}
 		return nil, fmt.Errorf("instance %q is running but its agent does not answer (is it still starting?): %w", a.name, err)
 	}
+	if a.host == "" {
+		if d := gatewayDialer(inst); d != nil {
+			c.CarryStreamsThrough(d)
+		}
+	}
 	return c, nil
+}
+
+// gatewayDialer opens streams to the instance's forwarding gateway where
+// its host process published one (instance.BootInfo.Gateway), or is nil.
+func gatewayDialer(inst *instance.Instance) *portfwd.StreamDialer {
+	bi, err := inst.ReadBootInfo()
+	if err != nil || bi.Gateway == nil {
+		return nil
+	}
+	token, err := hex.DecodeString(bi.Gateway.Token)
+	if err != nil || len(token) == 0 {
+		return nil
+	}
+	addr := bi.Gateway.Addr
+	return &portfwd.StreamDialer{Token: token, Dial: func(ctx context.Context) (net.Conn, error) {
+		var d net.Dialer
+		return d.DialContext(ctx, "tcp", addr)
+	}}
 }

@@ -65,7 +65,7 @@ func (a *app) runCommand() *cobra.Command {
 				}
 				return nil
 			}
-			code, err := a.stream(cmd.Context(), c, api.OpRun, api.RunArgs{Config: cfg, Auth: auth, InsecureRegistries: a.insecureRegistries}, streamOptions{stdin: f.interactive, tty: f.tty, attached: true})
+			code, err := a.stream(cmd.Context(), c, api.OpRun, api.RunArgs{Config: cfg, Auth: auth, InsecureRegistries: a.insecureRegistries}, streamOptions{stdin: f.interactive, tty: f.tty, attached: true, bulk: true})
 			if err != nil {
 				return err
 			}

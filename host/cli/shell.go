@@ -17,7 +17,7 @@ func (a *app) shellCommand() *cobra.Command {
 			}
 			defer c.Close()
 			tty := isTerminal(a.stdin) && isTerminal(a.stdout)
-			code, err := a.stream(cmd.Context(), c, api.OpShell, api.ShellArgs{Argv: args}, streamOptions{stdin: true, tty: tty, attached: len(args) > 0})
+			code, err := a.stream(cmd.Context(), c, api.OpShell, api.ShellArgs{Argv: args}, streamOptions{stdin: true, tty: tty, attached: len(args) > 0, bulk: true})
 			if err != nil {
 				return err
 			}

@@ -19,6 +19,9 @@ type streamOptions struct {
 	// attached: the operation is a process (run, exec, shell) that takes
 	// this process's signals; otherwise a signal ends the command here.
 	attached bool
+	// bulk: the operation may move much data, or a terminal's keystrokes
+	// (sshclient.IO.Bulk).
+	bulk bool
 }
 
 // stream runs an operation with this process's streams attached and returns
@@ -26,7 +29,7 @@ type streamOptions struct {
 // forwarded to the remote process (Ctrl-C reaches the container); with one,
 // the terminal is raw, so Ctrl-C travels as a byte, and size changes follow.
 func (a *app) stream(ctx context.Context, c *sshclient.Client, op string, args any, o streamOptions) (int, error) {
-	st := sshclient.IO{Stdout: a.stdout, Stderr: a.stderr}
+	st := sshclient.IO{Stdout: a.stdout, Stderr: a.stderr, Bulk: o.bulk}
 	if o.stdin {
 		st.Stdin = a.stdin
 	}

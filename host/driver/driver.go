@@ -104,6 +104,16 @@ type VM interface {
 	Accelerator() string
 }
 
+// LoopbackGateway is a VM whose agent's forwarding gateway
+// (api.ForwardPort) listens on a host loopback TCP address (QEMU's user
+// networking forwards it there): any process of the user that holds the
+// gateway's token can then open streams through it itself, as the CLI
+// does for an operation's stdin and stdout.
+type LoopbackGateway interface {
+	// GatewayAddr is the gateway's host address, "127.0.0.1:port".
+	GatewayAddr() string
+}
+
 // GuestForwarder is a VM whose hypervisor can forward a host loopback port
 // straight to an address the guest routes (QEMU's user networking): a
 // published TCP port's connections then reach the container through the

@@ -13,10 +13,12 @@ import (
 
 // ServeDocker accepts Docker API clients on l (the instance's docker.sock,
 // or its named pipe on Windows) until ctx ends or l fails, and carries
-// each connection byte for byte to the guest's Docker API socket over a
-// streamlocal channel of the upstream connection: HTTP needs no parsing
-// here, and upgraded connections (attach, exec) and half-closes pass as
-// they are. Connections still open when ctx ends are closed.
+// each connection byte for byte to the guest's Docker API socket: as a
+// plain stream through the agent's forwarding gateway when the relay has
+// one (Gateway), else over a streamlocal channel of the upstream
+// connection. HTTP needs no parsing here, and upgraded connections
+// (attach, exec) and half-closes pass as they are. Connections still open
+// when ctx ends are closed.
 func (r *Relay) ServeDocker(ctx context.Context, l net.Listener) error {
 	return sshproto.Serve(ctx, l, func(c net.Conn) { r.relayDocker(ctx, c) })
 }
@@ -32,6 +34,16 @@ func (r *Relay) relayDocker(ctx context.Context, c net.Conn) {
 			// connection at once beats one that hangs on a hung guest.
 			c.Close()
 			return
+		}
+	}
+	if r.Gateway != nil {
+		s, err := r.Gateway.DialStream(ctx, api.DockerStream)
+		if err == nil {
+			portfwd.Join(c, s)
+			return
+		}
+		if r.Log != nil {
+			r.Log.Debug("Docker API connection relayed over SSH", "err", err)
 		}
 	}
 	ch, reqs, err := r.upstream.OpenChannel(sshproto.ChanStreamLocal, ssh.Marshal(sshproto.StreamLocal{SocketPath: api.DockerSocket}))

@@ -53,8 +53,11 @@ func streamLocalAgent(guestSocket string, opened *atomic.Int32) func(<-chan ssh.
 
 // dockerRelay runs ServeDocker on a Unix socket in front of an agent
 // whose Docker API is served by serveGuest, and returns that socket and
-// the count of channels the agent joined. admit is the relay's Admit.
-func dockerRelay(t *testing.T, serveGuest func(net.Listener), admit func() error) (string, *atomic.Int32) {
+// the count of connections the agent joined to it. admit is the relay's
+// Admit. With viaGateway the relay has a Gateway: the agent's forwarding
+// gateway, which joins streams to api.DockerStream; without it, only SSH
+// channels reach the guest's socket.
+func dockerRelay(t *testing.T, serveGuest func(net.Listener), admit func() error, viaGateway bool) (string, *atomic.Int32) {
 	t.Helper()
 	dir := t.TempDir()
 	guest, err := net.Listen("unix", filepath.Join(dir, "guest-docker.sock"))
@@ -63,8 +66,13 @@ func dockerRelay(t *testing.T, serveGuest func(net.Listener), admit func() error
 	}
 	t.Cleanup(func() { guest.Close() })
 	go serveGuest(guest)
-	opened := new(atomic.Int32)
-	conn, inst := agentConn(t, streamLocalAgent(guest.Addr().String(), opened))
+	// opened counts the joins of the way under test only: a relay that
+	// took the other way is caught.
+	opened, overSSH := new(atomic.Int32), new(atomic.Int32)
+	if !viaGateway {
+		overSSH = opened
+	}
+	conn, inst := agentConn(t, streamLocalAgent(guest.Addr().String(), overSSH))
 	keys, err := inst.Keys()
 	if err != nil {
 		t.Fatal(err)
@@ -77,6 +85,29 @@ func dockerRelay(t *testing.T, serveGuest func(net.Listener), admit func() error
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	t.Cleanup(cancel)
+	if viaGateway {
+		gl, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		token := []byte("gateway token")
+		joinDocker := func(c net.Conn) {
+			g, err := net.Dial("unix", guest.Addr().String())
+			if err != nil {
+				c.Close()
+				return
+			}
+			opened.Add(1)
+			portfwd.Join(c, g)
+		}
+		gw := &portfwd.Gateway{Token: token, Awaited: func(name string) (func(net.Conn), bool) {
+			return joinDocker, name == api.DockerStream
+		}}
+		go gw.Serve(ctx, gl)
+		r.Gateway = &portfwd.StreamDialer{Token: token, Dial: func(ctx context.Context) (net.Conn, error) {
+			return (&net.Dialer{}).DialContext(ctx, "tcp", gl.Addr().String())
+		}}
+	}
 	go r.ServeDocker(ctx, l)
 	return l.Addr().String(), opened
 }
@@ -189,13 +220,15 @@ func TestServeDocker(t *testing.T) {
 			}
 		}},
 	} {
-		t.Run(tc.name, func(t *testing.T) {
-			sock, opened := dockerRelay(t, tc.guest, tc.admit)
-			tc.check(t, sock)
-			if n := opened.Load(); n != tc.channels {
-				t.Errorf("the agent joined %d channels, want %d", n, tc.channels)
-			}
-		})
+		for _, via := range []string{"ssh", "gateway"} {
+			t.Run(tc.name+" via "+via, func(t *testing.T) {
+				sock, opened := dockerRelay(t, tc.guest, tc.admit, via == "gateway")
+				tc.check(t, sock)
+				if n := opened.Load(); n != tc.channels {
+					t.Errorf("the agent joined %d connections, want %d", n, tc.channels)
+				}
+			})
+		}
 	}
 }
 

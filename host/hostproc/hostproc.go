@@ -8,6 +8,7 @@ package hostproc
 
 import (
 	"context"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -22,6 +23,7 @@ import (
 	"github.com/vmbox/vmbox/host/driver"
 	"github.com/vmbox/vmbox/host/instance"
 	"github.com/vmbox/vmbox/host/sshclient"
+	"github.com/vmbox/vmbox/internal/portfwd"
 )
 
 // Options configure one run of the host process.
@@ -140,8 +142,10 @@ func Run(ctx context.Context, o Options) (err error) {
 	log.Info("agent connected", "after", time.Since(started).Round(time.Millisecond))
 	// Before the CLI can reach the agent: a container started at once
 	// publishes its ports through this registration.
+	gatewayOK := true
 	if err := published.register(agent.SSH()); err != nil {
 		log.Warn("published ports will not work", "err", err)
+		gatewayOK = false
 	}
 	// Before the CLI can reach the agent: a container started at once may
 	// bind a host folder.
@@ -168,6 +172,9 @@ func Run(ctx context.Context, o Options) (err error) {
 	defer ln.Close()
 
 	info := instance.BootInfo{Pid: os.Getpid(), HypervisorPid: vm.Pid(), Driver: o.Driver.Name(), Accelerator: vm.Accelerator(), Started: started, Ready: time.Now(), Shares: shared}
+	if lg, ok := vm.(driver.LoopbackGateway); ok && gatewayOK {
+		info.Gateway = &instance.Gateway{Addr: lg.GatewayAddr(), Token: hex.EncodeToString(published.token)}
+	}
 	mctx, stopMonitor := context.WithCancel(context.Background())
 	defer stopMonitor()
 	mon := newMonitor(agent.SSH(), inst, info, log)
@@ -182,6 +189,9 @@ func Run(ctx context.Context, o Options) (err error) {
 		}
 	}
 	relay.Log = log
+	if gatewayOK {
+		relay.Gateway = &portfwd.StreamDialer{Dial: vm.DialForward, Token: published.token}
+	}
 	go relay.Serve(mctx, ln)
 	go relay.ServeDocker(mctx, dockerLn)
 	if err := inst.WriteBootInfo(info); err != nil {

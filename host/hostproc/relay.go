@@ -12,6 +12,7 @@ import (
 	"golang.org/x/crypto/ssh"
 
 	"github.com/vmbox/vmbox/guest/api/sshproto"
+	"github.com/vmbox/vmbox/internal/portfwd"
 )
 
 // Relay serves CLI connections on a Unix socket and relays each of their
@@ -33,6 +34,11 @@ type Relay struct {
 	// Log, when set, hears why a Docker API connection could not be
 	// relayed (ServeDocker), which its client cannot be told.
 	Log *slog.Logger
+	// Gateway, when set, carries Docker API connections as plain streams
+	// through the agent's forwarding gateway instead of inside the SSH
+	// connection, whose decryption is the guest's bottleneck under an
+	// emulated CPU.
+	Gateway *portfwd.StreamDialer
 }
 
 // NewRelay makes a relay that presents hostKey (the agent's own, so clients

@@ -371,6 +371,18 @@ type BootInfo struct {
 	AgentSilentSince *time.Time `json:"agentSilentSince,omitempty"`
 	// Shares are the host folders the VM mounted at this boot.
 	Shares []api.Share `json:"shares,omitempty"`
+	// Gateway, set when the agent's forwarding gateway is on a host
+	// loopback address, is where clients open an operation's plain
+	// streams (sshproto.ReqStreamsElsewhere). Its token is why this file
+	// is readable by its owner only.
+	Gateway *Gateway `json:"gateway,omitempty"`
+}
+
+// Gateway is the address of the agent's forwarding gateway on the host and
+// the token that opens its streams.
+type Gateway struct {
+	Addr  string `json:"addr"`  // "127.0.0.1:port"
+	Token string `json:"token"` // hex
 }
 
 // ReadBootInfo reads the boot marker of a running instance.

@@ -7,6 +7,8 @@ package sshclient
 import (
 	"bytes"
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -22,6 +24,7 @@ import (
 	"github.com/vmbox/vmbox/guest/api"
 	"github.com/vmbox/vmbox/guest/api/sshproto"
 	"github.com/vmbox/vmbox/host/instance"
+	"github.com/vmbox/vmbox/internal/portfwd"
 	"github.com/vmbox/vmbox/internal/signals"
 )
 
@@ -32,7 +35,17 @@ type Client struct {
 	// firstAnswer is FirstAnswerLimit, or 0 for a connection that must
 	// outlive a silent guest (the host process's own).
 	firstAnswer time.Duration
+	// streams, when set, opens plain streams to the agent's forwarding
+	// gateway for bulk operations' stdin and stdout.
+	streams *portfwd.StreamDialer
 }
+
+// CarryStreamsThrough makes bulk operations (IO.Bulk) carry their stdin
+// and stdout on plain streams that d opens to the agent's forwarding
+// gateway (sshproto.ReqStreamsElsewhere) rather than inside the SSH
+// connection. Under an emulated CPU the guest's SSH decryption, not the
+// network, limits how fast bytes go in.
+func (c *Client) CarryStreamsThrough(d *portfwd.StreamDialer) { c.streams = d }
 
 // Config returns the SSH client configuration for an instance's keys.
 func Config(keys *instance.Keys) *ssh.ClientConfig {
@@ -143,6 +156,30 @@ func (c *Client) Close() error { return c.conn.Close() }
 // Wait blocks until the connection ends.
 func (c *Client) Wait() error { return c.conn.Wait() }
 
+// streamsElsewhere asks the agent to carry ch's stdin and stdout on a
+// stream through the gateway and opens it. It returns no stream when the
+// channel should keep them, and fallBack when the agent agreed but the
+// stream failed (the agent then waits for it in vain).
+func (c *Client) streamsElsewhere(ctx context.Context, ch ssh.Channel) (stream net.Conn, fallBack bool) {
+	conn, err := c.streams.Connect(ctx)
+	if err != nil {
+		return nil, false
+	}
+	var nonce [16]byte
+	rand.Read(nonce[:])
+	name := hex.EncodeToString(nonce[:])
+	ok, err := ch.SendRequest(sshproto.ReqStreamsElsewhere, true, ssh.Marshal(sshproto.StreamsElsewhere{Name: name}))
+	if err != nil || !ok {
+		conn.Close()
+		return nil, false
+	}
+	stream, err = c.streams.Open(ctx, conn, name)
+	if err != nil {
+		return nil, true
+	}
+	return stream, false
+}
+
 // RemoteError is an operation that ended with a non-zero exit code and a
 // message on stderr.
 type RemoteError struct {
@@ -189,6 +226,11 @@ type IO struct {
 	Stderr  io.Writer
 	TTY     *TTY
 	Signals <-chan string // SSH signal names ("INT", "TERM") to deliver to the remote process
+	// Bulk says the operation may move much data (or wants its bytes soon,
+	// a terminal's): stdin and stdout then go outside the SSH connection
+	// when the client can (CarryStreamsThrough). It costs two round
+	// trips, so small answers do without.
+	Bulk bool
 }
 
 // ErrConnectionLost means the channel closed without an exit status.
@@ -270,6 +312,21 @@ func (c *Client) Stream(ctx context.Context, op string, args any, st IO) (int, e
 			return 0, noAnswer(fmt.Errorf("agent refused a terminal: %v", err))
 		}
 	}
+	var stream net.Conn
+	if st.Bulk && c.streams != nil {
+		var fallBack bool
+		if stream, fallBack = c.streamsElsewhere(ctx, ch); fallBack {
+			// The agent awaits a stream that will not come: start over
+			// on a fresh channel, with the streams on it.
+			deadline.Stop()
+			ch.Close()
+			st.Bulk = false
+			return c.Stream(ctx, op, args, st)
+		}
+		if stream != nil {
+			defer stream.Close()
+		}
+	}
 	ok, err := ch.SendRequest(sshproto.ReqExec, true, ssh.Marshal(sshproto.Exec{Command: string(payload)}))
 	if !deadline.Stop() || (err != nil && silent.Load()) {
 		return 0, &NoAnswerError{Op: op, Limit: FirstAnswerLimit}
@@ -290,15 +347,29 @@ func (c *Client) Stream(ctx context.Context, op string, args any, st IO) (int, e
 		io.Copy(w, r)
 	}
 	copies.Add(2)
-	go copyOut(st.Stdout, ch)
 	go copyOut(st.Stderr, ch.Stderr())
-	if st.Stdin != nil {
-		go func() {
-			io.Copy(ch, st.Stdin)
+	if stream == nil {
+		go copyOut(st.Stdout, ch)
+		if st.Stdin != nil {
+			go func() {
+				io.Copy(ch, st.Stdin)
+				ch.CloseWrite()
+			}()
+		} else {
 			ch.CloseWrite()
-		}()
+		}
 	} else {
+		go copyOut(st.Stdout, stream)
 		ch.CloseWrite()
+		closeStdin := stream.(interface{ CloseWrite() error }).CloseWrite
+		if st.Stdin != nil {
+			go func() {
+				io.Copy(stream, st.Stdin)
+				closeStdin()
+			}()
+		} else {
+			closeStdin()
+		}
 	}
 	done := make(chan struct{})
 	defer close(done)
@@ -358,6 +429,10 @@ func (c *Client) Stream(ctx context.Context, op string, args any, st IO) (int, e
 		if r.WantReply {
 			r.Reply(false, nil)
 		}
+	}
+	if stream != nil && code < 0 {
+		// No exit status: the stream's end may never come either.
+		stream.Close()
 	}
 	copies.Wait()
 	if code < 0 {

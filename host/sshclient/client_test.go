@@ -28,6 +28,40 @@ const (
 // given behaviour, and returns a client connected to it.
 func testServer(t *testing.T, b guestBehaviour) *Client {
 	t.Helper()
+	return fakeAgent(t, func(ctx context.Context, nc ssh.NewChannel) {
+		switch b {
+		case acceptsNothing:
+			// Hold the open unanswered, as a frozen agent would.
+			<-ctx.Done()
+			return
+		case overloaded:
+			nc.Reject(ssh.ResourceShortage, "the guest agent has not answered for 20s")
+			return
+		}
+		ch, chReqs, err := nc.Accept()
+		if err != nil {
+			return
+		}
+		go func() {
+			defer ch.Close()
+			for r := range chReqs {
+				if b == silentAfterOpen {
+					continue // never reply
+				}
+				if r.Type == sshproto.ReqExec {
+					r.Reply(true, nil)
+				}
+				// ignoresSignals: signal requests get no reply.
+			}
+		}()
+	})
+}
+
+// fakeAgent serves SSH on a Unix socket with a new instance's keys, giving
+// each channel open to serve in turn, and returns a client connected to
+// it.
+func fakeAgent(t *testing.T, serve func(ctx context.Context, nc ssh.NewChannel)) *Client {
+	t.Helper()
 	inst, err := instance.Store{Root: t.TempDir()}.Create(instance.Config{Name: "t", Arch: "amd64", CPUs: 1, MemoryMiB: 512, DiskGiB: 1})
 	if err != nil {
 		t.Fatal(err)
@@ -52,31 +86,7 @@ func testServer(t *testing.T, b guestBehaviour) *Client {
 		defer conn.Close()
 		go ssh.DiscardRequests(reqs)
 		for nc := range chans {
-			switch b {
-			case acceptsNothing:
-				// Hold the open unanswered, as a frozen agent would.
-				<-ctx.Done()
-				return
-			case overloaded:
-				nc.Reject(ssh.ResourceShortage, "the guest agent has not answered for 20s")
-				continue
-			}
-			ch, chReqs, err := nc.Accept()
-			if err != nil {
-				continue
-			}
-			go func() {
-				defer ch.Close()
-				for r := range chReqs {
-					if b == silentAfterOpen {
-						continue // never reply
-					}
-					if r.Type == sshproto.ReqExec {
-						r.Reply(true, nil)
-					}
-					// ignoresSignals: signal requests get no reply.
-				}
-			}()
+			serve(ctx, nc)
 		}
 	})
 	dctx, dcancel := context.WithTimeout(context.Background(), 5*time.Second)

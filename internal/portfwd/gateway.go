@@ -15,7 +15,11 @@ type Gateway struct {
 	Token []byte
 	// Dial reaches a target; nil dials directly.
 	Dial func(ctx context.Context, network, addr string) (net.Conn, error)
-	Log  *slog.Logger
+	// Awaited, when set, takes streams to stream targets: it returns
+	// take, which owns the stream from then on, or false when nothing
+	// awaits name. Without it, stream targets are refused.
+	Awaited func(name string) (take func(net.Conn), ok bool)
+	Log     *slog.Logger
 }
 
 // dialTimeout bounds the gateway's connect to a target, which answers at
@@ -69,6 +73,10 @@ func (g *Gateway) ServeConn(ctx context.Context, c net.Conn) {
 		return
 	}
 	c.SetReadDeadline(time.Time{})
+	if t.Proto == "stream" {
+		g.handOver(c, t.Name)
+		return
+	}
 	dial := g.Dial
 	if dial == nil {
 		dial = (&net.Dialer{}).DialContext
@@ -92,6 +100,28 @@ func (g *Gateway) ServeConn(ctx context.Context, c net.Conn) {
 		return
 	}
 	serveUDPFlow(c, target)
+}
+
+// handOver gives a stream to what awaits name, after telling the client
+// that it is taken.
+func (g *Gateway) handOver(c net.Conn, name string) {
+	var take func(net.Conn)
+	ok := false
+	if g.Awaited != nil {
+		take, ok = g.Awaited(name)
+	}
+	if !ok {
+		g.log().Debug("forwarded stream nothing awaits", "name", name)
+		c.Write([]byte{statusDial})
+		c.Close()
+		return
+	}
+	if _, err := c.Write([]byte{statusOK}); err != nil {
+		// The awaiting side learns from the closed stream at once
+		// instead of waiting for one that will not come.
+		c.Close()
+	}
+	take(c)
 }
 
 // serveUDPFlow passes frames from the stream to the connected UDP socket

@@ -12,13 +12,21 @@ import (
 	"time"
 )
 
-// Target is where a forwarded stream goes on the gateway's side.
+// Target is where a forwarded stream goes on the gateway's side: an
+// address (Proto "tcp" or "udp"), or, for Proto "stream", a stream that
+// the gateway's owner awaits under Name (see Rendezvous).
 type Target struct {
-	Proto string // "tcp" or "udp"
+	Proto string // "tcp", "udp" or "stream"
 	Addr  netip.AddrPort
+	Name  string // Proto "stream" only: 1 to maxName bytes
 }
 
-func (t Target) String() string { return t.Addr.String() + "/" + t.Proto }
+func (t Target) String() string {
+	if t.Proto == "stream" {
+		return "stream " + t.Name
+	}
+	return t.Addr.String() + "/" + t.Proto
+}
 
 // Dialer opens a stream that reaches t.
 type Dialer func(ctx context.Context, t Target) (net.Conn, error)
@@ -27,7 +35,9 @@ const (
 	headerVersion = 1
 	protoTCP      = 1
 	protoUDP      = 2
+	protoStream   = 3
 	maxToken      = 64
+	maxName       = 64
 
 	statusOK       = 0
 	statusBadToken = 1
@@ -40,7 +50,8 @@ const (
 const handshakeTimeout = 10 * time.Second
 
 // WriteHeader writes the header that opens a stream: version, token
-// length, token, protocol, address length, address, port.
+// length, token, protocol, then address length, address and port, or, for
+// a stream target, name length and name.
 func WriteHeader(w io.Writer, token []byte, t Target) error {
 	if len(token) == 0 || len(token) > maxToken {
 		return fmt.Errorf("token of %d bytes: want 1 to %d", len(token), maxToken)
@@ -51,8 +62,19 @@ func WriteHeader(w io.Writer, token []byte, t Target) error {
 		proto = protoTCP
 	case "udp":
 		proto = protoUDP
+	case "stream":
+		if len(t.Name) == 0 || len(t.Name) > maxName {
+			return fmt.Errorf("stream name of %d bytes: want 1 to %d", len(t.Name), maxName)
+		}
+		b := make([]byte, 0, 4+len(token)+len(t.Name))
+		b = append(b, headerVersion, byte(len(token)))
+		b = append(b, token...)
+		b = append(b, protoStream, byte(len(t.Name)))
+		b = append(b, t.Name...)
+		_, err := w.Write(b)
+		return err
 	default:
-		return fmt.Errorf("protocol %q: want tcp or udp", t.Proto)
+		return fmt.Errorf("protocol %q: want tcp, udp or stream", t.Proto)
 	}
 	if !t.Addr.IsValid() {
 		return errors.New("no target address")
@@ -92,8 +114,17 @@ func ReadHeader(r io.Reader) (token []byte, t Target, err error) {
 		t.Proto = "tcp"
 	case protoUDP:
 		t.Proto = "udp"
+	case protoStream:
+		if two[1] == 0 || two[1] > maxName {
+			return nil, t, fmt.Errorf("stream name of %d bytes: want 1 to %d", two[1], maxName)
+		}
+		name := make([]byte, two[1])
+		if _, err := io.ReadFull(r, name); err != nil {
+			return nil, t, fmt.Errorf("read stream name: %w", err)
+		}
+		return token, Target{Proto: "stream", Name: string(name)}, nil
 	default:
-		return nil, t, fmt.Errorf("protocol %d: want tcp or udp", two[0])
+		return nil, t, fmt.Errorf("protocol %d: want tcp, udp or stream", two[0])
 	}
 	if two[1] != 4 && two[1] != 16 {
 		return nil, t, fmt.Errorf("address of %d bytes: want 4 or 16", two[1])
@@ -131,6 +162,9 @@ func DialThrough(ctx context.Context, conn net.Conn, token []byte, t Target) (ne
 		case statusBadToken:
 			return nil, fmt.Errorf("forward to %s: the gateway refused the token", t)
 		case statusDial:
+			if t.Proto == "stream" {
+				return nil, fmt.Errorf("forward to %s: nothing awaits it", t)
+			}
 			return nil, fmt.Errorf("forward to %s: the gateway could not connect", t)
 		default:
 			return nil, fmt.Errorf("forward to %s: the gateway refused the header", t)

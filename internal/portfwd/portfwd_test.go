@@ -106,6 +106,7 @@ func TestHeaderRoundTrip(t *testing.T) {
 		{Proto: "tcp", Addr: netip.MustParseAddrPort("172.17.0.2:80")},
 		{Proto: "udp", Addr: netip.MustParseAddrPort("[fd00::2]:53")},
 		{Proto: "tcp", Addr: netip.MustParseAddrPort("[::ffff:10.0.0.1]:65535")},
+		{Proto: "stream", Name: "0123456789abcdef0123456789abcdef"},
 	}
 	for _, tg := range tests {
 		var b bytes.Buffer
@@ -113,12 +114,20 @@ func TestHeaderRoundTrip(t *testing.T) {
 			t.Fatal(err)
 		}
 		token, got, err := ReadHeader(&b)
-		want := Target{Proto: tg.Proto, Addr: netip.AddrPortFrom(tg.Addr.Addr().Unmap(), tg.Addr.Port())}
+		want := tg
+		if tg.Proto != "stream" {
+			want = Target{Proto: tg.Proto, Addr: netip.AddrPortFrom(tg.Addr.Addr().Unmap(), tg.Addr.Port())}
+		}
 		if err != nil || string(token) != "secret" || got != want {
 			t.Errorf("%v: got %q %v %v", tg, token, got, err)
 		}
 	}
-	for _, bad := range []Target{{Proto: "sctp", Addr: netip.MustParseAddrPort("1.2.3.4:5")}, {Proto: "tcp"}} {
+	for _, bad := range []Target{
+		{Proto: "sctp", Addr: netip.MustParseAddrPort("1.2.3.4:5")},
+		{Proto: "tcp"},
+		{Proto: "stream"},
+		{Proto: "stream", Name: strings.Repeat("n", maxName+1)},
+	} {
 		if err := WriteHeader(io.Discard, []byte("x"), bad); err == nil {
 			t.Errorf("WriteHeader(%v) succeeded", bad)
 		}
@@ -134,6 +143,10 @@ func FuzzReadHeader(f *testing.F) {
 	f.Add(b.Bytes())
 	f.Add([]byte{1, 0})
 	f.Add([]byte{1, 1, 'x', 2, 16})
+	b.Reset()
+	WriteHeader(&b, []byte("token"), Target{Proto: "stream", Name: "abc"})
+	f.Add(b.Bytes())
+	f.Add([]byte{1, 1, 'x', 3, 0})
 	f.Fuzz(func(t *testing.T, data []byte) {
 		token, tg, err := ReadHeader(bytes.NewReader(data))
 		if err != nil {

@@ -83,6 +83,25 @@ type WindowChange struct {
 	Height uint32
 }
 
+// ReqStreamsElsewhere (a session channel request, before "exec") asks the
+// agent to carry the operation's stdin and stdout, not on the channel, but
+// on a stream that will reach its forwarding gateway (api.ForwardPort)
+// under the host process's forwarding token and the Target name in the
+// payload (StreamsElsewhere). Such a stream is plain TCP: the SSH
+// channel's encryption, which under an emulated CPU costs the guest more
+// than the bytes' transfer, is not needed on a path that never leaves the
+// machine and that only the token's holder can open. Stderr, requests and
+// the exit status stay on the channel; stdout ends with the stream's
+// half-close, before the exit status. An agent that replies false carries
+// the streams on the channel as usual.
+const ReqStreamsElsewhere = "streams-elsewhere@vmbox"
+
+// StreamsElsewhere is the payload of ReqStreamsElsewhere.
+type StreamsElsewhere struct {
+	// Name (16 random bytes, hex) names the stream at the gateway, once.
+	Name string
+}
+
 // Exec is the payload of "exec": the JSON-encoded api.Request.
 type Exec struct{ Command string }
 

@@ -174,11 +174,16 @@ func (v *VM) DialAgent(ctx context.Context) (net.Conn, error) {
 // forwarded loopback port.
 func (v *VM) DialForward(ctx context.Context) (net.Conn, error) {
 	var d net.Dialer
-	c, err := d.DialContext(ctx, "tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(v.forwardPort)))
+	c, err := d.DialContext(ctx, "tcp", v.GatewayAddr())
 	if err != nil {
 		return nil, fmt.Errorf("connect to the forwarding gateway of VM %s: %w", v.name, err)
 	}
 	return c, nil
+}
+
+// GatewayAddr implements driver.LoopbackGateway.
+func (v *VM) GatewayAddr() string {
+	return net.JoinHostPort("127.0.0.1", strconv.Itoa(v.forwardPort))
 }
 
 // dialBanner connects to addr and reads the SSH banner's prefix, within
