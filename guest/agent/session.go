@@ -302,7 +302,7 @@ func (s *Server) serveSession(ctx context.Context, ch ssh.Channel, reqs <-chan *
 				}
 			case sshproto.ReqStreamsElsewhere:
 				var m sshproto.StreamsElsewhere
-				if begun || elsewhere != nil || s.Streams == nil || ssh.Unmarshal(req.Payload, &m) != nil {
+				if begun || elsewhere != nil || s.Streams == nil || ssh.Unmarshal(req.Payload, &m) != nil || m.Name == api.DockerStream {
 					ok = false
 					break
 				}
@@ -355,6 +355,7 @@ func (s *Server) serveSession(ctx context.Context, ch ssh.Channel, reqs <-chan *
 		return
 	}
 	var stream net.Conn
+	stopClosing := func() bool { return false }
 	if elsewhere != nil {
 		var err error
 		if stream, err = awaitStream(ctx, elsewhere, s.streamWait); err != nil {
@@ -365,9 +366,8 @@ func (s *Server) serveSession(ctx context.Context, ch ssh.Channel, reqs <-chan *
 			ch.Close()
 			return
 		}
-		// The operation blocked on the stream ends with the session.
-		stop := context.AfterFunc(ctx, func() { stream.Close() })
-		defer stop()
+		// An operation blocked on the stream ends with the session.
+		stopClosing = context.AfterFunc(ctx, func() { stream.Close() })
 		sess.Stdin, sess.Stdout = stream, stream
 	}
 	if sess.PTY != nil {
@@ -377,6 +377,10 @@ func (s *Server) serveSession(ctx context.Context, ch ssh.Channel, reqs <-chan *
 	// EOF before exit-status, so that a relay forwarding both sees all
 	// output before the status.
 	if stream != nil {
+		// From here the stream closes only once drained (below): the
+		// session's end, which follows the exit status, must not reset
+		// it under output still in flight.
+		stopClosing()
 		closeWrite(stream)
 	}
 	ch.CloseWrite()

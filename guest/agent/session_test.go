@@ -6,6 +6,7 @@ import (
 	"crypto/ed25519"
 	"crypto/rand"
 	"encoding/json"
+	"fmt"
 	"io"
 	"log/slog"
 	"net"
@@ -249,4 +250,46 @@ func TestStreamsElsewhereRefusedOrMissing(t *testing.T) {
 			t.Errorf("exit status %d, want %d", code, api.ExitEngineError)
 		}
 	})
+}
+
+// bigOutputHandler writes outputBytes on stdout without reading stdin.
+type bigOutputHandler struct{}
+
+const outputBytes = 200 << 10 // fits in loopback socket buffers: read only after the exit status
+
+func (bigOutputHandler) Serve(_ context.Context, s *Session) int {
+	s.Stdout.Write(make([]byte, outputBytes))
+	return 0
+}
+
+// TestStreamsElsewhereOutputSurvivesUnreadInput: stdin the operation never
+// read must not reset the stream before the client has all of stdout (a
+// socket closed with unread input sends a reset).
+func TestStreamsElsewhereOutputSurvivesUnreadInput(t *testing.T) {
+	srv, client := pipeServer(t)
+	srv.handler = bigOutputHandler{}
+	dialer := streamGateway(t, srv)
+	for i := range 5 {
+		name := fmt.Sprintf("unread-%d", i)
+		ch, reqs, ok := startOp(t, client(), name)
+		if !ok {
+			t.Fatal("the agent refused to carry the streams elsewhere")
+		}
+		stream, err := dialer.DialStream(context.Background(), name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		execShout(t, ch)
+		stream.Write(make([]byte, 64<<10)) // never read
+		// Let the operation end and its channel close first.
+		if code := exitStatus(t, reqs); code != 0 {
+			t.Fatalf("exit status %d", code)
+		}
+		time.Sleep(100 * time.Millisecond) // the agent's side is done with the channel
+		n, err := io.Copy(io.Discard, stream)
+		stream.Close()
+		if err != nil || n != outputBytes {
+			t.Fatalf("round %d: read %d bytes of stdout, want %d: %v", i, n, outputBytes, err)
+		}
+	}
 }
