@@ -25,6 +25,20 @@ type containerOps struct {
 	openErr *error
 }
 
+// settled is closed once the engine has opened (or failed to) and
+// finished the work it starts at opening, such as its warm helper.
+func (o *containerOps) settled() <-chan struct{} {
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		<-o.ready
+		if *o.openErr == nil && o.eng != nil {
+			o.eng.Idle()
+		}
+	}()
+	return done
+}
+
 // mountsChanged passes on that the VM's mounts changed, once the engine
 // is open; one opened later starts from the new mounts anyway.
 func (o *containerOps) mountsChanged() {

@@ -66,6 +66,7 @@ func runGuest(log *slog.Logger) error {
 		return err
 	}
 	defer closeEngine()
+	engineSettled := a.Containers.(*containerOps).settled()
 	a.Trim = NewTrimmer(vmconfig.DataMountPoint, log)
 	go a.Trim.Run(ctx)
 	if cfg.DataDisk.Fresh {
@@ -115,6 +116,23 @@ func runGuest(log *slog.Logger) error {
 		case <-ctx.Done():
 			return
 		}
+		// The other CPUs come online after the engine has opened and
+		// settled: that creates the first cgroups (the warm container
+		// helper's), which switch on the kernel's static keys for memory
+		// cgroups, and on one CPU that code patching needs no other CPU's
+		// cooperation. Under TCG with the host's CPUs
+		// contended, a guest locked up (both vCPUs, soft lockup, the
+		// agent inside cgroup_mkdir at a patched branch) when the two
+		// overlapped.
+		wait := time.NewTimer(engineFirstWait)
+		select {
+		case <-engineSettled:
+		case <-wait.C:
+		case <-ctx.Done():
+			wait.Stop()
+			return
+		}
+		wait.Stop()
 		if err := sys.OnlineCPUs(); err != nil {
 			log.Warn("online CPUs", "err", err)
 		}
@@ -137,6 +155,10 @@ func runGuest(log *slog.Logger) error {
 	defer cancel()
 	return boot.PowerOff(pctx)
 }
+
+// engineFirstWait bounds how long the other CPUs wait for the engine to
+// open (a first boot formats the data disk first).
+const engineFirstWait = 30 * time.Second
 
 // minAgentProcs is the fewest Ps the agent runs with. The agent serves the
 // FUSE mounts of host folders, and it starts processes with vfork: until
