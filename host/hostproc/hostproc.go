@@ -189,7 +189,9 @@ func Run(ctx context.Context, o Options) (err error) {
 		}
 	}
 	relay.Log = log
-	if gatewayOK {
+	if _, loopback := vm.(driver.LoopbackGateway); loopback && gatewayOK {
+		// Elsewhere (vz's vsock) the gateway's connections cannot
+		// half-close: each Docker connection would try one in vain.
 		relay.Gateway = &portfwd.StreamDialer{Dial: vm.DialForward, Token: published.token}
 	}
 	go relay.Serve(mctx, ln)

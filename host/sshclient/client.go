@@ -236,6 +236,11 @@ type IO struct {
 // ErrConnectionLost means the channel closed without an exit status.
 var ErrConnectionLost = errors.New("connection to the agent was lost before the operation finished")
 
+// ErrOutputCut means the stream carrying an operation's stdout broke
+// before its end: what was written may be incomplete, whatever the exit
+// code.
+var ErrOutputCut = errors.New("the connection carrying the operation's output broke; the output may be incomplete")
+
 // ErrSignalNotTaken means the agent did not acknowledge a forwarded signal
 // within SignalLimit; the remote process may still be running.
 var ErrSignalNotTaken = errors.New("the guest did not take a forwarded signal in time; the container may still be running")
@@ -317,9 +322,15 @@ func (c *Client) Stream(ctx context.Context, op string, args any, st IO) (int, e
 		var fallBack bool
 		if stream, fallBack = c.streamsElsewhere(ctx, ch); fallBack {
 			// The agent awaits a stream that will not come: start over
-			// on a fresh channel, with the streams on it.
-			deadline.Stop()
+			// on a fresh channel, with the streams on it, unless the
+			// caller gave up or the agent stopped answering meanwhile.
 			ch.Close()
+			if !deadline.Stop() {
+				return 0, &NoAnswerError{Op: op, Limit: FirstAnswerLimit}
+			}
+			if err := ctx.Err(); err != nil {
+				return 0, err
+			}
 			st.Bulk = false
 			return c.Stream(ctx, op, args, st)
 		}
@@ -339,12 +350,24 @@ func (c *Client) Stream(ctx context.Context, op string, args any, st IO) (int, e
 	}
 
 	var copies sync.WaitGroup
+	var streamBroken atomic.Bool
 	copyOut := func(w io.Writer, r io.Reader) {
 		defer copies.Done()
 		if w == nil {
 			w = io.Discard
 		}
-		io.Copy(w, r)
+		_, err := io.Copy(w, r)
+		if err != nil && r == io.Reader(stream) {
+			// A reset stream cut stdout short: the exit code alone
+			// would pass that off as success.
+			streamBroken.Store(true)
+		}
+	}
+	// closeStream ends the stream at once: the operation is abandoned.
+	closeStream := func() {
+		if stream != nil {
+			stream.Close()
+		}
 	}
 	copies.Add(2)
 	go copyOut(st.Stderr, ch.Stderr())
@@ -387,6 +410,7 @@ func (c *Client) Stream(ctx context.Context, op string, args any, st IO) (int, e
 				return
 			case <-ctx.Done():
 				ch.Close()
+				closeStream()
 				return
 			case sz, ok := <-resize:
 				if !ok {
@@ -402,6 +426,7 @@ func (c *Client) Stream(ctx context.Context, op string, args any, st IO) (int, e
 				give := time.AfterFunc(SignalLimit, func() {
 					signalLost.Store(true)
 					ch.Close()
+					closeStream()
 				})
 				go func() {
 					ch.SendRequest(sshproto.ReqSignal, true, ssh.Marshal(sshproto.Signal{Signal: sig}))
@@ -429,12 +454,23 @@ func (c *Client) Stream(ctx context.Context, op string, args any, st IO) (int, e
 		if r.WantReply {
 			r.Reply(false, nil)
 		}
+		if stream != nil && code >= 0 {
+			// The operation is over: stdin still on its way would only
+			// keep the agent draining the stream.
+			stream.(interface{ CloseWrite() error }).CloseWrite()
+		}
 	}
 	if stream != nil && code < 0 {
 		// No exit status: the stream's end may never come either.
 		stream.Close()
 	}
 	copies.Wait()
+	if streamBroken.Load() && code >= 0 {
+		if ctx.Err() != nil {
+			return 0, ctx.Err()
+		}
+		return 0, ErrOutputCut
+	}
 	if code < 0 {
 		if signalLost.Load() {
 			return 0, ErrSignalNotTaken

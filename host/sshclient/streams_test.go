@@ -3,6 +3,7 @@ package sshclient
 import (
 	"bytes"
 	"context"
+	"errors"
 	"io"
 	"net"
 	"strings"
@@ -22,6 +23,9 @@ import (
 // exits 3. It records what reached it on channels' own data.
 type streamingAgent struct {
 	rv portfwd.Rendezvous
+	// breakStream, when set, ends the stream its way instead of with a
+	// half-close after stdout, then sends exit status 0 all the same.
+	breakStream func(stream *net.TCPConn)
 
 	mu          sync.Mutex
 	onChannel   []string // stdin read from channel data, per operation
@@ -71,6 +75,12 @@ func (a *streamingAgent) serveSession(ch ssh.Channel, reqs <-chan *ssh.Request) 
 		}
 		defer stream.Close()
 		in, out = stream, stream
+	}
+	if a.breakStream != nil && stream != nil {
+		a.breakStream(stream.(*net.TCPConn))
+		ch.SendRequest(sshproto.ReqExitStatus, false, ssh.Marshal(sshproto.ExitStatus{Status: 0}))
+		time.Sleep(5 * time.Second) // a frozen agent: the channel stays open
+		return
 	}
 	b, _ := io.ReadAll(in)
 	onChannel := b
@@ -146,4 +156,41 @@ func TestStreamCarriesBulkOutsideTheChannel(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestStreamBrokenOrFrozen: a stream reset under stdout is an error, not
+// the exit code's success; a stream that never ends after the exit status
+// still lets the caller give up.
+func TestStreamBrokenOrFrozen(t *testing.T) {
+	t.Run("reset", func(t *testing.T) {
+		c, a := streamingClient(t, []byte("the token"))
+		a.breakStream = func(s *net.TCPConn) {
+			s.Write([]byte("partial"))
+			s.SetLinger(0) // close sends a reset
+			s.Close()
+		}
+		_, err := c.Stream(context.Background(), "shout", nil, IO{Stdout: io.Discard, Bulk: true})
+		if !errors.Is(err, ErrOutputCut) {
+			t.Fatalf("Stream over a reset stream = %v, want ErrOutputCut", err)
+		}
+	})
+	t.Run("frozen", func(t *testing.T) {
+		c, a := streamingClient(t, []byte("the token"))
+		a.breakStream = func(*net.TCPConn) {} // neither output nor its end
+		ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
+		defer cancel()
+		res := make(chan error, 1)
+		go func() {
+			_, err := c.Stream(ctx, "shout", nil, IO{Stdout: io.Discard, Bulk: true})
+			res <- err
+		}()
+		select {
+		case err := <-res:
+			if !errors.Is(err, context.DeadlineExceeded) {
+				t.Fatalf("Stream = %v, want the context's error", err)
+			}
+		case <-time.After(3 * time.Second):
+			t.Fatal("Stream did not return after its context ended")
+		}
+	})
 }
