@@ -19,13 +19,6 @@ import (
 // channelBytes is what each direction moves in BenchmarkChannelThroughput.
 const channelBytes = 100 << 20
 
-// channelRounds is how many times BenchmarkChannelThroughput moves each
-// direction, alternating with the floor: one transfer each way moved
-// between runs by 2x (the host's two cores are shared by QEMU's main
-// loop, which runs user networking, and its vCPUs), and medians of rounds
-// that alternate see the same conditions on both sides.
-const channelRounds = 3
-
 // BenchmarkChannelThroughput: bulk bytes between a host process and a
 // command in the VM, as load, save and shell move them (a bulk
 // operation's stdin and stdout: a plain stream through the forwarding
@@ -49,8 +42,12 @@ func BenchmarkChannelThroughput(b *testing.B) {
 	}); err != nil {
 		b.Fatalf("hostfwd_add: %v", err)
 	}
+	// One transfer's time swings with the host's load by up to 2x (the
+	// host's cores are shared by QEMU's main loop, which runs user
+	// networking, and its vCPUs): rounds alternate with the floor and
+	// the medians are compared.
 	var up, down, floorUp, floorDown []time.Duration
-	for range channelRounds {
+	for range transferRounds {
 		// vmbox: stdin into the guest, stdout out of it.
 		up = append(up, timedCopy(b, func() (int64, error) {
 			cmd := e.cmd(context.Background(), "shell", "--name", name, "--", "sh", "-c", "cat > /dev/null")
@@ -73,13 +70,7 @@ func BenchmarkChannelThroughput(b *testing.B) {
 		floorUp = append(floorUp, ncTransfer(ctx, b, e, name, port, "nc -l -p 5555 | wc -c", true))
 		floorDown = append(floorDown, ncTransfer(ctx, b, e, name, port, fmt.Sprintf("head -c %d /dev/zero | nc -l -p 5555", channelBytes), false))
 	}
-	mbs := func(d time.Duration) float64 { return float64(channelBytes) / 1e6 / d.Seconds() }
-	b.ReportMetric(mbs(median(up)), "up-MB/s")
-	b.ReportMetric(mbs(median(down)), "down-MB/s")
-	b.ReportMetric(mbs(median(floorUp)), "floor-up-MB/s")
-	b.ReportMetric(mbs(median(floorDown)), "floor-down-MB/s")
-	b.ReportMetric(median(floorUp).Seconds()/median(up).Seconds(), "up-x-floor")
-	b.ReportMetric(median(floorDown).Seconds()/median(down).Seconds(), "down-x-floor")
+	reportTransfers(b, up, down, floorUp, floorDown)
 	b.Logf("rounds (s): up %v, floor %v; down %v, floor %v", up, floorUp, down, floorDown)
 }
 

@@ -45,13 +45,7 @@ func BenchmarkPublishedPort(b *testing.B) {
 		floorDown = append(floorDown, ncTransfer(ctx, b, e, name, port, source, false))
 	}
 
-	mbs := func(d time.Duration) float64 { return float64(channelBytes) / 1e6 / d.Seconds() }
-	b.ReportMetric(mbs(median(up)), "up-MB/s")
-	b.ReportMetric(mbs(median(down)), "down-MB/s")
-	b.ReportMetric(mbs(median(floorUp)), "floor-up-MB/s")
-	b.ReportMetric(mbs(median(floorDown)), "floor-down-MB/s")
-	b.ReportMetric(median(floorUp).Seconds()/median(up).Seconds(), "up-x-floor")
-	b.ReportMetric(median(floorDown).Seconds()/median(down).Seconds(), "down-x-floor")
+	reportTransfers(b, up, down, floorUp, floorDown)
 
 	// Connection set-up: connect, send a byte, read its echo.
 	echoPort := freeLoopbackPort(b)
@@ -118,9 +112,22 @@ func containerTransfer(ctx context.Context, b *testing.B, e *env, ref, listener 
 	return timedTransfer(ctx, b, ctr, fmt.Sprintf("127.0.0.1:%d", port), "container", up)
 }
 
-// transferRounds is how many times BenchmarkPublishedPort times each
-// transfer.
+// transferRounds is how many times the transfer benchmarks
+// (BenchmarkPublishedPort, BenchmarkChannelThroughput) time each transfer,
+// alternating with the floor.
 const transferRounds = 3
+
+// reportTransfers reports the medians of transfers of channelBytes each
+// way and of the floor's, and their ratios.
+func reportTransfers(b *testing.B, up, down, floorUp, floorDown []time.Duration) {
+	mbs := func(d time.Duration) float64 { return float64(channelBytes) / 1e6 / d.Seconds() }
+	b.ReportMetric(mbs(median(up)), "up-MB/s")
+	b.ReportMetric(mbs(median(down)), "down-MB/s")
+	b.ReportMetric(mbs(median(floorUp)), "floor-up-MB/s")
+	b.ReportMetric(mbs(median(floorDown)), "floor-down-MB/s")
+	b.ReportMetric(median(floorUp).Seconds()/median(up).Seconds(), "up-x-floor")
+	b.ReportMetric(median(floorDown).Seconds()/median(down).Seconds(), "down-x-floor")
+}
 
 // freeRange finds n consecutive free loopback TCP ports.
 func freeRange(b *testing.B, n int) int {
