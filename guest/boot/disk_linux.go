@@ -181,7 +181,7 @@ func formatDataDisk(ctx context.Context, mke2fs, dev string, fresh bool) error {
 	if !p.Blank && !(fresh && p.Type == "unknown") {
 		return fmt.Errorf("data disk %s is not blank (%s): refusing to format it", dev, p.Type)
 	}
-	cmd := exec.CommandContext(ctx, mke2fs, append(append([]string(nil), mke2fsArgs...), dev)...)
+	cmd := exec.CommandContext(ctx, mke2fs, append(mke2fsArgs(fresh), dev)...)
 	if out, err := cmd.CombinedOutput(); err != nil {
 		return fmt.Errorf("format data disk %s: %s: %w", dev, strings.TrimSpace(string(out)), err)
 	}

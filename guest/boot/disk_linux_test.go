@@ -314,3 +314,46 @@ func TestPrepareDataDiskFresh(t *testing.T) {
 		})
 	}
 }
+
+// TestFormatLeavesNoLazyInit: a fresh disk (the host's new sparse file)
+// is formatted with every inode table marked zeroed, so the kernel has no
+// background zeroing to do on an idle VM; a disk that may hold old data
+// leaves the zeroing to the kernel.
+func TestFormatLeavesNoLazyInit(t *testing.T) {
+	mke2fs, err := exec.LookPath("mke2fs")
+	if err != nil {
+		t.Skip("mke2fs (e2fsprogs) is not installed")
+	}
+	dumpe2fs, err := exec.LookPath("dumpe2fs")
+	if err != nil {
+		t.Skip("dumpe2fs (e2fsprogs) is not installed")
+	}
+	for _, tt := range []struct {
+		fresh      bool
+		wantZeroed bool
+	}{{true, true}, {false, false}} {
+		disk := mkImage(t, 512<<20, nil) // four block groups
+		if err := formatDataDisk(context.Background(), mke2fs, disk, tt.fresh); err != nil {
+			t.Fatal(err)
+		}
+		out, err := exec.Command(dumpe2fs, disk).CombinedOutput()
+		if err != nil {
+			t.Fatalf("dumpe2fs: %v: %s", err, out)
+		}
+		groups, zeroed := 0, 0
+		for _, line := range strings.Split(string(out), "\n") {
+			if strings.HasPrefix(line, "Group ") && strings.Contains(line, "(Blocks") {
+				groups++
+				if strings.Contains(line, "ITABLE_ZEROED") {
+					zeroed++
+				}
+			}
+		}
+		if groups < 2 {
+			t.Fatalf("fresh=%v: dumpe2fs shows %d groups:\n%s", tt.fresh, groups, out)
+		}
+		if all := zeroed == groups; all != tt.wantZeroed {
+			t.Errorf("fresh=%v: %d of %d groups have zeroed inode tables; want all: %v", tt.fresh, zeroed, groups, tt.wantZeroed)
+		}
+	}
+}

@@ -78,7 +78,7 @@ func TestProbeDisk(t *testing.T) {
 		{name: "all zero", size: 64 * mib, want: diskProbe{Blank: true}},
 		{name: "all zero, tiny", size: 4096, want: diskProbe{Blank: true}},
 		{name: "ext4 with our label", size: 16 * mib, make: func(t *testing.T, p string) {
-			runTool(t, "mke2fs", append(append([]string(nil), mke2fsArgs...), p)...)
+			runTool(t, "mke2fs", append(mke2fsArgs(false), p)...)
 		}, want: diskProbe{Type: "ext4", Label: vmconfig.DataLabel}, isVmbox: true},
 		{name: "ext4 with another label", size: 16 * mib, make: func(t *testing.T, p string) {
 			runTool(t, "mke2fs", "-q", "-t", "ext4", "-L", "home", "-F", p)
@@ -110,7 +110,7 @@ func TestProbeDisk(t *testing.T) {
 			writeAt(t, f, 0x1fe, []byte{0x55, 0xaa})
 		}, want: diskProbe{Type: "dos"}},
 		{name: "ext4 over xfs remains", size: 16 * mib, make: func(t *testing.T, p string) {
-			runTool(t, "mke2fs", append(append([]string(nil), mke2fsArgs...), p)...)
+			runTool(t, "mke2fs", append(mke2fsArgs(false), p)...)
 		}, fill: func(t *testing.T, f *os.File) {
 			writeAt(t, f, 0, []byte("XFSB"))
 		}, want: diskProbe{Type: "ext4+xfs", Label: vmconfig.DataLabel}},
