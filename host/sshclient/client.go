@@ -160,7 +160,7 @@ func (c *Client) Wait() error { return c.conn.Wait() }
 // stream through the gateway and opens it. It returns no stream when the
 // channel should keep them, and fallBack when the agent agreed but the
 // stream failed (the agent then waits for it in vain).
-func (c *Client) streamsElsewhere(ctx context.Context, ch ssh.Channel) (stream net.Conn, fallBack bool) {
+func (c *Client) streamsElsewhere(ctx context.Context, ch ssh.Channel) (stream portfwd.HalfConn, fallBack bool) {
 	conn, err := c.streams.Connect(ctx)
 	if err != nil {
 		return nil, false
@@ -178,6 +178,21 @@ func (c *Client) streamsElsewhere(ctx context.Context, ch ssh.Channel) (stream n
 		return nil, true
 	}
 	return stream, false
+}
+
+// readErrors remembers the error its reader returned, other than io.EOF,
+// so that a copy's failure can be told apart from its writer's.
+type readErrors struct {
+	r   io.Reader
+	err error
+}
+
+func (e *readErrors) Read(p []byte) (int, error) {
+	n, err := e.r.Read(p)
+	if err != nil && err != io.EOF {
+		e.err = err
+	}
+	return n, err
 }
 
 // RemoteError is an operation that ended with a non-zero exit code and a
@@ -317,7 +332,7 @@ func (c *Client) Stream(ctx context.Context, op string, args any, st IO) (int, e
 			return 0, noAnswer(fmt.Errorf("agent refused a terminal: %v", err))
 		}
 	}
-	var stream net.Conn
+	var stream portfwd.HalfConn
 	if st.Bulk && c.streams != nil {
 		var fallBack bool
 		if stream, fallBack = c.streamsElsewhere(ctx, ch); fallBack {
@@ -351,22 +366,37 @@ func (c *Client) Stream(ctx context.Context, op string, args any, st IO) (int, e
 
 	var copies sync.WaitGroup
 	var streamBroken atomic.Bool
+	var outputErr error
+	var outputErrOnce sync.Once
+	// abandon ends the operation at once: the agent takes the channel's
+	// close as the client going away.
+	abandon := func() {
+		ch.Close()
+		if stream != nil {
+			stream.Close()
+		}
+	}
 	copyOut := func(w io.Writer, r io.Reader) {
 		defer copies.Done()
 		if w == nil {
 			w = io.Discard
 		}
-		_, err := io.Copy(w, r)
-		if err != nil && r == io.Reader(stream) {
-			// A reset stream cut stdout short: the exit code alone
-			// would pass that off as success.
-			streamBroken.Store(true)
-		}
-	}
-	// closeStream ends the stream at once: the operation is abandoned.
-	closeStream := func() {
-		if stream != nil {
-			stream.Close()
+		src := &readErrors{r: r}
+		_, err := io.Copy(w, src)
+		switch {
+		case err == nil:
+		case src.err != nil:
+			if r == io.Reader(stream) {
+				// A reset stream cut stdout short: the exit code
+				// alone would pass that off as success.
+				streamBroken.Store(true)
+			}
+		default:
+			// The caller's writer failed (a full disk, say): the
+			// output has nowhere to go, and an agent left writing into
+			// a full window would never finish.
+			outputErrOnce.Do(func() { outputErr = fmt.Errorf("write the output of %s: %w", op, err) })
+			abandon()
 		}
 	}
 	copies.Add(2)
@@ -384,14 +414,13 @@ func (c *Client) Stream(ctx context.Context, op string, args any, st IO) (int, e
 	} else {
 		go copyOut(st.Stdout, stream)
 		ch.CloseWrite()
-		closeStdin := stream.(interface{ CloseWrite() error }).CloseWrite
 		if st.Stdin != nil {
 			go func() {
 				io.Copy(stream, st.Stdin)
-				closeStdin()
+				stream.CloseWrite()
 			}()
 		} else {
-			closeStdin()
+			stream.CloseWrite()
 		}
 	}
 	done := make(chan struct{})
@@ -409,8 +438,7 @@ func (c *Client) Stream(ctx context.Context, op string, args any, st IO) (int, e
 			case <-done:
 				return
 			case <-ctx.Done():
-				ch.Close()
-				closeStream()
+				abandon()
 				return
 			case sz, ok := <-resize:
 				if !ok {
@@ -425,8 +453,7 @@ func (c *Client) Stream(ctx context.Context, op string, args any, st IO) (int, e
 				}
 				give := time.AfterFunc(SignalLimit, func() {
 					signalLost.Store(true)
-					ch.Close()
-					closeStream()
+					abandon()
 				})
 				go func() {
 					ch.SendRequest(sshproto.ReqSignal, true, ssh.Marshal(sshproto.Signal{Signal: sig}))
@@ -457,7 +484,7 @@ func (c *Client) Stream(ctx context.Context, op string, args any, st IO) (int, e
 		if stream != nil && code >= 0 {
 			// The operation is over: stdin still on its way would only
 			// keep the agent draining the stream.
-			stream.(interface{ CloseWrite() error }).CloseWrite()
+			stream.CloseWrite()
 		}
 	}
 	if stream != nil && code < 0 {
@@ -465,6 +492,9 @@ func (c *Client) Stream(ctx context.Context, op string, args any, st IO) (int, e
 		stream.Close()
 	}
 	copies.Wait()
+	if outputErr != nil {
+		return 0, outputErr
+	}
 	if streamBroken.Load() && code >= 0 {
 		if ctx.Err() != nil {
 			return 0, ctx.Err()

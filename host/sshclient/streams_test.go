@@ -194,3 +194,39 @@ func TestStreamBrokenOrFrozen(t *testing.T) {
 		}
 	})
 }
+
+// failingWriter takes its first write, then fails as a full disk would.
+type failingWriter struct{ writes int }
+
+var errDiskFull = errors.New("no space left on device")
+
+func (w *failingWriter) Write(p []byte) (int, error) {
+	w.writes++
+	if w.writes > 1 {
+		return 0, errDiskFull
+	}
+	return len(p), nil
+}
+
+// TestOutputWriterFails: when the caller's stdout fails, the operation is
+// abandoned and its error is the writer's, on the channel and on a stream
+// alike; it is not a broken connection.
+func TestOutputWriterFails(t *testing.T) {
+	for _, bulk := range []bool{false, true} {
+		c, _ := streamingClient(t, []byte("the token"))
+		stdin := strings.Repeat("output that has nowhere to go\n", 1<<17) // 3.75 MiB, more than a channel's window
+		res := make(chan error, 1)
+		go func() {
+			_, err := c.Stream(context.Background(), "shout", nil, IO{Stdin: strings.NewReader(stdin), Stdout: &failingWriter{}, Bulk: bulk})
+			res <- err
+		}()
+		select {
+		case err := <-res:
+			if !errors.Is(err, errDiskFull) || errors.Is(err, ErrOutputCut) {
+				t.Errorf("bulk %v: Stream = %v, want the writer's error", bulk, err)
+			}
+		case <-time.After(5 * time.Second):
+			t.Fatalf("bulk %v: Stream did not return after its writer failed", bulk)
+		}
+	}
+}
