@@ -30,17 +30,8 @@ type rig struct {
 
 func newRig(t testing.TB) *rig {
 	t.Helper()
-	token := make([]byte, 32)
-	rand.Read(token)
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	gw := &Gateway{Token: token}
-	served := make(chan struct{})
-	go func() { gw.Serve(ctx, l); close(served) }()
-	r := &rig{token: token, gwURL: l.Addr().String()}
+	token, addr := startGateway(t, nil)
+	r := &rig{token: token, gwURL: addr}
 	r.fwd = NewForwarder(func(ctx context.Context, tg Target) (net.Conn, error) {
 		c, err := (&net.Dialer{}).DialContext(ctx, "tcp", r.gwURL)
 		if err != nil {
@@ -48,12 +39,29 @@ func newRig(t testing.TB) *rig {
 		}
 		return DialThrough(ctx, c, token, tg)
 	}, nil)
+	t.Cleanup(func() { r.fwd.Close() })
+	return r
+}
+
+// startGateway serves a gateway with a new token and the given Awaited on
+// a loopback TCP port until the test ends.
+func startGateway(t testing.TB, awaited func(name string) (take func(net.Conn), ok bool)) (token []byte, addr string) {
+	t.Helper()
+	token = make([]byte, 32)
+	rand.Read(token)
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	gw := &Gateway{Token: token, Awaited: awaited}
+	served := make(chan struct{})
+	go func() { gw.Serve(ctx, l); close(served) }()
 	t.Cleanup(func() {
-		r.fwd.Close()
 		cancel()
 		<-served
 	})
-	return r
+	return token, l.Addr().String()
 }
 
 // echoServer answers every TCP connection with what it read, after the

@@ -2,7 +2,6 @@ package portfwd
 
 import (
 	"context"
-	"crypto/rand"
 	"errors"
 	"io"
 	"net"
@@ -20,20 +19,10 @@ type streamRig struct {
 
 func newStreamRig(t *testing.T) *streamRig {
 	t.Helper()
-	token := make([]byte, 32)
-	rand.Read(token)
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
 	r := &streamRig{}
-	gw := &Gateway{Token: token, Awaited: r.rv.Claim}
-	ctx, cancel := context.WithCancel(context.Background())
-	served := make(chan struct{})
-	go func() { gw.Serve(ctx, l); close(served) }()
-	t.Cleanup(func() { cancel(); <-served })
+	token, addr := startGateway(t, r.rv.Claim)
 	r.dialer = &StreamDialer{Token: token, Dial: func(ctx context.Context) (net.Conn, error) {
-		return (&net.Dialer{}).DialContext(ctx, "tcp", l.Addr().String())
+		return (&net.Dialer{}).DialContext(ctx, "tcp", addr)
 	}}
 	return r
 }
