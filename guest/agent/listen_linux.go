@@ -34,7 +34,13 @@ func listenHost(ctx context.Context, sys *boot.System, cfg vmconfig.Agent, port 
 		if !st.Addr.IsValid() {
 			return nil, fmt.Errorf("tcp: interface %s has no address", st.Interface)
 		}
-		l, err := net.Listen("tcp", netip.AddrPortFrom(st.Addr.Addr(), uint16(port)).String())
+		// No TCP keepalive: the peer is QEMU's user networking on the
+		// same machine, which closes the connection when its host side
+		// ends, and the host process pings the agent itself. Keepalive
+		// timers would only wake an idle guest, every 15 s per
+		// connection.
+		lc := net.ListenConfig{KeepAlive: -1}
+		l, err := lc.Listen(ctx, "tcp", netip.AddrPortFrom(st.Addr.Addr(), uint16(port)).String())
 		if err != nil {
 			return nil, fmt.Errorf("tcp: %w", err)
 		}
