@@ -55,6 +55,11 @@ func (m *monitor) run(ctx context.Context) {
 	tick := time.NewTicker(min(time.Second, m.interval))
 	defer tick.Stop()
 	prev := time.Now()
+	// The guest set its clock at boot to the host's time when the start
+	// began plus its own uptime, which misses QEMU's start and the
+	// kernel's early boot (a quarter of a second under TCG): check it now
+	// rather than one interval after the start.
+	m.pingNow()
 	for {
 		forced := false
 		select {

@@ -18,7 +18,7 @@ import (
 // answering is true, and records clock settings.
 type pingServer struct {
 	answering atomic.Bool
-	skew      time.Duration
+	skew      atomic.Int64 // ns
 	setTo     atomic.Int64
 }
 
@@ -30,12 +30,12 @@ func (p *pingServer) serve(reqs <-chan *ssh.Request) {
 			for !p.answering.Load() {
 				time.Sleep(10 * time.Millisecond)
 			}
-			r.Reply(true, ssh.Marshal(sshproto.NewClock(time.Now().Add(p.skew))))
+			r.Reply(true, ssh.Marshal(sshproto.NewClock(time.Now().Add(time.Duration(p.skew.Load())))))
 		case sshproto.ReqSetTime:
 			var c sshproto.Clock
 			ssh.Unmarshal(r.Payload, &c)
 			p.setTo.Store(int64(c.UnixNano))
-			p.skew = 0
+			p.skew.Store(0)
 			r.Reply(true, nil)
 		default:
 			r.Reply(false, nil)
@@ -43,7 +43,7 @@ func (p *pingServer) serve(reqs <-chan *ssh.Request) {
 	}
 }
 
-func monitored(t *testing.T, p *pingServer) (*monitor, *instance.Instance) {
+func monitored(t *testing.T, p *pingServer, interval time.Duration) (*monitor, *instance.Instance) {
 	t.Helper()
 	conn, inst := agentConn(t, func(chans <-chan ssh.NewChannel, reqs <-chan *ssh.Request) {
 		go rejectChannels(chans)
@@ -56,7 +56,7 @@ func monitored(t *testing.T, p *pingServer) (*monitor, *instance.Instance) {
 		t.Fatal(err)
 	}
 	m := newMonitor(conn, inst, info, slog.New(slog.NewTextHandler(io.Discard, nil)))
-	m.interval, m.limit = 100*time.Millisecond, 600*time.Millisecond
+	m.interval, m.limit = interval, 6*interval
 	go m.run(ctx)
 	return m, inst
 }
@@ -75,7 +75,7 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 func TestMonitorRecordsSilence(t *testing.T) {
 	p := &pingServer{}
 	p.answering.Store(true)
-	m, inst := monitored(t, p)
+	m, inst := monitored(t, p, 100*time.Millisecond)
 	silentSince := func() *time.Time {
 		bi, err := inst.ReadBootInfo()
 		if err != nil {
@@ -99,12 +99,36 @@ func TestMonitorRecordsSilence(t *testing.T) {
 	}
 }
 
+// TestMonitorCorrectsClock: a guest clock off by more than maxDrift is
+// set at once after the start (a boot leaves it behind), and at a later
+// ping when it drifts afterwards.
 func TestMonitorCorrectsClock(t *testing.T) {
-	p := &pingServer{skew: -3 * time.Second}
-	p.answering.Store(true)
-	monitored(t, p)
-	waitFor(t, "guest clock set", func() bool { return p.setTo.Load() != 0 })
-	if d := time.Since(time.Unix(0, p.setTo.Load())); d < -time.Second || d > time.Second {
-		t.Fatalf("guest clock set %s away from the host's", d)
+	for _, tt := range []struct {
+		name       string
+		interval   time.Duration
+		driftAfter time.Duration // when the guest's clock goes 3 s behind
+	}{
+		{"at the start", time.Hour, 0},
+		{"at a later ping", 100 * time.Millisecond, 300 * time.Millisecond},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			p := &pingServer{}
+			p.answering.Store(true)
+			if tt.driftAfter == 0 {
+				p.skew.Store(int64(-3 * time.Second))
+			}
+			monitored(t, p, tt.interval)
+			if tt.driftAfter > 0 {
+				time.Sleep(tt.driftAfter)
+				if p.setTo.Load() != 0 {
+					t.Fatal("a guest clock in step was set")
+				}
+				p.skew.Store(int64(-3 * time.Second))
+			}
+			waitFor(t, "guest clock set", func() bool { return p.setTo.Load() != 0 })
+			if d := time.Since(time.Unix(0, p.setTo.Load())); d < -time.Second || d > time.Second {
+				t.Fatalf("guest clock set %s away from the host's", d)
+			}
+		})
 	}
 }
