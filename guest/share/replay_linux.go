@@ -8,6 +8,7 @@ import (
 	"strconv"
 	"strings"
 	"syscall"
+	"time"
 
 	"github.com/hanwen/go-fuse/v2/fs"
 	"github.com/hanwen/go-fuse/v2/fuse"
@@ -55,6 +56,12 @@ func (n *node) replayLookup(ctx context.Context, op *replayOp, name string, out 
 	if n.sftpPath() == op.dir && name == op.name {
 		switch op.op {
 		case api.ShareCreate:
+			// Any other process that looks the name up meanwhile
+			// must ask again and find the host's file: a non-zero
+			// entry timeout keeps go-fuse from turning this ENOENT
+			// into a negative entry the kernel caches, and the
+			// kernel then keeps none.
+			out.SetEntryTimeout(time.Nanosecond)
 			return nil, syscall.ENOENT
 		case api.ShareRemove:
 			mode := uint32(syscall.S_IFREG | 0o644)

@@ -7,6 +7,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"strconv"
 	"testing"
 	"time"
 
@@ -282,4 +283,47 @@ func TestDirectContents(t *testing.T) {
 		t.Errorf("fsync: %v", err)
 	}
 	f.Close()
+}
+
+// TestReplayedCreateNeverHidesTheFile: while the VM replays the host's
+// creation of a file, a process that looks the file up (a command run
+// right after the host wrote it) finds it: the replay's "does not exist
+// yet" answer is for the replaying thread only and must not be cached.
+func TestReplayedCreateNeverHidesTheFile(t *testing.T) {
+	m, host := mountMem(t)
+	dir := m.Share.GuestPath
+	events := make(chan api.ShareEvent)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go m.Replay(ctx, events)
+	for i := range 100 {
+		name := "f" + strconv.Itoa(i)
+		f, err := host.OpenFile("/"+name, os.O_WRONLY|os.O_CREATE)
+		if err != nil {
+			t.Fatal(err)
+		}
+		f.Close()
+		stop := make(chan struct{})
+		missing := make(chan error, 1)
+		go func() {
+			defer close(missing)
+			for {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				if _, err := os.Stat(filepath.Join(dir, name)); err != nil {
+					missing <- err
+					return
+				}
+			}
+		}()
+		events <- api.ShareEvent{Path: "/" + name, Op: api.ShareCreate}
+		time.Sleep(5 * time.Millisecond)
+		close(stop)
+		if err := <-missing; err != nil {
+			t.Fatalf("create %d: during its replay a lookup of the host's new file failed: %v", i, err)
+		}
+	}
 }
