@@ -45,8 +45,31 @@ if ! dpkg --print-foreign-architectures | grep -qx arm64 && [ "$(dpkg --print-ar
   update=1
 fi
 # The guest image build fetches pinned packages with apt-get download, which
-# needs the package lists even when nothing is missing here.
-if [ -n "$update" ] || ! compgen -G "/var/lib/apt/lists/*_Packages*" >/dev/null || [ ${#missing[@]} -gt 0 ]; then
+# needs the package lists even when nothing is missing here, and lists recent
+# enough to know every version vmimage/debian.lock pins for this machine's
+# architecture (security updates replace versions in the archive).
+lists_lack_pins() {
+  local lock arch name version specs=()
+  lock="$(dirname "$0")/../vmimage/debian.lock"
+  [ -f "$lock" ] || return 1
+  while read -r arch name version _; do
+    case "$arch" in ''|'#'*) continue ;; esac
+    [ "$arch" = "$(dpkg --print-architecture)" ] && specs+=("$name=$version")
+  done <"$lock"
+  [ ${#specs[@]} -gt 0 ] || return 1
+  # apt-cache exits 0 even when a version is unknown, so compare what it shows.
+  local known spec
+  known="$(apt-cache show --no-all-versions "${specs[@]}" 2>/dev/null |
+    awk '/^Package: /{p=$2} /^Version: /{print p "=" $2}')"
+  for spec in "${specs[@]}"; do
+    if ! grep -qxF "$spec" <<<"$known"; then
+      echo "apt's package lists lack $spec, which vmimage/debian.lock pins; updating them"
+      return 0
+    fi
+  done
+  return 1
+}
+if [ -n "$update" ] || ! compgen -G "/var/lib/apt/lists/*_Packages*" >/dev/null || [ ${#missing[@]} -gt 0 ] || lists_lack_pins; then
   $SUDO apt-get update -q
 fi
 if [ ${#missing[@]} -eq 0 ]; then
