@@ -151,6 +151,11 @@ type Config struct {
 	// Folders are the virtiofs devices, each served by a virtiofsd
 	// listening on its socket.
 	Folders []FolderDevice
+	// NoArchCapabilities hides IA32_ARCH_CAPABILITIES from an x86 guest
+	// of -cpu host. Some nested KVM hosts advertise the MSR but refuse
+	// QEMU's write of it, and QEMU aborts before the guest runs (see
+	// archCapabilitiesFailure).
+	NoArchCapabilities bool
 }
 
 // FolderDevice is one virtiofs device: a vhost-user-fs device whose
@@ -198,6 +203,9 @@ func Args(c Config) []string {
 		cpu = tcgX86CPU
 		if c.Accel != AccelTCG && c.Accel != AccelWHPX {
 			cpu = "host"
+			if c.NoArchCapabilities {
+				cpu += ",-arch-capabilities"
+			}
 		}
 		if c.Accel == AccelWHPX {
 			// -cpu host is not available under TCG, which WHPX may fall

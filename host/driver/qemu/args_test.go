@@ -104,6 +104,7 @@ func TestArgs(t *testing.T) {
 		)
 		return a
 	}
+	noArchCaps := func(c Config) Config { c.NoArchCapabilities = true; return c }
 	const microvm = "microvm,pit=off,pic=on,rtc=on"
 	const qemu64 = "qemu64,+ssse3,+sse4.1,+sse4.2,+popcnt,+rdrand,+arat,+aes,+pclmulqdq"
 	tests := []struct {
@@ -113,6 +114,8 @@ func TestArgs(t *testing.T) {
 	}{
 		{"amd64 tcg 2", base("amd64", "tcg", 2), common(microvm, "-accel tcg", qemu64, "2", "device")},
 		{"amd64 kvm 4", base("amd64", "kvm", 4), common(microvm, "-accel kvm", "host", "4", "device")},
+		{"amd64 kvm without arch-capabilities", noArchCaps(base("amd64", "kvm", 2)), common(microvm, "-accel kvm", "host,-arch-capabilities", "2", "device")},
+		{"amd64 tcg ignores no arch-capabilities", noArchCaps(base("amd64", "tcg", 2)), common(microvm, "-accel tcg", qemu64, "2", "device")},
 		{"amd64 hvf 1", base("amd64", "hvf", 1), common(microvm, "-accel hvf", "host", "1", "device")},
 		{"amd64 whpx 2", base("amd64", "whpx", 2), common(microvm, "-accel whpx -accel tcg", qemu64, "2", "device")},
 		{"arm64 tcg 1", base("arm64", "tcg", 1), common("virt", "-accel tcg", "cortex-a72", "1", "pci")},

@@ -8,6 +8,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -427,6 +428,106 @@ func TestStartHostForwardTaken(t *testing.T) {
 	err = v.waitRunning(ctx)
 	if !errors.Is(err, errHostForward) {
 		t.Fatalf("waitRunning with the agent's port taken = %v, want errHostForward", err)
+	}
+	t.Log(err)
+}
+
+// TestStartWithoutArchCapabilities checks that Start boots a VM where KVM
+// refuses QEMU's write of the ARCH_CAPABILITIES MSR. The QEMU it runs is a
+// script that fails the way such a host makes QEMU fail (the message, then
+// abort) unless -cpu host drops the feature, and otherwise runs the real
+// QEMU under TCG, so the test needs no KVM.
+func TestStartWithoutArchCapabilities(t *testing.T) {
+	g := echoGuest(t, "amd64")
+	real, err := New(Options{}).binary("amd64")
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Under TCG the microvm guest needs to be told its TSC's frequency,
+	// which a command line made for KVM leaves out.
+	tcg := KernelCmdline(KernelParams{Arch: "amd64", Accel: AccelTCG, TSCKHz: New(Options{}).guestTSC()})
+	kvm := KernelCmdline(KernelParams{Arch: "amd64", Accel: AccelKVM})
+	var extra []string
+	for _, w := range tcg {
+		if !slices.Contains(kvm, w) {
+			extra = append(extra, w)
+		}
+	}
+	tcgTimingWords := strings.Join(extra, " ")
+	dir := t.TempDir()
+	argsLog := filepath.Join(dir, "args.log")
+	fake := filepath.Join(dir, "qemu")
+	script := `#!/bin/sh
+echo "$*" >> ` + argsLog + `
+case " $* " in
+*" host,-arch-capabilities "*) ;;
+*" host "*) echo "qemu-system-x86_64: error: failed to set MSR 0x10a to 0x69" >&2; kill -ABRT $$ ;;
+esac
+prev=
+for a do
+  shift
+  case "$prev/$a" in
+  -accel/kvm) a=tcg ;;
+  -cpu/host,-arch-capabilities) a=` + tcgX86CPU + ` ;;
+  -append/*) a="$a ` + tcgTimingWords + `" ;;
+  esac
+  set -- "$@" "$a"
+  prev=$a
+done
+exec ` + real + ` "$@"
+`
+	if err := os.WriteFile(fake, []byte(script), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	d := New(Options{Binary: fake, Accel: AccelKVM})
+	spec := testSpec(t, g, t.TempDir())
+	vm := startVM(t, d, spec)
+	ctx, cancel := context.WithTimeout(context.Background(), bootTimeout)
+	defer cancel()
+	c, err := vm.DialAgent(ctx)
+	if err != nil {
+		console, _ := os.ReadFile(filepath.Join(spec.Dir, ConsoleName))
+		t.Fatalf("DialAgent after the retry: %v\nconsole:\n%s", err, console)
+	}
+	c.Close()
+	b, err := os.ReadFile(argsLog)
+	if err != nil {
+		t.Fatal(err)
+	}
+	runs := strings.Split(strings.TrimSpace(string(b)), "\n")
+	if len(runs) != 2 || strings.Contains(runs[0], "arch-capabilities") || !strings.Contains(runs[1], "-cpu host,-arch-capabilities") {
+		t.Fatalf("QEMU runs = %q, want one with -cpu host, then one with -cpu host,-arch-capabilities", runs)
+	}
+}
+
+// TestDialAgentEndsWhenTheGuestHalts checks that DialAgent gives up once
+// QEMU holds a guest that will never answer, instead of waiting out its
+// context. The guest has no init, so its kernel panics and reboots; the
+// QEMU it runs is a script that adds -no-shutdown, which makes QEMU keep
+// the stopped guest in run state "shutdown", as it keeps one in
+// "internal-error" after KVM fails.
+func TestDialAgentEndsWhenTheGuestHalts(t *testing.T) {
+	g := echoGuest(t, "amd64")
+	real, err := New(Options{}).binary("amd64")
+	if err != nil {
+		t.Fatal(err)
+	}
+	fake := filepath.Join(t.TempDir(), "qemu")
+	if err := os.WriteFile(fake, []byte("#!/bin/sh\nexec "+real+" \"$@\" -no-shutdown\n"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	spec := testSpec(t, g, t.TempDir())
+	spec.Initrds = nil
+	vm := startVM(t, New(Options{Binary: fake}), spec)
+	ctx, cancel := context.WithTimeout(context.Background(), bootTimeout)
+	defer cancel()
+	c, err := vm.DialAgent(ctx)
+	if err == nil {
+		c.Close()
+		t.Fatal("DialAgent answered for a guest without init")
+	}
+	if !strings.Contains(err.Error(), "run state shutdown") {
+		t.Fatalf("DialAgent = %v, want an error naming run state shutdown", err)
 	}
 	t.Log(err)
 }

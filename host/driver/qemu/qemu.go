@@ -169,6 +169,8 @@ func (d *Driver) GuestAgent() vmconfig.Agent {
 // The agent's host port is a free loopback port picked here. Another
 // process may take it between the pick and QEMU's bind; QEMU then fails
 // to set up the forwarding, and Start tries once more with another port.
+// Where KVM refuses the CPU's ARCH_CAPABILITIES MSR, Start tries once more
+// without that feature (errArchCapabilities).
 func (d *Driver) Start(ctx context.Context, spec driver.Spec) (driver.VM, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err
@@ -182,7 +184,8 @@ func (d *Driver) Start(ctx context.Context, spec driver.Spec) (driver.VM, error)
 		return nil, err
 	}
 	fsd, fsdErr := hostVirtiofsd()
-	for attempt := 1; ; attempt++ {
+	retriedPort := false
+	for {
 		// Per attempt: the folders' virtiofsd processes end with the QEMU
 		// they served.
 		stopFolders := func() {}
@@ -207,7 +210,12 @@ func (d *Driver) Start(ctx context.Context, spec driver.Spec) (driver.VM, error)
 		switch {
 		case err == nil:
 			return v, nil
-		case errors.Is(err, errHostForward) && attempt == 1:
+		case errors.Is(err, errHostForward) && !retriedPort:
+			retriedPort = true
+			stopFolders()
+			continue
+		case errors.Is(err, errArchCapabilities) && !c.NoArchCapabilities:
+			c.NoArchCapabilities = true
 			stopFolders()
 			continue
 		}

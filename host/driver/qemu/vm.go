@@ -2,6 +2,7 @@ package qemu
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -10,6 +11,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/vmbox/vmbox/host/driver"
@@ -156,12 +158,24 @@ const sshBannerPrefix = "SSH-"
 // listens, and then closes it. It retries (driver.DialRetry) until ctx
 // ends or QEMU exits; the error says why. Any number of connections may be
 // open. The returned conn replays the banner bytes it read.
+//
+// A guest QEMU has halted for good (a KVM internal error, a disk error
+// that stops the VM, a guest panic QEMU was told to hold) also ends it:
+// QEMU stays alive then, and without this a start would wait out its
+// whole deadline.
 func (v *VM) DialAgent(ctx context.Context) (net.Conn, error) {
 	addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(v.agentPort))
+	wctx, stopWatch := context.WithCancel(ctx)
+	defer stopWatch()
+	halted, haltedIn := v.watchHalt(wctx)
 	c, err := driver.DialRetry(ctx, func(ctx context.Context) (net.Conn, error) {
 		return dialBanner(ctx, addr, agentAttempt)
-	}, v.done)
+	}, halted)
 	if errors.Is(err, driver.ErrVMExited) {
+		if state := haltedIn(); state != "" {
+			return nil, fmt.Errorf("VM %s halted (QEMU run state %s) before its agent answered: %s",
+				v.name, state, v.haltDetail())
+		}
 		return nil, v.exitErr("before its agent answered")
 	}
 	if err != nil {
@@ -232,9 +246,104 @@ func (c *prefixConn) Read(p []byte) (int, error) {
 	return c.Conn.Read(p)
 }
 
+// haltPoll is how often DialAgent asks QEMU for its run state.
+const haltPoll = time.Second
+
+// haltedStates are QMP run states a guest does not leave by itself.
+var haltedStates = map[string]bool{
+	"internal-error": true,
+	"io-error":       true,
+	"guest-panicked": true,
+	"shutdown":       true,
+}
+
+// watchHalt returns a channel closed when QEMU exits or its guest halts
+// (haltedStates), until ctx ends, and a function that returns the halted
+// run state, or "" if QEMU exited instead (or neither happened).
+func (v *VM) watchHalt(ctx context.Context) (<-chan struct{}, func() string) {
+	ended := make(chan struct{})
+	var state atomic.Value
+	state.Store("")
+	go func() {
+		t := time.NewTicker(haltPoll)
+		defer t.Stop()
+		for {
+			select {
+			case <-v.done:
+				close(ended)
+				return
+			case <-ctx.Done():
+				return
+			case <-t.C:
+			}
+			qctx, cancel := context.WithTimeout(ctx, haltPoll)
+			s, err := v.runState(qctx)
+			cancel()
+			if err == nil && haltedStates[s] {
+				state.Store(s)
+				close(ended)
+				return
+			}
+		}
+	}()
+	return ended, func() string { return state.Load().(string) }
+}
+
+// runState is QEMU's run state ("running", "paused", "internal-error", ...).
+func (v *VM) runState(ctx context.Context) (string, error) {
+	raw, err := QMP(ctx, v.qmpSocket, "query-status", nil)
+	if err != nil {
+		return "", err
+	}
+	var st struct {
+		Status string `json:"status"`
+	}
+	if err := json.Unmarshal(raw, &st); err != nil {
+		return "", fmt.Errorf("qmp query-status: %w", err)
+	}
+	return st.Status, nil
+}
+
+// haltDetail says why the guest halted, as far as QEMU's log (a KVM or
+// disk error) or the console (a kernel panic) tell.
+func (v *VM) haltDetail() string {
+	if l := firstLine(v.logPath); l != "" {
+		return l + " (see " + v.logPath + ")"
+	}
+	if p := driver.PanicLine(v.console, v.consoleStart); p != "" {
+		return "guest kernel panicked: " + p + " (see " + v.console + ")"
+	}
+	return "see " + v.console
+}
+
+// firstLine returns the first non-empty line of the file at path, where
+// QEMU says what went wrong before it dumps the registers.
+func firstLine(path string) string {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return ""
+	}
+	for _, l := range strings.Split(string(b), "\n") {
+		if l = strings.TrimSpace(l); l != "" {
+			return l
+		}
+	}
+	return ""
+}
+
 // errHostForward is what waitRunning returns (wrapped) when QEMU could not
 // forward the agent's port, typically because another process took it.
 var errHostForward = errors.New("qemu could not forward the agent's port")
+
+// errArchCapabilities is what waitRunning returns (wrapped) when KVM
+// refused QEMU's write of IA32_ARCH_CAPABILITIES (MSR 0x10a) and QEMU
+// aborted before the guest ran. Nested KVM hosts do this (seen in a
+// Firecracker microVM with a 6.18 kernel, and on hosted CI runners);
+// QEMU's -cpu host then needs the feature off.
+var errArchCapabilities = errors.New("kvm refused the CPU's ARCH_CAPABILITIES MSR")
+
+// archCapabilitiesFailure is how QEMU reports that refusal in its log.
+const archCapabilitiesFailure = "failed to set MSR 0x10a"
 
 // hostForwardFailure is how QEMU says it could not bind a hostfwd port.
 const hostForwardFailure = "Could not set up host forwarding rule"
@@ -249,8 +358,13 @@ func (v *VM) waitRunning(ctx context.Context) error {
 	for {
 		select {
 		case <-v.done:
-			if log, err := os.ReadFile(v.logPath); err == nil && strings.Contains(string(log), hostForwardFailure) {
+			log, err := os.ReadFile(v.logPath)
+			switch {
+			case err != nil:
+			case strings.Contains(string(log), hostForwardFailure):
 				return fmt.Errorf("%w: %s", errHostForward, lastLines(v.logPath, 1))
+			case strings.Contains(string(log), archCapabilitiesFailure):
+				return fmt.Errorf("%w: %s", errArchCapabilities, lastLines(v.logPath, 2))
 			}
 			return nil
 		default:
