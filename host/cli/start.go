@@ -158,5 +158,9 @@ func (a *app) startInstance(ctx context.Context, s lifecycle.Settings, timeout t
 }
 
 func readyLine(name string, bi *instance.BootInfo) string {
-	return fmt.Sprintf("Instance %q is running (%s, %s), ready in %.1fs", name, bi.Driver, bi.Accelerator, bi.Ready.Sub(bi.Started).Seconds())
+	line := fmt.Sprintf("Instance %q is running (%s, %s), ready in %.1fs", name, bi.Driver, bi.Accelerator, bi.Ready.Sub(bi.Started).Seconds())
+	if bi.EmulatedBecause != "" {
+		line += "\nNote: the VM's CPU is emulated (" + bi.Accelerator + "), which is several times slower: " + bi.EmulatedBecause
+	}
+	return line
 }

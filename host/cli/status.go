@@ -69,6 +69,9 @@ func (a *app) statusCommand() *cobra.Command {
 					}
 					fmt.Fprintf(a.stdout, "shared folder: %s (%s, %s)\n", m.HostPath, access, via)
 				}
+				if s.EmulatedBecause != "" {
+					fmt.Fprintf(a.stdout, "emulated CPU (%s): %s\n", s.Accelerator, s.EmulatedBecause)
+				}
 			}
 			return nil
 		},

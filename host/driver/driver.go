@@ -104,6 +104,14 @@ type VM interface {
 	Accelerator() string
 }
 
+// EmulationExplainer is a VM that can say why its CPU is emulated where
+// the host has a hardware accelerator the user may expect (QEMU's TCG
+// instead of KVM or HVF): "" when it is not, or when emulation was asked
+// for.
+type EmulationExplainer interface {
+	EmulatedBecause() string
+}
+
 // LoopbackGateway is a VM whose agent's forwarding gateway
 // (api.ForwardPort) listens on a host loopback TCP address (QEMU's user
 // networking forwards it there): any process of the user that holds the

@@ -119,6 +119,13 @@ func Run(ctx context.Context, o Options) (err error) {
 		close(exited)
 	}()
 	log.Info("hypervisor running", "pid", vm.Pid(), "accelerator", vm.Accelerator())
+	emulated := ""
+	if e, ok := vm.(driver.EmulationExplainer); ok {
+		emulated = e.EmulatedBecause()
+	}
+	if emulated != "" {
+		log.Warn("the guest's CPU is emulated, which is several times slower", "because", emulated)
+	}
 
 	published, err := newPorts(vm, log)
 	if err != nil {
@@ -171,7 +178,7 @@ func Run(ctx context.Context, o Options) (err error) {
 	}
 	defer ln.Close()
 
-	info := instance.BootInfo{Pid: os.Getpid(), HypervisorPid: vm.Pid(), Driver: o.Driver.Name(), Accelerator: vm.Accelerator(), Started: started, Ready: time.Now(), Shares: shared}
+	info := instance.BootInfo{Pid: os.Getpid(), HypervisorPid: vm.Pid(), Driver: o.Driver.Name(), Accelerator: vm.Accelerator(), EmulatedBecause: emulated, Started: started, Ready: time.Now(), Shares: shared}
 	if lg, ok := vm.(driver.LoopbackGateway); ok && gatewayOK {
 		info.Gateway = &instance.Gateway{Addr: lg.GatewayAddr(), Token: hex.EncodeToString(published.token)}
 	}

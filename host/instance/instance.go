@@ -360,12 +360,15 @@ func WriteFileAtomic(path string, data []byte, perm os.FileMode) error {
 // BootInfo is what the host process records in BootMarkerFile once the
 // agent answers: the running VM's processes and when it booted.
 type BootInfo struct {
-	Pid           int       `json:"pid"`
-	HypervisorPid int       `json:"hypervisorPid,omitempty"`
-	Driver        string    `json:"driver"`
-	Accelerator   string    `json:"accelerator"`
-	Started       time.Time `json:"started"`
-	Ready         time.Time `json:"ready"`
+	Pid           int    `json:"pid"`
+	HypervisorPid int    `json:"hypervisorPid,omitempty"`
+	Driver        string `json:"driver"`
+	Accelerator   string `json:"accelerator"`
+	// EmulatedBecause says why the guest's CPU is emulated where a
+	// hardware accelerator was wanted (driver.EmulationExplainer).
+	EmulatedBecause string    `json:"emulatedBecause,omitempty"`
+	Started         time.Time `json:"started"`
+	Ready           time.Time `json:"ready"`
 	// AgentSilentSince is set while the agent has not answered for
 	// longer than the silence limit: when it last answered.
 	AgentSilentSince *time.Time `json:"agentSilentSince,omitempty"`

@@ -116,11 +116,13 @@ func TestStatusAndStopOfStoppedInstance(t *testing.T) {
 	if s := StatusOf(inst); s.State != StateStarting || s.DockerHost != "" {
 		t.Fatalf("with the run lock held and no boot marker: %+v", s)
 	}
-	boot := instance.BootInfo{Pid: os.Getpid(), Driver: "qemu", Accelerator: "tcg", Started: time.Now(), Ready: time.Now().Add(-time.Minute)}
+	boot := instance.BootInfo{Pid: os.Getpid(), Driver: "qemu", Accelerator: "tcg", EmulatedBecause: "KVM is not usable: there is no /dev/kvm",
+		Started: time.Now(), Ready: time.Now().Add(-time.Minute)}
 	if err := inst.WriteBootInfo(boot); err != nil {
 		t.Fatal(err)
 	}
-	if s := StatusOf(inst); s.State != StateRunning || s.Accelerator != "tcg" || s.UptimeSeconds < 59 || s.DockerHost != inst.DockerHost() {
+	if s := StatusOf(inst); s.State != StateRunning || s.Accelerator != "tcg" || s.EmulatedBecause != boot.EmulatedBecause ||
+		s.UptimeSeconds < 59 || s.DockerHost != inst.DockerHost() {
 		t.Fatalf("running: %+v", s)
 	}
 	b, err := json.Marshal(StatusOf(inst))

@@ -23,16 +23,19 @@ const (
 
 // Status is one instance as status and list show it (JSON included).
 type Status struct {
-	Name          string  `json:"name"`
-	State         State   `json:"state"`
-	Driver        string  `json:"driver"`
-	Accelerator   string  `json:"accelerator,omitempty"`
-	Arch          string  `json:"arch"`
-	CPUs          int     `json:"cpus"`
-	MemoryMiB     int     `json:"memoryMiB"`
-	DiskGiB       int     `json:"diskGiB"`
-	UptimeSeconds float64 `json:"uptimeSeconds,omitempty"`
-	Dir           string  `json:"dir"`
+	Name        string `json:"name"`
+	State       State  `json:"state"`
+	Driver      string `json:"driver"`
+	Accelerator string `json:"accelerator,omitempty"`
+	// EmulatedBecause says why the guest's CPU is emulated (TCG) where a
+	// hardware accelerator was wanted.
+	EmulatedBecause string  `json:"emulatedBecause,omitempty"`
+	Arch            string  `json:"arch"`
+	CPUs            int     `json:"cpus"`
+	MemoryMiB       int     `json:"memoryMiB"`
+	DiskGiB         int     `json:"diskGiB"`
+	UptimeSeconds   float64 `json:"uptimeSeconds,omitempty"`
+	Dir             string  `json:"dir"`
 	// DockerHost is the DOCKER_HOST that reaches the guest's Docker API,
 	// set while the host process serves it (running or unresponsive).
 	DockerHost string `json:"dockerHost,omitempty"`
@@ -58,6 +61,7 @@ func StatusOf(inst *instance.Instance) Status {
 	if bi, err := inst.ReadBootInfo(); err == nil {
 		s.State = StateRunning
 		s.Accelerator = bi.Accelerator
+		s.EmulatedBecause = bi.EmulatedBecause
 		s.DockerHost = inst.DockerHost()
 		s.UptimeSeconds = time.Since(bi.Ready).Round(time.Second).Seconds()
 		s.Mounts = bi.Shares

@@ -1,6 +1,9 @@
 package qemu
 
-import "fmt"
+import (
+	"fmt"
+	"strings"
+)
 
 // hostAccel is the hardware accelerator QEMU offers on goos, or "" for
 // none. Windows' WHPX and macOS's HVF run only guests of the host's own
@@ -18,18 +21,24 @@ func hostAccel(goos string) string {
 }
 
 // chooseAccel picks the accelerator for a guest of guestArch on a host of
-// goos/hostArch. usable reports whether the host's accelerator can be used
-// (for KVM: /dev/kvm opens read-write). WHPX is not probed: QEMU is given a
-// TCG fallback instead (see accelArgs).
-func chooseAccel(goos, hostArch, guestArch string, usable func(accel string) bool) string {
+// goos/hostArch. problem says why the host's accelerator cannot be used
+// (for KVM: /dev/kvm does not open read-write), or nil. WHPX is not
+// probed: QEMU is given a TCG fallback instead (see accelArgs). When the
+// choice is TCG, emulated says why, in words for the user.
+func chooseAccel(goos, hostArch, guestArch string, problem func(accel string) error) (accel, emulated string) {
 	acc := hostAccel(goos)
-	if acc == "" || hostArch != guestArch {
-		return AccelTCG
+	switch {
+	case acc == "":
+		return AccelTCG, fmt.Sprintf("QEMU has no hardware accelerator on %s", goos)
+	case hostArch != guestArch:
+		return AccelTCG, fmt.Sprintf("an %s guest on an %s host", guestArch, hostArch)
+	case acc == AccelWHPX:
+		return acc, ""
 	}
-	if acc == AccelWHPX || usable(acc) {
-		return acc
+	if err := problem(acc); err != nil {
+		return AccelTCG, fmt.Sprintf("%s is not usable: %v", strings.ToUpper(acc), err)
 	}
-	return AccelTCG
+	return acc, ""
 }
 
 // checkAccel validates an accelerator the user forced.

@@ -1,13 +1,20 @@
 package qemu
 
-import "golang.org/x/sys/unix"
+import (
+	"errors"
+	"fmt"
 
-// accelUsable reports whether Hypervisor.framework is available: the
+	"golang.org/x/sys/unix"
+)
+
+// accelProblem says why Hypervisor.framework cannot be used, or nil: the
 // kern.hv_support sysctl is 1 on Macs whose CPU and OS support it.
-func accelUsable(accel string) bool {
+func accelProblem(accel string) error {
 	if accel != AccelHVF {
-		return false
+		return fmt.Errorf("%s is not a macOS accelerator", accel)
 	}
-	v, err := unix.SysctlUint32("kern.hv_support")
-	return err == nil && v == 1
+	if v, err := unix.SysctlUint32("kern.hv_support"); err != nil || v != 1 {
+		return errors.New("this Mac does not support Hypervisor.framework (kern.hv_support is not 1)")
+	}
+	return nil
 }

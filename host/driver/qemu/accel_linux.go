@@ -1,24 +1,36 @@
 package qemu
 
 import (
+	"errors"
+	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"runtime"
 )
 
-// accelUsable reports whether KVM can be used: /dev/kvm exists, this user
-// may open it read-write (membership of the kvm group, usually), and on x86
-// it is hardware virtualization (kvmHardware).
-func accelUsable(accel string) bool {
+// accelProblem says why KVM cannot be used, or nil: /dev/kvm must exist,
+// this user must be able to open it read-write (membership of the kvm
+// group, usually), and on x86 it must be hardware virtualization
+// (kvmHardware).
+func accelProblem(accel string) error {
 	if accel != AccelKVM {
-		return false
+		return fmt.Errorf("%s is not a Linux accelerator", accel)
 	}
 	f, err := os.OpenFile("/dev/kvm", os.O_RDWR, 0)
-	if err != nil {
-		return false
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+		return errors.New("there is no /dev/kvm (virtualization is off in the firmware, the kvm_intel or kvm_amd module is not loaded, or this is a VM without nested virtualization)")
+	case errors.Is(err, fs.ErrPermission):
+		return errors.New("/dev/kvm cannot be opened read-write by this user (join its group, usually kvm, and log in again)")
+	case err != nil:
+		return err
 	}
 	f.Close()
-	return kvmHardware("/sys/module", runtime.GOARCH)
+	if !kvmHardware("/sys/module", runtime.GOARCH) {
+		return errors.New("/dev/kvm is not Intel or AMD hardware virtualization (neither kvm_intel nor kvm_amd is loaded; kvm_pvm, for one, runs only guest kernels built for it)")
+	}
+	return nil
 }
 
 // kvmHardware reports whether the x86 KVM behind /dev/kvm is Intel's or

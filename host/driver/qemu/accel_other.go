@@ -2,6 +2,10 @@
 
 package qemu
 
-// accelUsable has nothing to probe here: WHPX is requested with a TCG
+import "errors"
+
+// accelProblem has nothing to probe here: WHPX is requested with a TCG
 // fallback (accelArgs) and other OSes get TCG.
-func accelUsable(string) bool { return false }
+func accelProblem(string) error {
+	return errors.New("no hardware accelerator is probed on this OS")
+}

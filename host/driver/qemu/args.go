@@ -124,9 +124,12 @@ func KernelCmdline(p KernelParams) []string {
 // Config is everything the QEMU argv depends on. Paths are used as given:
 // QEMU runs with the instance directory as its working directory.
 type Config struct {
-	Name      string // instance name
-	Arch      string // guest GOARCH: amd64 or arm64
-	Accel     string
+	Name  string // instance name
+	Arch  string // guest GOARCH: amd64 or arm64
+	Accel string
+	// Emulated says why Accel is TCG where a hardware accelerator was
+	// wanted ("" otherwise); it is for the user and changes no argument.
+	Emulated  string
 	CPUs      int
 	MemoryMiB int
 	Kernel    string

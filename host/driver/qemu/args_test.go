@@ -1,6 +1,7 @@
 package qemu
 
 import (
+	"errors"
 	"slices"
 	"strings"
 	"testing"
@@ -39,28 +40,29 @@ func TestKernelCmdline(t *testing.T) {
 }
 
 func TestChooseAccel(t *testing.T) {
-	yes := func(string) bool { return true }
-	no := func(string) bool { return false }
+	yes := func(string) error { return nil }
+	no := func(string) error { return errors.New("there is no /dev/kvm") }
 	tests := []struct {
 		goos, host, guest string
-		usable            func(string) bool
-		want              string
+		problem           func(string) error
+		want, emulated    string
 	}{
-		{"linux", "amd64", "amd64", yes, AccelKVM},
-		{"linux", "amd64", "amd64", no, AccelTCG},
-		{"linux", "amd64", "arm64", yes, AccelTCG},
-		{"linux", "arm64", "arm64", yes, AccelKVM},
-		{"darwin", "arm64", "arm64", yes, AccelHVF},
-		{"darwin", "arm64", "arm64", no, AccelTCG},
-		{"darwin", "arm64", "amd64", yes, AccelTCG},
-		{"darwin", "amd64", "amd64", yes, AccelHVF},
-		{"windows", "amd64", "amd64", no, AccelWHPX}, // QEMU falls back to TCG itself
-		{"windows", "amd64", "arm64", yes, AccelTCG},
-		{"freebsd", "amd64", "amd64", yes, AccelTCG},
+		{"linux", "amd64", "amd64", yes, AccelKVM, ""},
+		{"linux", "amd64", "amd64", no, AccelTCG, "KVM is not usable: there is no /dev/kvm"},
+		{"linux", "amd64", "arm64", yes, AccelTCG, "an arm64 guest on an amd64 host"},
+		{"linux", "arm64", "arm64", yes, AccelKVM, ""},
+		{"darwin", "arm64", "arm64", yes, AccelHVF, ""},
+		{"darwin", "arm64", "arm64", no, AccelTCG, "HVF is not usable: there is no /dev/kvm"},
+		{"darwin", "arm64", "amd64", yes, AccelTCG, "an amd64 guest on an arm64 host"},
+		{"darwin", "amd64", "amd64", yes, AccelHVF, ""},
+		{"windows", "amd64", "amd64", no, AccelWHPX, ""}, // QEMU falls back to TCG itself
+		{"windows", "amd64", "arm64", yes, AccelTCG, "an arm64 guest on an amd64 host"},
+		{"freebsd", "amd64", "amd64", yes, AccelTCG, "QEMU has no hardware accelerator on freebsd"},
 	}
 	for _, tt := range tests {
-		if got := chooseAccel(tt.goos, tt.host, tt.guest, tt.usable); got != tt.want {
-			t.Errorf("chooseAccel(%s, %s, %s) = %s, want %s", tt.goos, tt.host, tt.guest, got, tt.want)
+		got, emulated := chooseAccel(tt.goos, tt.host, tt.guest, tt.problem)
+		if got != tt.want || emulated != tt.emulated {
+			t.Errorf("chooseAccel(%s, %s, %s) = %s, %q; want %s, %q", tt.goos, tt.host, tt.guest, got, emulated, tt.want, tt.emulated)
 		}
 	}
 }

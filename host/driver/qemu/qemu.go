@@ -61,8 +61,9 @@ type Driver struct {
 }
 
 var (
-	_ driver.Driver         = (*Driver)(nil)
-	_ driver.FolderExporter = (*VM)(nil)
+	_ driver.Driver             = (*Driver)(nil)
+	_ driver.FolderExporter     = (*VM)(nil)
+	_ driver.EmulationExplainer = (*VM)(nil)
 )
 
 // New returns a QEMU driver. It reads VMBOX_QEMU now when opts.Binary is
@@ -101,12 +102,13 @@ func (d *Driver) binary(arch string) (string, error) {
 	return findBinary(d.opts.Binary, d.source, runtime.GOOS, arch, readOSRelease)
 }
 
-// Accel returns the accelerator a guest of arch would get.
-func (d *Driver) Accel(arch string) string {
+// Accel returns the accelerator a guest of arch would get and, when that
+// is TCG for want of a usable hardware accelerator, why.
+func (d *Driver) Accel(arch string) (accel, emulated string) {
 	if d.opts.Accel != "" {
-		return d.opts.Accel
+		return d.opts.Accel, ""
 	}
-	return chooseAccel(runtime.GOOS, runtime.GOARCH, arch, accelUsable)
+	return chooseAccel(runtime.GOOS, runtime.GOARCH, arch, accelProblem)
 }
 
 func (d *Driver) guestTSC() int64 {
@@ -264,6 +266,7 @@ func (d *Driver) start(bin string, c Config, name string, stopFolders func()) (*
 	v := &VM{
 		name:         name,
 		accel:        c.Accel,
+		emulated:     c.Emulated,
 		agentPort:    c.AgentPort,
 		forwardPort:  c.ForwardPort,
 		qmpSocket:    filepath.Join(dir, c.QMPSocket),
@@ -303,7 +306,7 @@ func (d *Driver) config(ctx context.Context, spec driver.Spec) (Config, error) {
 		return fail(err)
 	}
 	spec = resolved
-	accel := d.Accel(spec.Arch)
+	accel, emulated := d.Accel(spec.Arch)
 	if err := checkAccel(accel); err != nil {
 		return fail(err)
 	}
@@ -319,6 +322,7 @@ func (d *Driver) config(ctx context.Context, spec driver.Spec) (Config, error) {
 		Name:      spec.Name,
 		Arch:      spec.Arch,
 		Accel:     accel,
+		Emulated:  emulated,
 		CPUs:      spec.CPUs,
 		MemoryMiB: spec.MemoryMiB,
 		Kernel:    spec.Kernel,

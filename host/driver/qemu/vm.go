@@ -25,6 +25,7 @@ type VM struct {
 	name         string
 	pid          int
 	accel        string
+	emulated     string // why accel is TCG, if it was not the choice
 	agentPort    int    // host loopback port forwarded to the agent
 	forwardPort  int    // host loopback port forwarded to the agent's forwarding gateway
 	qmpSocket    string // absolute path of the QMP socket
@@ -47,6 +48,9 @@ func (v *VM) ExportedFolders() []string { return v.folders }
 
 // Pid is QEMU's process ID.
 func (v *VM) Pid() int { return v.pid }
+
+// EmulatedBecause implements driver.EmulationExplainer.
+func (v *VM) EmulatedBecause() string { return v.emulated }
 
 // Accelerator is the accelerator QEMU was asked to use. "whpx" means WHPX
 // with a TCG fallback: QEMU does not tell which one it got.
