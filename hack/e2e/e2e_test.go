@@ -188,6 +188,10 @@ type status struct {
 	MemoryMiB  int    `json:"memoryMiB"`
 	DiskGiB    int    `json:"diskGiB"`
 	DockerHost string `json:"dockerHost"`
+	// HypervisorState is set while the agent is silent and the
+	// hypervisor does not run the guest.
+	HypervisorState string `json:"hypervisorState"`
+	Hint            string `json:"hint"`
 }
 
 func (e *env) status(name string) status {

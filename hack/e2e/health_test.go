@@ -170,7 +170,14 @@ func TestVMHealth(t *testing.T) {
 		if _, err := qemu.QMP(ctx, qmp, "stop", nil); err != nil {
 			t.Fatalf("pause: %v", err)
 		}
-		time.Sleep(30 * time.Second)
+		// Past the silence limit, status tells the paused guest from a
+		// hung one.
+		time.Sleep(25 * time.Second)
+		st := e.status(name)
+		if st.State != "unresponsive" || st.HypervisorState != "paused" || !strings.Contains(st.Hint, "paused") {
+			t.Errorf("status of a VM paused for 25 s = %+v, want unresponsive, hypervisor state paused and a hint saying so", st)
+		}
+		time.Sleep(5 * time.Second)
 		if _, err := qemu.QMP(ctx, qmp, "cont", nil); err != nil {
 			t.Fatalf("resume: %v", err)
 		}
@@ -244,6 +251,11 @@ func TestVMHealth(t *testing.T) {
 				t.Fatalf("status never said unresponsive: %+v", e.status(name))
 			}
 			time.Sleep(500 * time.Millisecond)
+		}
+		// The guest runs; only its agent is stopped.
+		time.Sleep(2 * time.Second)
+		if st := e.status(name); st.HypervisorState != "" {
+			t.Errorf("a running guest with a frozen agent shown with hypervisor state %q", st.HypervisorState)
 		}
 		if r := e.must("status", "--name", name); !strings.Contains(r.stdout, "unresponsive") || !strings.Contains(r.stderr, "vmbox stop") {
 			t.Errorf("status table: %s", r)

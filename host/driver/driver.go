@@ -104,6 +104,15 @@ type VM interface {
 	Accelerator() string
 }
 
+// RunStateReporter is a VM whose hypervisor can say whether it runs the
+// guest: "running", or the state it holds the guest in instead, as QEMU's
+// run states name them ("paused", "internal-error", "io-error",
+// "guest-panicked", ...). A silent agent in a running guest is hung; in a
+// guest that is not running, the hypervisor is why.
+type RunStateReporter interface {
+	RunState(ctx context.Context) (string, error)
+}
+
 // EmulationExplainer is a VM that can say why its CPU is emulated where
 // the host has a hardware accelerator the user may expect (QEMU's TCG
 // instead of KVM or HVF): "" when it is not, or when emulation was asked

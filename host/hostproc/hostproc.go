@@ -185,6 +185,9 @@ func Run(ctx context.Context, o Options) (err error) {
 	mctx, stopMonitor := context.WithCancel(context.Background())
 	defer stopMonitor()
 	mon := newMonitor(agent.SSH(), inst, info, log)
+	if r, ok := vm.(driver.RunStateReporter); ok {
+		mon.runState = r.RunState
+	}
 	stopReqs := make(chan time.Duration, 4)
 	relay := NewRelay(keys.Host, keys.ClientPublic, agent.SSH())
 	relay.Admit = mon.admit

@@ -25,6 +25,11 @@ const (
 	wallJump = time.Second
 )
 
+// stateCheckTimeout bounds one question to the hypervisor about whether
+// it runs the guest, asked at each tick while the agent is silent (a ping
+// to a paused guest waits for its answer until the guest runs again).
+const stateCheckTimeout = 2 * time.Second
+
 // monitor watches the agent through the one SSH connection: a ping every
 // sshproto.PingInterval (sooner after the host's clock jumped), a record of
 // silence in the boot marker, and clock correction.
@@ -32,6 +37,11 @@ type monitor struct {
 	conn ssh.Conn
 	inst *instance.Instance
 	log  *slog.Logger
+	// runState, when the driver has it, says whether the hypervisor runs
+	// the guest (driver.RunStateReporter); asked while the agent is
+	// silent, so that status can tell a hung guest from a paused or
+	// halted one.
+	runState func(context.Context) (string, error)
 	// interval and limit are sshproto.PingInterval and SilenceLimit.
 	interval, limit time.Duration
 
@@ -41,6 +51,7 @@ type monitor struct {
 	lastPing   time.Time
 	pinging    bool
 	silent     bool
+	checking   bool          // a runState question is in flight
 	wake       chan struct{} // asks the loop to ping now
 }
 
@@ -87,6 +98,7 @@ func (m *monitor) run(ctx context.Context) {
 			go m.ping(ctx)
 		}
 		m.updateSilence(now)
+		m.checkHypervisor(ctx)
 	}
 }
 
@@ -148,11 +160,51 @@ func (m *monitor) updateSilence(now time.Time) {
 		m.log.Warn("agent unresponsive", "silentFor", now.Sub(since).Round(time.Second))
 	} else {
 		m.info.AgentSilentSince = nil
+		m.info.HypervisorState = ""
 		m.log.Info("agent answers again")
 	}
 	if err := m.inst.WriteBootInfo(m.info); err != nil {
 		m.log.Warn("write boot marker", "err", err)
 	}
+}
+
+// checkHypervisor asks, while the agent is silent, whether the hypervisor
+// still runs the guest, and records a change in the boot marker.
+func (m *monitor) checkHypervisor(ctx context.Context) {
+	m.mu.Lock()
+	ask := m.runState != nil && m.silent && !m.checking
+	if ask {
+		m.checking = true
+	}
+	m.mu.Unlock()
+	if !ask {
+		return
+	}
+	go func() {
+		qctx, cancel := context.WithTimeout(ctx, stateCheckTimeout)
+		state, err := m.runState(qctx)
+		cancel()
+		m.mu.Lock()
+		defer m.mu.Unlock()
+		m.checking = false
+		if err != nil {
+			m.log.Debug("ask the hypervisor for its state", "err", err)
+			return
+		}
+		if state == "running" {
+			state = ""
+		}
+		if !m.silent || state == m.info.HypervisorState {
+			return
+		}
+		m.info.HypervisorState = state
+		if state != "" {
+			m.log.Warn("the hypervisor does not run the guest", "state", state)
+		}
+		if err := m.inst.WriteBootInfo(m.info); err != nil {
+			m.log.Warn("write boot marker", "err", err)
+		}
+	}()
 }
 
 // Silent reports whether the agent has been silent past the limit.

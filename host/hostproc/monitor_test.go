@@ -45,6 +45,13 @@ func (p *pingServer) serve(reqs <-chan *ssh.Request) {
 
 func monitored(t *testing.T, p *pingServer, interval time.Duration) (*monitor, *instance.Instance) {
 	t.Helper()
+	return monitoredWith(t, p, interval, nil)
+}
+
+// monitoredWith is monitored with the hypervisor's run state from
+// runState (nil: a driver without it).
+func monitoredWith(t *testing.T, p *pingServer, interval time.Duration, runState func(context.Context) (string, error)) (*monitor, *instance.Instance) {
+	t.Helper()
 	conn, inst := agentConn(t, func(chans <-chan ssh.NewChannel, reqs <-chan *ssh.Request) {
 		go rejectChannels(chans)
 		p.serve(reqs)
@@ -57,6 +64,7 @@ func monitored(t *testing.T, p *pingServer, interval time.Duration) (*monitor, *
 	}
 	m := newMonitor(conn, inst, info, slog.New(slog.NewTextHandler(io.Discard, nil)))
 	m.interval, m.limit = interval, 6*interval
+	m.runState = runState
 	go m.run(ctx)
 	return m, inst
 }
@@ -96,6 +104,51 @@ func TestMonitorRecordsSilence(t *testing.T) {
 	waitFor(t, "recovery recorded", func() bool { return silentSince() == nil })
 	if m.admit() != nil {
 		t.Fatal("a recovered agent is refused")
+	}
+}
+
+// TestMonitorRecordsHypervisorState: while the agent is silent, the
+// boot marker says what the hypervisor holds the guest in, unless it is
+// running; an answer from the agent clears it.
+func TestMonitorRecordsHypervisorState(t *testing.T) {
+	for _, tt := range []struct {
+		state, want string
+	}{
+		{"io-error", "io-error"},
+		{"paused", "paused"},
+		{"running", ""},
+	} {
+		t.Run(tt.state, func(t *testing.T) {
+			p := &pingServer{}
+			var asked atomic.Int32
+			m, inst := monitoredWith(t, p, 100*time.Millisecond, func(context.Context) (string, error) {
+				asked.Add(1)
+				return tt.state, nil
+			})
+			bootInfo := func() *instance.BootInfo {
+				bi, err := inst.ReadBootInfo()
+				if err != nil {
+					t.Fatal(err)
+				}
+				return bi
+			}
+			waitFor(t, "silence recorded", func() bool { return bootInfo().AgentSilentSince != nil })
+			waitFor(t, "the hypervisor asked", func() bool { return asked.Load() > 0 })
+			if tt.want != "" {
+				waitFor(t, "the hypervisor's state recorded", func() bool { return bootInfo().HypervisorState == tt.want })
+			} else {
+				time.Sleep(300 * time.Millisecond)
+				if got := bootInfo().HypervisorState; got != "" {
+					t.Fatalf("a running guest recorded as %q", got)
+				}
+			}
+			p.answering.Store(true)
+			m.pingNow()
+			waitFor(t, "recovery clears it", func() bool {
+				bi := bootInfo()
+				return bi.AgentSilentSince == nil && bi.HypervisorState == ""
+			})
+		})
 	}
 }
 

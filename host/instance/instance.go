@@ -372,6 +372,10 @@ type BootInfo struct {
 	// AgentSilentSince is set while the agent has not answered for
 	// longer than the silence limit: when it last answered.
 	AgentSilentSince *time.Time `json:"agentSilentSince,omitempty"`
+	// HypervisorState is set while the agent is silent and the hypervisor
+	// holds the guest in a state other than running (driver.RunStateReporter):
+	// "paused", "io-error", "internal-error", ...
+	HypervisorState string `json:"hypervisorState,omitempty"`
 	// Shares are the host folders the VM mounted at this boot.
 	Shares []api.Share `json:"shares,omitempty"`
 	// Gateway, set when the agent's forwarding gateway is on a host

@@ -138,8 +138,16 @@ func TestStatusAndStopOfStoppedInstance(t *testing.T) {
 		t.Fatal(err)
 	}
 	// The socket still listens; its connections close at once.
-	if s := StatusOf(inst); s.State != StateUnresponsive || s.DockerHost != inst.DockerHost() {
+	if s := StatusOf(inst); s.State != StateUnresponsive || s.DockerHost != inst.DockerHost() || s.HypervisorState != "" ||
+		!strings.Contains(s.Hint, "has not answered") {
 		t.Fatalf("unresponsive: %+v", s)
+	}
+	boot.HypervisorState = "io-error"
+	if err := inst.WriteBootInfo(boot); err != nil {
+		t.Fatal(err)
+	}
+	if s := StatusOf(inst); s.State != StateUnresponsive || s.HypervisorState != "io-error" || !strings.Contains(s.Hint, "is the host's disk full?") {
+		t.Fatalf("unresponsive with the guest halted on a disk error: %+v", s)
 	}
 	lock.Release()
 	b, err = json.Marshal(StatusOf(inst))

@@ -42,6 +42,10 @@ type Status struct {
 	// Mounts are the host folders shared into the VM: those it mounted
 	// while it runs, those it will share when stopped.
 	Mounts []api.Share `json:"mounts,omitempty"`
+	// HypervisorState is, while the agent is silent, the state the
+	// hypervisor holds the guest in when it is not running it ("paused",
+	// "io-error", ...).
+	HypervisorState string `json:"hypervisorState,omitempty"`
 	// Hint says what to do about the state, when something can be done.
 	Hint string `json:"hint,omitempty"`
 }
@@ -67,9 +71,29 @@ func StatusOf(inst *instance.Instance) Status {
 		s.Mounts = bi.Shares
 		if bi.AgentSilentSince != nil {
 			s.State = StateUnresponsive
+			s.HypervisorState = bi.HypervisorState
 			s.Hint = fmt.Sprintf("the guest agent has not answered since %s (%s ago): see vmbox logs; vmbox stop stops it",
 				bi.AgentSilentSince.Format(time.TimeOnly), time.Since(*bi.AgentSilentSince).Round(time.Second))
+			if bi.HypervisorState != "" {
+				s.Hint = fmt.Sprintf("the hypervisor is not running the guest (%s) and its agent has not answered since %s: vmbox stop stops it",
+					hypervisorStateWords(bi.HypervisorState), bi.AgentSilentSince.Format(time.TimeOnly))
+			}
 		}
 	}
 	return s
+}
+
+// hypervisorStateWords says what a QEMU run state means for the user.
+func hypervisorStateWords(state string) string {
+	switch state {
+	case "paused":
+		return "paused: through QMP (cont resumes it) or a debugger"
+	case "io-error":
+		return "io-error: a write to the data disk failed; is the host's disk full?"
+	case "internal-error":
+		return "internal-error: the accelerator failed; see qemu.log in the instance's directory"
+	case "guest-panicked":
+		return "guest-panicked: the guest kernel panicked; see vmbox logs"
+	}
+	return state
 }

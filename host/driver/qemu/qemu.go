@@ -64,6 +64,7 @@ var (
 	_ driver.Driver             = (*Driver)(nil)
 	_ driver.FolderExporter     = (*VM)(nil)
 	_ driver.EmulationExplainer = (*VM)(nil)
+	_ driver.RunStateReporter   = (*VM)(nil)
 )
 
 // New returns a QEMU driver. It reads VMBOX_QEMU now when opts.Binary is

@@ -281,7 +281,7 @@ func (v *VM) watchHalt(ctx context.Context) (<-chan struct{}, func() string) {
 			case <-t.C:
 			}
 			qctx, cancel := context.WithTimeout(ctx, haltPoll)
-			s, err := v.runState(qctx)
+			s, err := v.RunState(qctx)
 			cancel()
 			if err == nil && haltedStates[s] {
 				state.Store(s)
@@ -293,8 +293,8 @@ func (v *VM) watchHalt(ctx context.Context) (<-chan struct{}, func() string) {
 	return ended, func() string { return state.Load().(string) }
 }
 
-// runState is QEMU's run state ("running", "paused", "internal-error", ...).
-func (v *VM) runState(ctx context.Context) (string, error) {
+// RunState implements driver.RunStateReporter with QMP query-status.
+func (v *VM) RunState(ctx context.Context) (string, error) {
 	raw, err := QMP(ctx, v.qmpSocket, "query-status", nil)
 	if err != nil {
 		return "", err
