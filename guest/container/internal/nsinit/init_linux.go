@@ -220,7 +220,7 @@ func runInit(sock int, cfg *Config, stdio []int) (int, error) {
 	tr.Step("confine")
 	// The init worked with umask 0; the command gets Docker's 022.
 	unix.Umask(0o022)
-	err = unix.Exec(path, cfg.Args, env)
+	err = execRetryingBusy(func() error { return unix.Exec(path, cfg.Args, env) })
 	errno, _ := err.(unix.Errno)
 	return ExecErrorCode(errno), &StartError{Code: ExecErrorCode(errno), Msg: fmt.Sprintf("exec: %q: %v", cfg.Args[0], err)}
 }

@@ -41,7 +41,7 @@ func execTrampoline() {
 		fmt.Fprintln(os.Stderr, "exec trampoline: no command")
 		os.Exit(ExitEngineError)
 	}
-	err := unix.Exec(os.Args[1], os.Args[2:], os.Environ())
+	err := execRetryingBusy(func() error { return unix.Exec(os.Args[1], os.Args[2:], os.Environ()) })
 	var errno syscall.Errno
 	errors.As(err, &errno)
 	fmt.Fprintf(os.Stderr, "exec: %q: %v\n", os.Args[2], err)
