@@ -40,7 +40,8 @@ fi
 # The arm64 guest image is built from Debian's arm64 packages (no emulation
 # needed): apt-get download finds them once the architecture is known.
 update=
-if ! dpkg --print-foreign-architectures | grep -qx arm64 && [ "$(dpkg --print-architecture)" != arm64 ]; then
+host_arch="$(dpkg --print-architecture)"
+if ! dpkg --print-foreign-architectures | grep -qx arm64 && [ "$host_arch" != arm64 ]; then
   $SUDO dpkg --add-architecture arm64
   update=1
 fi
@@ -54,7 +55,7 @@ lists_lack_pins() {
   [ -f "$lock" ] || return 1
   while read -r arch name version _; do
     case "$arch" in ''|'#'*) continue ;; esac
-    [ "$arch" = "$(dpkg --print-architecture)" ] && specs+=("$name=$version")
+    [ "$arch" = "$host_arch" ] && specs+=("$name=$version")
   done <"$lock"
   [ ${#specs[@]} -gt 0 ] || return 1
   # apt-cache exits 0 even when a version is unknown, so compare what it shows.

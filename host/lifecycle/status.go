@@ -72,11 +72,12 @@ func StatusOf(inst *instance.Instance) Status {
 		if bi.AgentSilentSince != nil {
 			s.State = StateUnresponsive
 			s.HypervisorState = bi.HypervisorState
-			s.Hint = fmt.Sprintf("the guest agent has not answered since %s (%s ago): see vmbox logs; vmbox stop stops it",
-				bi.AgentSilentSince.Format(time.TimeOnly), time.Since(*bi.AgentSilentSince).Round(time.Second))
 			if bi.HypervisorState != "" {
 				s.Hint = fmt.Sprintf("the hypervisor is not running the guest (%s) and its agent has not answered since %s: vmbox stop stops it",
 					hypervisorStateWords(bi.HypervisorState), bi.AgentSilentSince.Format(time.TimeOnly))
+			} else {
+				s.Hint = fmt.Sprintf("the guest agent has not answered since %s (%s ago): see vmbox logs; vmbox stop stops it",
+					bi.AgentSilentSince.Format(time.TimeOnly), time.Since(*bi.AgentSilentSince).Round(time.Second))
 			}
 		}
 	}

@@ -439,10 +439,6 @@ func TestStartHostForwardTaken(t *testing.T) {
 // QEMU under TCG, so the test needs no KVM.
 func TestStartWithoutArchCapabilities(t *testing.T) {
 	g := echoGuest(t, "amd64")
-	real, err := New(Options{}).binary("amd64")
-	if err != nil {
-		t.Fatal(err)
-	}
 	// Under TCG the microvm guest needs to be told its TSC's frequency,
 	// which a command line made for KVM leaves out.
 	tcg := KernelCmdline(KernelParams{Arch: "amd64", Accel: AccelTCG, TSCKHz: New(Options{}).guestTSC()})
@@ -454,11 +450,9 @@ func TestStartWithoutArchCapabilities(t *testing.T) {
 		}
 	}
 	tcgTimingWords := strings.Join(extra, " ")
-	dir := t.TempDir()
-	argsLog := filepath.Join(dir, "args.log")
-	fake := filepath.Join(dir, "qemu")
-	script := `#!/bin/sh
-echo "$*" >> ` + argsLog + `
+	argsLog := filepath.Join(t.TempDir(), "args.log")
+	fake := fakeQEMU(t, func(real string) string {
+		return `echo "$*" >> ` + argsLog + `
 case " $* " in
 *" host,-arch-capabilities "*) ;;
 *" host "*) echo "qemu-system-x86_64: error: failed to set MSR 0x10a to 0x69" >&2; kill -ABRT $$ ;;
@@ -476,9 +470,7 @@ for a do
 done
 exec ` + real + ` "$@"
 `
-	if err := os.WriteFile(fake, []byte(script), 0o755); err != nil {
-		t.Fatal(err)
-	}
+	})
 	d := New(Options{Binary: fake, Accel: AccelKVM})
 	spec := testSpec(t, g, t.TempDir())
 	vm := startVM(t, d, spec)
@@ -508,14 +500,7 @@ exec ` + real + ` "$@"
 // "internal-error" after KVM fails.
 func TestDialAgentEndsWhenTheGuestHalts(t *testing.T) {
 	g := echoGuest(t, "amd64")
-	real, err := New(Options{}).binary("amd64")
-	if err != nil {
-		t.Fatal(err)
-	}
-	fake := filepath.Join(t.TempDir(), "qemu")
-	if err := os.WriteFile(fake, []byte("#!/bin/sh\nexec "+real+" \"$@\" -no-shutdown\n"), 0o755); err != nil {
-		t.Fatal(err)
-	}
+	fake := fakeQEMU(t, func(real string) string { return "exec " + real + " \"$@\" -no-shutdown\n" })
 	spec := testSpec(t, g, t.TempDir())
 	spec.Initrds = nil
 	vm := startVM(t, New(Options{Binary: fake}), spec)
@@ -530,4 +515,20 @@ func TestDialAgentEndsWhenTheGuestHalts(t *testing.T) {
 		t.Fatalf("DialAgent = %v, want an error naming run state shutdown", err)
 	}
 	t.Log(err)
+}
+
+// fakeQEMU writes a shell script that stands in for QEMU and returns its
+// path; body, given the real amd64 QEMU's path, is the script after its
+// #! line.
+func fakeQEMU(t *testing.T, body func(real string) string) string {
+	t.Helper()
+	real, err := New(Options{}).binary("amd64")
+	if err != nil {
+		t.Fatal(err)
+	}
+	fake := filepath.Join(t.TempDir(), "qemu")
+	if err := os.WriteFile(fake, []byte("#!/bin/sh\n"+body(real)), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	return fake
 }
