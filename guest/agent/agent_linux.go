@@ -27,6 +27,10 @@ type Agent struct {
 	Containers Handler
 	// Trim, when set, returns the space removals free to the host.
 	Trim *Trimmer
+	// WaitDataDisk, when set, waits until the VM's data disk is mounted
+	// (starting that if need be): a shell must not see, or write to, the
+	// directory the disk will cover.
+	WaitDataDisk func(context.Context) error
 }
 
 // Serve implements Handler.

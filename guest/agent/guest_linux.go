@@ -45,7 +45,16 @@ func runGuest(log *slog.Logger) error {
 	log.Info("booted", "timings", sys.Timings().String())
 	shutdown := make(chan struct{})
 	var once sync.Once
-	a := &Agent{Log: log, Shutdown: func() { once.Do(func() { close(shutdown) }) }}
+	a := &Agent{
+		Log:      log,
+		Shutdown: func() { once.Do(func() { close(shutdown) }) },
+		WaitDataDisk: func(ctx context.Context) error {
+			if _, err := sys.WaitDataDisk(ctx); err != nil {
+				return fmt.Errorf("the data disk (%s) is not mounted: %w", vmconfig.DataMountPoint, err)
+			}
+			return nil
+		},
+	}
 	// PID 1 forwards shutdown requests (its own signals, the power
 	// button) as SIGTERM: shut down as for the host's request.
 	sigterm := make(chan os.Signal, 1)
@@ -55,8 +64,10 @@ func runGuest(log *slog.Logger) error {
 		log.Info("SIGTERM")
 		a.Shutdown()
 	}()
-	// The data disk may still be formatting; operations that need the
-	// engine wait for it, the others (version, shell) do not.
+	// The data disk is mounted, and the engine opened, once the host has
+	// finished the start (below, a first boot waits for the format):
+	// operations that need the engine wait for it, the others (version,
+	// shell, host folders) do not.
 	ports := newHostPorts(log, api.DockerSocket)
 	folders := newHostFolders(log, sys.Modules.EnsureModule)
 	defer folders.Close()
@@ -148,7 +159,7 @@ func runGuest(log *slog.Logger) error {
 	// Never cut a first format short: an interrupted one leaves the disk
 	// unusable until formatted again.
 	wctx, cancel := context.WithTimeout(ctx, time.Minute)
-	sys.WaitDataDisk(wctx)
+	sys.SettleDataDisk(wctx)
 	cancel()
 	closeEngine()
 	pctx, cancel := context.WithTimeout(ctx, 10*time.Second)

@@ -25,6 +25,12 @@ func (a *Agent) shell(ctx context.Context, s *Session, args api.ShellArgs) int {
 	if len(argv) == 0 {
 		argv = []string{"/bin/sh", "-l"}
 	}
+	if a.WaitDataDisk != nil {
+		if err := a.WaitDataDisk(ctx); err != nil {
+			// The shell is how a broken disk is looked into: it runs.
+			fmt.Fprintf(s.Stderr, "vmbox shell: warning: %v\n", err)
+		}
+	}
 	path, err := exec.LookPath(argv[0])
 	if err != nil {
 		fmt.Fprintf(s.Stderr, "vmbox shell: %s: command not found\n", argv[0])

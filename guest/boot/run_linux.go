@@ -7,14 +7,16 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"sync"
 	"time"
 
 	"github.com/vmbox/vmbox/guest/api/vmconfig"
 )
 
 // System is the booted guest. Run returns it once what the first request
-// needs is in place; networking and the data disk finish in the background
-// (wait for them with WaitNetwork and WaitDataDisk).
+// needs is in place; networking finishes in the background (wait for it
+// with WaitNetwork), and the data disk is prepared when first waited for
+// (WaitDataDisk).
 type System struct {
 	Config  *vmconfig.Config
 	cmdline kernelCmdline
@@ -23,6 +25,7 @@ type System struct {
 	Modules *ModuleLoader
 
 	timings  *Timings
+	bg       context.Context // background steps; cancelled by Close
 	bgCancel context.CancelFunc
 	logf     func(format string, args ...any)
 
@@ -30,18 +33,22 @@ type System struct {
 	net     *network
 	netErr  error
 
-	diskDone chan struct{}
-	disk     *DataDisk
-	diskErr  error
+	diskStart sync.Once
+	diskDone  chan struct{}
+	disk      *DataDisk
+	diskErr   error
 }
 
 // Run boots the guest as far as serving needs and returns: kernel file
 // systems and cgroup2 are mounted, the hostname and clock are set, and the
 // configured modules are loaded (so the network interface or vsock can be
-// found). Independent steps run concurrently. Networking and the data disk
-// continue in the background, as does DHCP renewal until Close; a failure
-// there is reported by WaitNetwork or WaitDataDisk, not by Run. ctx bounds
-// only the steps Run waits for.
+// found). Independent steps run concurrently. Networking continues in the
+// background, as does DHCP renewal until Close; a failure there is
+// reported by WaitNetwork, not by Run. The data disk waits for its first
+// WaitDataDisk, which the agent makes once the host has finished the
+// start: an emulated guest boots on one CPU, where probing and mounting
+// the disk meanwhile would only delay the agent's answers. ctx bounds only
+// the steps Run waits for.
 //
 // Call it in the agent process for which Init returned true.
 func Run(ctx context.Context, cfg *vmconfig.Config) (*System, error) {
@@ -104,9 +111,8 @@ func Run(ctx context.Context, cfg *vmconfig.Config) (*System, error) {
 	}
 
 	bg, cancel := context.WithCancel(context.WithoutCancel(ctx))
-	s.bgCancel = cancel
+	s.bg, s.bgCancel = bg, cancel
 	go s.bootNetwork(bg)
-	go s.bootDataDisk(bg)
 	t.Add("boot (until serving)", start)
 	return s, nil
 }
@@ -180,16 +186,45 @@ func (s *System) WaitNetwork(ctx context.Context) (NetworkState, error) {
 	return s.net.State(), nil
 }
 
-// WaitDataDisk waits until vmconfig.DataMountPoint is mounted (the data disk, or a
-// tmpfs when there is none and none is required). The engine must call it
-// before opening anything under vmconfig.DataMountPoint.
+// startDataDisk starts preparing the data disk (finding, formatting when
+// fresh, checking and mounting it) in the background, unless that has
+// started already.
+func (s *System) startDataDisk() {
+	s.diskStart.Do(func() { go s.bootDataDisk(s.bg) })
+}
+
+// WaitDataDisk starts preparing the data disk if need be and waits until
+// vmconfig.DataMountPoint is mounted (the data disk, or a tmpfs when there
+// is none and none is required). The engine must call it before opening
+// anything under vmconfig.DataMountPoint.
 func (s *System) WaitDataDisk(ctx context.Context) (*DataDisk, error) {
+	s.startDataDisk()
 	select {
 	case <-s.diskDone:
 	case <-ctx.Done():
 		return nil, fmt.Errorf("wait for data disk: %w", ctx.Err())
 	}
 	return s.disk, s.diskErr
+}
+
+// SettleDataDisk waits, within ctx, for a preparation of the data disk that
+// has started to end, and returns at once if none has: at shutdown, a
+// format must not be cut short, but a disk nobody asked for need not be
+// mounted.
+func (s *System) SettleDataDisk(ctx context.Context) {
+	started := true
+	s.diskStart.Do(func() {
+		started = false
+		s.diskErr = errors.New("the data disk was not mounted: the VM is shutting down")
+		close(s.diskDone)
+	})
+	if !started {
+		return
+	}
+	select {
+	case <-s.diskDone:
+	case <-ctx.Done():
+	}
 }
 
 // OnlineCPUs brings the configured number of CPUs online (Config.CPUs;

@@ -48,10 +48,12 @@ type Driver interface {
 	Name() string
 	// Available reports why the driver cannot run on this host, or nil.
 	Available() error
-	// GuestModules lists the kernel modules a guest of arch must load to
-	// reach the devices this driver gives it: the machine's virtio
-	// transport (virtio-mmio or virtio-pci), the agent's channel, network,
-	// disk and entropy. Dependencies are implied. The host passes them in
+	// GuestModules lists the kernel modules a guest of arch must load
+	// before its agent can answer: the machine's virtio transport
+	// (virtio-mmio or virtio-pci), the agent's channel and network, and
+	// entropy where the CPU has no source of its own. (The guest loads
+	// its disk's driver itself when it mounts the data disk.)
+	// Dependencies are implied. The host passes them in
 	// the guest's instance configuration (vmconfig.Config.Modules),
 	// which it writes before Start.
 	GuestModules(arch string) []string

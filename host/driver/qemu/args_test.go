@@ -166,7 +166,7 @@ func TestGuestLateModules(t *testing.T) {
 		arch string
 		want []string
 	}{
-		{"amd64", []string{"button", "evdev", "virtio_balloon"}},
+		{"amd64", []string{"button", "evdev", "virtio_balloon", "virtio_rng"}},
 		{"arm64", []string{"evdev", "virtio_balloon"}},
 	} {
 		if got := d.GuestLateModules(tt.arch); !slices.Equal(got, tt.want) {
@@ -178,16 +178,15 @@ func TestGuestLateModules(t *testing.T) {
 func TestGuestModules(t *testing.T) {
 	d := New(Options{})
 	tests := []struct {
-		arch, transport string
+		arch string
+		want []string
 	}{
-		{"amd64", "virtio_mmio"},
-		{"arm64", "virtio_pci"},
+		{"amd64", []string{"virtio_mmio", "virtio_net"}},
+		{"arm64", []string{"virtio_pci", "virtio_rng", "virtio_net"}},
 	}
 	for _, tt := range tests {
-		got := d.GuestModules(tt.arch)
-		want := []string{tt.transport, "virtio_rng", "virtio_net", "virtio_blk"}
-		if !slices.Equal(got, want) {
-			t.Errorf("GuestModules(%s) = %v, want %v", tt.arch, got, want)
+		if got := d.GuestModules(tt.arch); !slices.Equal(got, tt.want) {
+			t.Errorf("GuestModules(%s) = %v, want %v", tt.arch, got, tt.want)
 		}
 	}
 }

@@ -132,21 +132,24 @@ func (d *Driver) GuestNetwork() vmconfig.Network {
 	return vmconfig.Network{Mode: vmconfig.NetworkStatic, Address: SlirpGuestAddress, Gateway: SlirpGateway, DNS: []string{SlirpDNS}, ProxyARP: true}
 }
 
-// GuestModules are the modules for the devices Args gives a guest of arch:
-// virtio-mmio on x86's microvm, virtio-pci on arm64's virt machine, then
-// network (the agent's channel too), disk and RNG.
+// GuestModules are the modules for the devices the agent's first answer
+// needs: virtio-mmio on x86's microvm, virtio-pci on arm64's virt
+// machine, then the network (the agent's channel too). On arm64 the RNG
+// comes first as well: without it the kernel's random pool may not be
+// ready for the agent's SSH keys. An x86 CPU (RDRAND) has seeded the pool
+// before init runs, so there the RNG is late. The disk's driver is loaded
+// when the guest mounts its data disk, after the start.
 func (d *Driver) GuestModules(arch string) []string {
-	transport := "virtio_mmio"
 	if arch == "arm64" {
-		transport = "virtio_pci"
+		return []string{"virtio_pci", "virtio_rng", "virtio_net"}
 	}
-	return []string{transport, "virtio_rng", "virtio_net", "virtio_blk"}
+	return []string{"virtio_mmio", "virtio_net"}
 }
 
 // GuestLateModules are the power button's drivers, which RequestStop
 // needs: ACPI's button on x86 microvm and evdev, through which the guest's
 // init reads the key; then the memory balloon, whose free page reporting
-// returns freed guest memory to the host. On arm64 virt (no ACPI without
+// returns freed guest memory to the host, and on x86 the RNG. On arm64 virt (no ACPI without
 // firmware) the button would be gpio-keys on the PL061 GPIO, but Debian's
 // cloud arm64 kernel has no gpio-keys driver, built in or as a module: an
 // arm64 guest has no power button, and a stop that the agent does not
@@ -155,7 +158,7 @@ func (d *Driver) GuestLateModules(arch string) []string {
 	if arch == "arm64" {
 		return []string{"evdev", "virtio_balloon"}
 	}
-	return []string{"button", "evdev", "virtio_balloon"}
+	return []string{"button", "evdev", "virtio_balloon", "virtio_rng"}
 }
 
 // GuestAgent is TCP on api.AgentPort: Args forwards a host loopback port
