@@ -435,6 +435,17 @@ func TestUserWorkdirEnv(t *testing.T) {
 	}
 }
 
+// TestEngineGODEBUGStaysOut checks that the engine's GODEBUG, which its
+// containers' inits run with, does not reach the containers' processes.
+func TestEngineGODEBUGStaysOut(t *testing.T) {
+	t.Setenv("GODEBUG", "cpu.sse42=off")
+	r := newRuntime(t, container.Options{})
+	s := spec(t, "sh", "-c", `echo "[$GODEBUG]"`)
+	if res := mustRun(t, r, s); res.stdout != "[]\n" {
+		t.Errorf("GODEBUG in the container: %q (stderr %q)", res.stdout, res.stderr)
+	}
+}
+
 func TestSignals(t *testing.T) {
 	r := newRuntime(t, container.Options{})
 	// PID 1 reacts only to signals it handles: this one exits 143 on TERM.

@@ -132,8 +132,7 @@ func (r *Runtime) spawnInto(cg cgroup, hostNet bool) (*helper, error) {
 		}
 	}
 	proc, err := os.StartProcess("/proc/self/exe", []string{nsinit.Arg0}, &os.ProcAttr{
-		// The init's Go runtime only needs one P and never needs a GC.
-		Env:   []string{nsinit.Env + "=" + mode, "GOMAXPROCS=1", "GOGC=off"},
+		Env:   helperEnv(mode, os.Getenv("GODEBUG")),
 		Files: []*os.File{r.devnull, r.devnull, os.Stderr, child},
 		Sys:   sys,
 	})
@@ -202,4 +201,16 @@ func sleepBackoff(i int) {
 		d = 20 * time.Millisecond
 	}
 	time.Sleep(d)
+}
+
+// helperEnv is the environment of a container's init, this same binary:
+// its Go runtime only needs one P and never needs a GC, and it runs with
+// the engine's GODEBUG (in the VM, what the driver chose for its CPU). The
+// container's processes get their own environment, never this one.
+func helperEnv(mode, godebug string) []string {
+	env := []string{nsinit.Env + "=" + mode, "GOMAXPROCS=1", "GOGC=off"}
+	if godebug != "" {
+		env = append(env, "GODEBUG="+godebug)
+	}
+	return env
 }

@@ -19,9 +19,9 @@ func TestKernelCmdline(t *testing.T) {
 		p    KernelParams
 		want string
 	}{
-		{"amd64 tcg 1 cpu", KernelParams{Arch: "amd64", Accel: AccelTCG, CPUs: 1, TSCKHz: 2096023}, tcgX86},
-		{"amd64 tcg 2 cpus", KernelParams{Arch: "amd64", Accel: AccelTCG, CPUs: 2, TSCKHz: 2096023}, tcgX86 + " maxcpus=1"},
-		{"amd64 tcg unknown tsc", KernelParams{Arch: "amd64", Accel: AccelTCG, CPUs: 1}, plainX86},
+		{"amd64 tcg 1 cpu", KernelParams{Arch: "amd64", Accel: AccelTCG, CPUs: 1, TSCKHz: 2096023}, tcgX86 + " GODEBUG=cpu.sse42=off"},
+		{"amd64 tcg 2 cpus", KernelParams{Arch: "amd64", Accel: AccelTCG, CPUs: 2, TSCKHz: 2096023}, tcgX86 + " GODEBUG=cpu.sse42=off maxcpus=1"},
+		{"amd64 tcg unknown tsc", KernelParams{Arch: "amd64", Accel: AccelTCG, CPUs: 1}, plainX86 + " GODEBUG=cpu.sse42=off"},
 		{"amd64 kvm", KernelParams{Arch: "amd64", Accel: AccelKVM, CPUs: 4, TSCKHz: 2096023}, plainX86},
 		{"amd64 hvf", KernelParams{Arch: "amd64", Accel: AccelHVF, CPUs: 2, TSCKHz: 2096023}, plainX86},
 		{"amd64 whpx keeps timing words for the tcg fallback", KernelParams{Arch: "amd64", Accel: AccelWHPX, CPUs: 2, TSCKHz: 2096023}, tcgX86},
