@@ -9,7 +9,8 @@ import (
 
 func TestKernelCmdline(t *testing.T) {
 	const common = "cryptomgr.notests rcupdate.rcu_expedited=1 mitigations=off rodata=off " +
-		"watchdog_thresh=60 sysctl.vm.compaction_proactiveness=0 transparent_hugepage=madvise sysctl.vm.stat_interval=10 psi=0"
+		"watchdog_thresh=60 sysctl.vm.compaction_proactiveness=0 transparent_hugepage=madvise sysctl.vm.stat_interval=10 psi=0 " +
+		"sysctl.net.ipv4.neigh.default.interval_probe_time_ms=3600000 sysctl.net.ipv6.neigh.default.interval_probe_time_ms=3600000"
 	const tcgX86 = "console=ttyS0 quiet panic=-1 tsc=reliable lpj=8384092 no_timer_check " +
 		common + " 8250.nr_uarts=1 tsc_early_khz=2096023"
 	const plainX86 = "console=ttyS0 quiet panic=-1 " + common + " 8250.nr_uarts=1"
