@@ -66,8 +66,8 @@ func runGuest(log *slog.Logger) error {
 	}()
 	// The data disk is mounted, and the engine opened, once the host has
 	// finished the start (below, a first boot waits for the format):
-	// operations that need the engine wait for it, the others (version,
-	// shell, host folders) do not.
+	// operations that need the engine wait for it; a shell waits for the
+	// disk only; version and host folders wait for neither.
 	ports := newHostPorts(log, api.DockerSocket)
 	folders := newHostFolders(log, sys.Modules.EnsureModule)
 	defer folders.Close()

@@ -29,7 +29,7 @@ func TestGuestModulesShipped(t *testing.T) {
 		}
 		d := New(Options{})
 		// virtio_blk: the guest loads it itself to mount its data disk.
-		for _, mod := range append(append(d.GuestModules(arch), d.GuestLateModules(arch)...), "virtio_blk") {
+		for _, mod := range slices.Concat(d.GuestModules(arch), d.GuestLateModules(arch), []string{"virtio_blk"}) {
 			if !slices.Contains(m.Modules.Shipped, mod) && !slices.Contains(m.Modules.Builtin, mod) {
 				t.Errorf("%s image ships no module %s", arch, mod)
 			}

@@ -149,11 +149,11 @@ func (d *Driver) GuestModules(arch string) []string {
 // GuestLateModules are the power button's drivers, which RequestStop
 // needs: ACPI's button on x86 microvm and evdev, through which the guest's
 // init reads the key; then the memory balloon, whose free page reporting
-// returns freed guest memory to the host, and on x86 the RNG. On arm64 virt (no ACPI without
-// firmware) the button would be gpio-keys on the PL061 GPIO, but Debian's
-// cloud arm64 kernel has no gpio-keys driver, built in or as a module: an
-// arm64 guest has no power button, and a stop that the agent does not
-// take goes on to QMP quit.
+// returns freed guest memory to the host, and on x86 the RNG. On arm64
+// virt (no ACPI without firmware) the button would be gpio-keys on the
+// PL061 GPIO, but Debian's cloud arm64 kernel has no gpio-keys driver,
+// built in or as a module: an arm64 guest has no power button, and a stop
+// that the agent does not take goes on to QMP quit.
 func (d *Driver) GuestLateModules(arch string) []string {
 	if arch == "arm64" {
 		return []string{"evdev", "virtio_balloon"}
