@@ -25,22 +25,39 @@ import (
 const floorReady = "vmbox-floor-ready"
 
 // floorInitC says it is up on the console, then sleeps for ever: the least
-// an init can do.
+// an init can do. Built with ONLINE_CPUS it first brings online the vCPUs
+// that the kernel command line's maxcpus=1 left offline, as vmbox's agent
+// does once it is ready, so that an idle floor runs on as many vCPUs as an
+// idle instance.
 const floorInitC = `#include <fcntl.h>
+#include <stdio.h>
 #include <sys/mount.h>
 #include <sys/stat.h>
 #include <unistd.h>
 int main(void) {
 	mkdir("/dev", 0755);
 	mount("devtmpfs", "/dev", "devtmpfs", 0, 0);
+#ifdef ONLINE_CPUS
+	mkdir("/sys", 0755);
+	mount("sysfs", "/sys", "sysfs", 0, 0);
+	for (int cpu = 1;; cpu++) {
+		char path[64];
+		snprintf(path, sizeof path, "/sys/devices/system/cpu/cpu%d/online", cpu);
+		int on = open(path, O_WRONLY);
+		if (on < 0) break;
+		write(on, "1", 1);
+		close(on);
+	}
+#endif
 	int fd = open("/dev/console", O_WRONLY);
 	write(fd, "` + floorReady + `\n", sizeof "` + floorReady + `");
 	for (;;) pause();
 }
 `
 
-// floorInitrd builds the floor's initramfs: /init only.
-func floorInitrd(tb testing.TB) string {
+// floorInitrd builds the floor's initramfs: /init only, which brings every
+// vCPU online first when allCPUs is set.
+func floorInitrd(tb testing.TB, allCPUs bool) string {
 	tb.Helper()
 	if _, err := exec.LookPath("gcc"); err != nil {
 		tb.Skip("gcc is not installed (make deps installs it): the floor's init is C")
@@ -49,7 +66,11 @@ func floorInitrd(tb testing.TB) string {
 	src := filepath.Join(dir, "init.c")
 	os.WriteFile(src, []byte(floorInitC), 0o644)
 	bin := filepath.Join(dir, "init")
-	if out, err := exec.Command("gcc", "-static", "-Os", "-s", "-o", bin, src).CombinedOutput(); err != nil {
+	args := []string{"-static", "-Os", "-s", "-o", bin, src}
+	if allCPUs {
+		args = append(args, "-DONLINE_CPUS")
+	}
+	if out, err := exec.Command("gcc", args...).CombinedOutput(); err != nil {
 		tb.Fatalf("build the floor init: %v: %s", err, out)
 	}
 	code, err := os.ReadFile(bin)
@@ -73,10 +94,11 @@ func floorInitrd(tb testing.TB) string {
 
 // floorVM boots the floor with the resources the vmbox benchmarks give
 // their instances and returns it once its init has spoken, with the time
-// that took from asking the driver.
-func floorVM(tb testing.TB, image string, cpus, memoryMiB int) (driver.VM, time.Duration) {
+// that took from asking the driver; with allCPUs its init brings every vCPU
+// online before it speaks.
+func floorVM(tb testing.TB, image string, cpus, memoryMiB int, allCPUs bool) (driver.VM, time.Duration) {
 	tb.Helper()
-	initrd := floorInitrd(tb)
+	initrd := floorInitrd(tb, allCPUs)
 	dir, err := os.MkdirTemp("", "vmbox-floor")
 	if err != nil {
 		tb.Fatal(err)
