@@ -88,19 +88,18 @@ func BenchmarkIdleCPU(b *testing.B) {
 	_, hv := e.bootInfo("idlecpu")
 	vmbox := idleShare(b, hv, time.Minute)
 	e.must("stop", "--name", "idlecpu")
-	floors := map[bool]float64{}
-	for _, allCPUs := range []bool{false, true} {
+	floorIdle := func(allCPUs bool) float64 {
 		vm, _ := floorVM(b, e.image, 2, 2048, allCPUs)
+		defer func() { vm.Kill(); vm.Wait() }()
 		time.Sleep(10 * time.Second)
-		floors[allCPUs] = idleShare(b, vm.Pid(), time.Minute)
-		vm.Kill()
-		vm.Wait()
+		return idleShare(b, vm.Pid(), time.Minute)
 	}
+	floor, floorAllCPUs := floorIdle(false), floorIdle(true)
 	b.ReportMetric(100*vmbox, "cpu-%")
-	b.ReportMetric(100*floors[false], "floor-cpu-%")
-	b.ReportMetric(vmbox/floors[false], "x-floor")
-	b.ReportMetric(100*floors[true], "floor-all-vcpus-cpu-%")
-	b.ReportMetric(vmbox/floors[true], "x-floor-all-vcpus")
+	b.ReportMetric(100*floor, "floor-cpu-%")
+	b.ReportMetric(vmbox/floor, "x-floor")
+	b.ReportMetric(100*floorAllCPUs, "floor-all-vcpus-cpu-%")
+	b.ReportMetric(vmbox/floorAllCPUs, "x-floor-all-vcpus")
 }
 
 // busyboxInstance starts instance name (2 GiB) with busybox pulled from a
