@@ -191,7 +191,10 @@ type status struct {
 	// HypervisorState is set while the agent is silent and the
 	// hypervisor does not run the guest.
 	HypervisorState string `json:"hypervisorState"`
-	Hint            string `json:"hint"`
+	// IdlePausedSince is set while the host process holds the VM paused
+	// because nothing used it.
+	IdlePausedSince *time.Time `json:"idlePausedSince"`
+	Hint            string     `json:"hint"`
 }
 
 func (e *env) status(name string) status {

@@ -313,6 +313,84 @@ func TestVMHealth(t *testing.T) {
 		signalEnds(t, e, syscall.SIGTERM, 3*time.Second, after(2*time.Second), nil, "stop", "--name", name, "-t", "60")
 		e.must("stop", "--name", name, "-t", "0")
 	})
+
+	t.Run("an unused VM is paused and every use resumes it", func(t *testing.T) {
+		e.must("stop", "--name", name) // when run alone; the settings apply at a start
+		e.must("start", "--name", name, "--idle-pause", "5s")
+		qmp := qemu.QMPSocket(filepath.Join(e.home, name))
+		waitIdlePaused := func(what string) {
+			t.Helper()
+			deadline := time.Now().Add(45 * time.Second)
+			for e.status(name).IdlePausedSince == nil {
+				if time.Now().After(deadline) {
+					b, _ := os.ReadFile(filepath.Join(e.home, name, "hostproc.log"))
+					t.Fatalf("%s: not paused 45 s later; host process log:\n%s", what, lastLines(string(b), 8))
+				}
+				time.Sleep(500 * time.Millisecond)
+			}
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			defer cancel()
+			raw, err := qemu.QMP(ctx, qmp, "query-status", nil)
+			if err != nil || !strings.Contains(string(raw), `"paused"`) {
+				t.Fatalf("%s: status says paused while idle, QEMU says %s (%v)", what, raw, err)
+			}
+		}
+		waitIdlePaused("after the start")
+		if r := e.must("status", "--name", name); !strings.Contains(r.stdout, "paused while idle") || r.stderr != "" {
+			t.Errorf("status of a VM paused while idle: %s", r)
+		}
+		// The guest's clock stood still while it was paused; the use that
+		// resumes it (here a forwarded request) sees it set already.
+		time.Sleep(6 * time.Second)
+		if d := guestClockDrift(t, e, name); d < -time.Second || d > time.Second {
+			t.Errorf("the first request after a pause of 6 s or more found the guest clock %s off", d)
+		}
+		if st := e.status(name); st.IdlePausedSince != nil || st.State != "running" {
+			t.Errorf("after a use: %+v", st)
+		}
+
+		// An operation (a channel) resumes it; a running container keeps
+		// it running.
+		waitIdlePaused("after a request")
+		archive := filepath.Join(t.TempDir(), "busybox.tar")
+		f, err := os.Create(archive)
+		if err != nil {
+			t.Fatal(err)
+		}
+		imagetest.WriteDockerArchive(t, f, map[string]v1.Image{"idlebox:latest": imagetest.BusyboxImage(t)})
+		f.Close()
+		e.must("load", "--name", name, "-i", archive)
+		// run's --name is the container's: the instance goes by variable.
+		in := *e
+		in.extra = append(append([]string(nil), e.extra...), "VMBOX_INSTANCE="+name)
+		in.must("run", "-d", "--name", "awake", "idlebox:latest", "sleep", "600")
+		time.Sleep(20 * time.Second)
+		if st := e.status(name); st.IdlePausedSince != nil {
+			t.Errorf("paused while a container runs: %+v", st)
+		}
+		in.must("rm", "-f", "awake")
+
+		// A Docker API client resumes it.
+		waitIdlePaused("after the container was removed")
+		cli := dockerClient{t: t, bin: dockerCLIs["cli28"], host: e.status(name).DockerHost, cfg: t.TempDir()}
+		if r := cli.run("", "images", "--format", "{{.Repository}}"); r.code != 0 || !strings.Contains(r.stdout, "idlebox") {
+			t.Errorf("docker images on a VM paused while idle: %s", r)
+		}
+
+		// Stop resumes it for a clean shutdown, in its usual time.
+		waitIdlePaused("after the Docker client")
+		start := time.Now()
+		e.must("stop", "--name", name)
+		if took := time.Since(start); took > 10*time.Second {
+			t.Errorf("stop of a VM paused while idle took %s", took)
+		}
+		b, _ := os.ReadFile(filepath.Join(e.home, name, "hostproc.log"))
+		log := string(b)
+		log = log[max(0, strings.LastIndex(log, "VM paused while idle")):]
+		if !strings.Contains(log, "VM resumed") || !strings.Contains(log, "VM stopped") || strings.Contains(log, "power button") {
+			t.Errorf("stop of a VM paused while idle was not a clean shutdown after a resume:\n%s", lastLines(log, 8))
+		}
+	})
 }
 
 func lastLines(s string, n int) string {

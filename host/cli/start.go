@@ -22,6 +22,7 @@ type startOptions struct {
 	arch      string
 	mounts    []string
 	mountType string
+	idlePause string
 	timeout   time.Duration
 }
 
@@ -55,6 +56,7 @@ func addInstanceFlags(c *cobra.Command, o *startOptions) {
 	c.Flags().StringVar(&o.driver, "driver", "", "hypervisor driver: qemu or vz (default: the best available)")
 	c.Flags().StringVar(&o.arch, "arch", runtime.GOARCH, "guest architecture: amd64 or arm64")
 	c.Flags().StringVar(&o.mountType, "mount-type", instance.MountTypeAuto, "how shared folders' file contents reach the VM: auto (virtiofs where the hypervisor serves it: vz, or QEMU on Linux as root; else sftp) or sftp (over the VM's SSH channel)")
+	c.Flags().StringVar(&o.idlePause, "idle-pause", instance.DefaultIdlePause.String(), "pause the VM once nothing has used it for this long (no command or Docker client connected, no container running); the next use resumes it. 0 never pauses")
 	c.Flags().StringArrayVar(&o.mounts, "mount", nil, "share a host folder into the VM at the same path, HOSTDIR[:ro] (repeatable; replaces the instance's earlier --mount folders; \"none\" clears them); your home and temporary directories are always shared")
 }
 
@@ -89,6 +91,9 @@ func (o startOptions) settings(changed func(string) bool) (lifecycle.Settings, e
 	}
 	if changed("mount-type") {
 		s.MountType = &o.mountType
+	}
+	if changed("idle-pause") {
+		s.IdlePause = &o.idlePause
 	}
 	if changed("mount") {
 		mounts := []instance.Mount{}

@@ -69,6 +69,9 @@ func (a *app) statusCommand() *cobra.Command {
 					}
 					fmt.Fprintf(a.stdout, "shared folder: %s (%s, %s)\n", m.HostPath, access, via)
 				}
+				if s.IdlePausedSince != nil {
+					fmt.Fprintf(a.stdout, "paused while idle since %s: the next command resumes it\n", s.IdlePausedSince.Format(time.TimeOnly))
+				}
 				if s.EmulatedBecause != "" {
 					fmt.Fprintf(a.stdout, "emulated CPU (%s): %s\n", s.Accelerator, s.EmulatedBecause)
 				}

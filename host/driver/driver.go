@@ -115,6 +115,15 @@ type RunStateReporter interface {
 	RunState(ctx context.Context) (string, error)
 }
 
+// Pauser is a VM whose hypervisor can stop running the guest, keeping all
+// of its state, and run it again: a paused guest costs the host no CPU.
+// The guest's clocks stop while it is paused; its wall clock needs
+// setting afterwards.
+type Pauser interface {
+	Pause(ctx context.Context) error
+	Resume(ctx context.Context) error
+}
+
 // EmulationExplainer is a VM that can say why its CPU is emulated where
 // the host has a hardware accelerator the user may expect (QEMU's TCG
 // instead of KVM or HVF): "" when it is not, or when emulation was asked

@@ -28,6 +28,15 @@ func (r *Relay) relayDocker(ctx context.Context, c net.Conn) {
 	// direction and closes the channel too.
 	stop := context.AfterFunc(ctx, func() { c.Close() })
 	defer stop()
+	done, err := r.use(ctx)
+	if err != nil {
+		if r.Log != nil {
+			r.Log.Warn("Docker API connection not relayed", "err", err)
+		}
+		c.Close()
+		return
+	}
+	defer done()
 	if r.Admit != nil {
 		if err := r.Admit(); err != nil {
 			// A Docker client has no way to read an SSH refusal; a closed

@@ -19,6 +19,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/vmbox/vmbox/guest/api"
 	"github.com/vmbox/vmbox/guest/api/sshproto"
 	"github.com/vmbox/vmbox/host/driver"
 	"github.com/vmbox/vmbox/host/instance"
@@ -204,6 +205,12 @@ func Run(ctx context.Context, o Options) (err error) {
 		// half-close: each Docker connection would try one in vain.
 		relay.Gateway = &portfwd.StreamDialer{Dial: vm.DialForward, Token: published.token}
 	}
+	var pauser *idlePauser
+	if pv, ok := vm.(driver.Pauser); ok && inst.Config.IdlePauseAfter() > 0 {
+		pauser = newIdlePauser(pv, inst.Config.IdlePauseAfter(), agentHasContainers(agent), mon.setIdlePaused, log)
+		relay.Use = pauser.use
+		go pauser.run(mctx)
+	}
 	go relay.Serve(mctx, ln)
 	go relay.ServeDocker(mctx, dockerLn)
 	if err := inst.WriteBootInfo(info); err != nil {
@@ -241,9 +248,23 @@ func Run(ctx context.Context, o Options) (err error) {
 	case timeout = <-stopReqs:
 		log.Info("stopping VM on request", "timeout", timeout)
 	}
+	if pauser != nil {
+		pauser.close(context.Background())
+	}
 	sd := &shutdown{vm: vm, exited: exited, agent: agent, silent: mon.Silent, log: log, hurry: stopReqs}
 	sd.run(timeout)
 	return nil
+}
+
+// agentHasContainers asks the agent whether any container runs.
+func agentHasContainers(agent *sshclient.Client) func(context.Context) (bool, error) {
+	return func(ctx context.Context) (bool, error) {
+		var running []api.ContainerSummary
+		if err := agent.Call(ctx, api.OpPs, api.PsArgs{}, &running); err != nil {
+			return false, fmt.Errorf("list running containers: %w", err)
+		}
+		return len(running) > 0, nil
+	}
 }
 
 // connectAgent dials the agent until it answers the SSH handshake and a ping.

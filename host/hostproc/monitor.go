@@ -2,6 +2,7 @@ package hostproc
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"sync"
@@ -30,6 +31,10 @@ const (
 // to a paused guest waits for its answer until the guest runs again).
 const stateCheckTimeout = 2 * time.Second
 
+// resumeClockLimit bounds the wait for a resumed guest to take the host's
+// time before the use that resumed it goes on.
+const resumeClockLimit = 2 * time.Second
+
 // monitor watches the agent through the one SSH connection: a ping every
 // sshproto.PingInterval (sooner after the host's clock jumped), a record of
 // silence in the boot marker, and clock correction.
@@ -51,6 +56,7 @@ type monitor struct {
 	lastPing   time.Time
 	pinging    bool
 	silent     bool
+	idlePaused bool          // the host process paused the guest (idlePauser)
 	checking   bool          // a runState question is in flight
 	wake       chan struct{} // asks the loop to ping now
 }
@@ -89,7 +95,7 @@ func (m *monitor) run(ctx context.Context) {
 		}
 		prev = now
 		m.mu.Lock()
-		due := !m.pinging && (forced || now.Sub(m.lastPing) >= m.interval)
+		due := !m.pinging && !m.idlePaused && (forced || now.Sub(m.lastPing) >= m.interval)
 		if due {
 			m.pinging, m.lastPing = true, now
 		}
@@ -144,11 +150,59 @@ func (m *monitor) ping(ctx context.Context) {
 	m.log.Info("guest clock corrected", "drift", drift.Round(time.Millisecond))
 }
 
+// setIdlePaused records in the boot marker that the host process paused
+// the guest (since is when) or resumed it (nil). A paused guest is neither
+// pinged nor counted silent; once resumed, its silence counts from then,
+// and a ping at once sets its clock, which stood still while it was paused.
+func (m *monitor) setIdlePaused(since *time.Time) {
+	m.mu.Lock()
+	m.idlePaused = since != nil
+	m.info.IdlePausedSince = since
+	if since == nil {
+		m.lastAnswer = time.Now()
+	}
+	if err := m.inst.WriteBootInfo(m.info); err != nil {
+		m.log.Warn("write boot marker", "err", err)
+	}
+	m.mu.Unlock()
+	if since == nil {
+		// Before the use that resumed the guest goes on: what it does
+		// there should not see the time the guest stood still.
+		m.setClock(resumeClockLimit)
+		m.pingNow()
+	}
+}
+
+// setClock sets the guest's clock to the host's, waiting at most limit for
+// the agent to take it. The guest's clock ends up behind by the request's
+// one-way trip (milliseconds); the next ping measures and corrects that.
+func (m *monitor) setClock(limit time.Duration) {
+	res := make(chan error, 1)
+	go func() {
+		ok, _, err := m.conn.SendRequest(sshproto.ReqSetTime, true, ssh.Marshal(sshproto.NewClock(time.Now())))
+		if err == nil && !ok {
+			err = errors.New("refused")
+		}
+		res <- err
+	}()
+	select {
+	case err := <-res:
+		if err != nil {
+			m.log.Warn("set the resumed guest's clock", "err", err)
+		}
+	case <-time.After(limit):
+		m.log.Warn("set the resumed guest's clock: no answer", "after", limit)
+	}
+}
+
 // updateSilence records a change between answering and silent in the boot
 // marker, which is what status and list read.
 func (m *monitor) updateSilence(now time.Time) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
+	if m.idlePaused {
+		return
+	}
 	silent := now.Sub(m.lastAnswer) > m.limit
 	if silent == m.silent {
 		return

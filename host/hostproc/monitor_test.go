@@ -20,12 +20,14 @@ type pingServer struct {
 	answering atomic.Bool
 	skew      atomic.Int64 // ns
 	setTo     atomic.Int64
+	pings     atomic.Int32 // received
 }
 
 func (p *pingServer) serve(reqs <-chan *ssh.Request) {
 	for r := range reqs {
 		switch r.Type {
 		case sshproto.ReqPing:
+			p.pings.Add(1)
 			// A frozen agent answers once it thaws, in order.
 			for !p.answering.Load() {
 				time.Sleep(10 * time.Millisecond)
@@ -69,6 +71,15 @@ func monitoredWith(t *testing.T, p *pingServer, interval time.Duration, runState
 	return m, inst
 }
 
+func bootInfoOf(t *testing.T, inst *instance.Instance) *instance.BootInfo {
+	t.Helper()
+	bi, err := inst.ReadBootInfo()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return bi
+}
+
 func waitFor(t *testing.T, what string, cond func() bool) {
 	t.Helper()
 	deadline := time.Now().Add(5 * time.Second)
@@ -84,13 +95,7 @@ func TestMonitorRecordsSilence(t *testing.T) {
 	p := &pingServer{}
 	p.answering.Store(true)
 	m, inst := monitored(t, p, 100*time.Millisecond)
-	silentSince := func() *time.Time {
-		bi, err := inst.ReadBootInfo()
-		if err != nil {
-			t.Fatal(err)
-		}
-		return bi.AgentSilentSince
-	}
+	silentSince := func() *time.Time { return bootInfoOf(t, inst).AgentSilentSince }
 	time.Sleep(time.Second)
 	if m.Silent() || silentSince() != nil || m.admit() != nil {
 		t.Fatal("an answering agent is taken for silent")
@@ -105,6 +110,39 @@ func TestMonitorRecordsSilence(t *testing.T) {
 	if m.admit() != nil {
 		t.Fatal("a recovered agent is refused")
 	}
+}
+
+// TestMonitorIdlePaused: a guest the host process paused is neither
+// pinged nor counted silent however long it is paused; on resume its clock
+// is set before setIdlePaused returns (before the use that resumed it).
+func TestMonitorIdlePaused(t *testing.T) {
+	p := &pingServer{}
+	p.answering.Store(true)
+	m, inst := monitored(t, p, 100*time.Millisecond)
+	bootInfo := func() *instance.BootInfo { return bootInfoOf(t, inst) }
+	waitFor(t, "pings", func() bool { return p.pings.Load() > 2 })
+	since := time.Now()
+	m.setIdlePaused(&since)
+	time.Sleep(200 * time.Millisecond) // a ping under way ends
+	p.answering.Store(false)
+	before := p.pings.Load()
+	time.Sleep(time.Second) // past the silence limit, 600 ms
+	if bi := bootInfo(); bi.IdlePausedSince == nil || !bi.IdlePausedSince.Equal(since) || bi.AgentSilentSince != nil {
+		t.Fatalf("boot marker of a paused guest: paused since %v, silent since %v", bi.IdlePausedSince, bi.AgentSilentSince)
+	}
+	if n := p.pings.Load() - before; n != 0 {
+		t.Fatalf("a paused guest was pinged %d times", n)
+	}
+	p.answering.Store(true)
+	p.skew.Store(int64(-3 * time.Second))
+	m.setIdlePaused(nil)
+	if p.setTo.Load() == 0 {
+		t.Fatal("the resumed guest's clock was not set before setIdlePaused returned")
+	}
+	if bi := bootInfo(); bi.IdlePausedSince != nil || bi.AgentSilentSince != nil || m.admit() != nil {
+		t.Fatalf("after resuming: paused since %v, silent since %v, admit %v", bi.IdlePausedSince, bi.AgentSilentSince, m.admit())
+	}
+	waitFor(t, "pings again", func() bool { return p.pings.Load() > before+2 })
 }
 
 // TestMonitorRecordsHypervisorState: while the agent is silent, the
@@ -125,13 +163,7 @@ func TestMonitorRecordsHypervisorState(t *testing.T) {
 				asked.Add(1)
 				return tt.state, nil
 			})
-			bootInfo := func() *instance.BootInfo {
-				bi, err := inst.ReadBootInfo()
-				if err != nil {
-					t.Fatal(err)
-				}
-				return bi
-			}
+			bootInfo := func() *instance.BootInfo { return bootInfoOf(t, inst) }
 			waitFor(t, "silence recorded", func() bool { return bootInfo().AgentSilentSince != nil })
 			waitFor(t, "the hypervisor asked", func() bool { return asked.Load() > 0 })
 			if tt.want != "" {

@@ -23,6 +23,10 @@ import (
 type Relay struct {
 	config   *ssh.ServerConfig
 	upstream ssh.Conn
+	// Use, when set, begins a use of the guest (resuming it if it was
+	// paused while idle) that lasts until done is called; every channel,
+	// forwarded request and Docker connection is one.
+	Use func(ctx context.Context) (done func(), err error)
 	// Admit, when set, may refuse a new channel (the agent is silent); its
 	// error is the refusal's message.
 	Admit func() error
@@ -84,18 +88,40 @@ func (r *Relay) serveConn(ctx context.Context, c net.Conn) {
 				req.Reply(true, ssh.Marshal(sshproto.JSONMessage{JSON: string(b)}))
 				continue
 			}
+			done, err := r.use(ctx)
+			if err != nil {
+				if req.WantReply {
+					req.Reply(false, nil)
+				}
+				continue
+			}
 			ok, payload, err := r.upstream.SendRequest(req.Type, req.WantReply, req.Payload)
+			done()
 			if req.WantReply {
 				req.Reply(ok && err == nil, payload)
 			}
 		}
 	}()
 	for nc := range chans {
-		go r.relayChannel(nc)
+		go r.relayChannel(ctx, nc)
 	}
 }
 
-func (r *Relay) relayChannel(nc ssh.NewChannel) {
+// use begins a use of the guest through r.Use, if set.
+func (r *Relay) use(ctx context.Context) (done func(), err error) {
+	if r.Use == nil {
+		return func() {}, nil
+	}
+	return r.Use(ctx)
+}
+
+func (r *Relay) relayChannel(ctx context.Context, nc ssh.NewChannel) {
+	done, err := r.use(ctx)
+	if err != nil {
+		nc.Reject(ssh.ConnectionFailed, err.Error())
+		return
+	}
+	defer done()
 	if r.Admit != nil {
 		if err := r.Admit(); err != nil {
 			// ResourceShortage tells the client this is the guest's

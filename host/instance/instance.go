@@ -70,6 +70,41 @@ type Config struct {
 	// MountTypeAuto ("" too) uses virtiofs where the driver can serve it,
 	// MountTypeSFTP always the agent's channel.
 	MountType string `json:"mountType,omitempty"`
+	// IdlePause is how long the VM may go unused (no client operation or
+	// Docker connection, no running container) before its host process
+	// pauses it, as a Go duration; "" is DefaultIdlePause and "0s" never.
+	IdlePause string `json:"idlePause,omitempty"`
+}
+
+// DefaultIdlePause is IdlePause for an instance that does not set it: the
+// delay Docker Desktop's Resource Saver waits by default.
+const DefaultIdlePause = 5 * time.Minute
+
+// MinIdlePause is the shortest IdlePause other than none: a pause and its
+// resume cost a few milliseconds, but the guest's clock must be set again.
+const MinIdlePause = 5 * time.Second
+
+// IdlePauseAfter is IdlePause as a duration: 0 means never.
+func (c Config) IdlePauseAfter() time.Duration {
+	if c.IdlePause == "" {
+		return DefaultIdlePause
+	}
+	d, err := time.ParseDuration(c.IdlePause)
+	if err != nil {
+		return DefaultIdlePause // Validate refuses it; an old file may not have been
+	}
+	return d
+}
+
+func validIdlePause(s string) error {
+	if s == "" {
+		return nil
+	}
+	d, err := time.ParseDuration(s)
+	if err != nil || d < 0 || (d > 0 && d < MinIdlePause) {
+		return fmt.Errorf("invalid --idle-pause %q: use a duration of at least %s (e.g. 5m), or 0 never to pause", s, MinIdlePause)
+	}
+	return nil
 }
 
 // Mount types (Config.MountType).
@@ -112,7 +147,7 @@ func (c Config) Validate() error {
 	case c.MountType != "" && c.MountType != MountTypeAuto && c.MountType != MountTypeSFTP:
 		return fmt.Errorf("invalid --mount-type %q: use auto or sftp", c.MountType)
 	}
-	return nil
+	return validIdlePause(c.IdlePause)
 }
 
 // Store is the directory that holds all instances.
@@ -376,6 +411,9 @@ type BootInfo struct {
 	// holds the guest in a state other than running (driver.RunStateReporter):
 	// "paused", "io-error", "internal-error", ...
 	HypervisorState string `json:"hypervisorState,omitempty"`
+	// IdlePausedSince is set while the host process holds the VM paused
+	// because nothing used it (Config.IdlePause): when it paused it.
+	IdlePausedSince *time.Time `json:"idlePausedSince,omitempty"`
 	// Shares are the host folders the VM mounted at this boot.
 	Shares []api.Share `json:"shares,omitempty"`
 	// Gateway, set when the agent's forwarding gateway is on a host

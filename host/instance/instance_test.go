@@ -29,6 +29,11 @@ func TestValidate(t *testing.T) {
 		{"mount type sftp", func(c *Config) { c.MountType = MountTypeSFTP }, ""},
 		{"mount type auto", func(c *Config) { c.MountType = MountTypeAuto }, ""},
 		{"bad mount type", func(c *Config) { c.MountType = "9p" }, `invalid --mount-type "9p": use auto or sftp`},
+		{"idle pause", func(c *Config) { c.IdlePause = "90s" }, ""},
+		{"idle pause never", func(c *Config) { c.IdlePause = "0" }, ""},
+		{"idle pause too short", func(c *Config) { c.IdlePause = "1s" }, `invalid --idle-pause "1s"`},
+		{"idle pause negative", func(c *Config) { c.IdlePause = "-5m" }, `invalid --idle-pause "-5m"`},
+		{"idle pause not a duration", func(c *Config) { c.IdlePause = "5" }, `invalid --idle-pause "5"`},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -39,6 +44,14 @@ func TestValidate(t *testing.T) {
 				t.Fatalf("Validate() = %v, want error containing %q", err, tc.wantErr)
 			}
 		})
+	}
+}
+
+func TestIdlePauseAfter(t *testing.T) {
+	for in, want := range map[string]time.Duration{"": DefaultIdlePause, "0": 0, "0s": 0, "90s": 90 * time.Second, "1h": time.Hour} {
+		if got := (Config{IdlePause: in}).IdlePauseAfter(); got != want {
+			t.Errorf("IdlePauseAfter(%q) = %v, want %v", in, got, want)
+		}
 	}
 }
 

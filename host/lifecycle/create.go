@@ -22,6 +22,9 @@ type Settings struct {
 	Mounts *[]instance.Mount
 	// MountType, when set, replaces the instance's mount type.
 	MountType *string
+	// IdlePause, when set, replaces the instance's idle pause delay
+	// (instance.Config.IdlePause).
+	IdlePause *string
 }
 
 // apply writes s onto c. creating allows what only a new instance may take.
@@ -52,6 +55,9 @@ func (s Settings) apply(c *instance.Config, creating bool) error {
 	}
 	if s.MountType != nil {
 		c.MountType = *s.MountType
+	}
+	if s.IdlePause != nil {
+		c.IdlePause = *s.IdlePause
 	}
 	if err := c.Validate(); err != nil {
 		return invalidf("%s", err.Error())

@@ -46,6 +46,10 @@ type Status struct {
 	// hypervisor holds the guest in when it is not running it ("paused",
 	// "io-error", ...).
 	HypervisorState string `json:"hypervisorState,omitempty"`
+	// IdlePausedSince is set while the host process holds a running VM
+	// paused because nothing used it (instance.Config.IdlePause); the next
+	// command or Docker client resumes it.
+	IdlePausedSince *time.Time `json:"idlePausedSince,omitempty"`
 	// Hint says what to do about the state, when something can be done.
 	Hint string `json:"hint,omitempty"`
 }
@@ -69,6 +73,7 @@ func StatusOf(inst *instance.Instance) Status {
 		s.DockerHost = inst.DockerHost()
 		s.UptimeSeconds = time.Since(bi.Ready).Round(time.Second).Seconds()
 		s.Mounts = bi.Shares
+		s.IdlePausedSince = bi.IdlePausedSince
 		if bi.AgentSilentSince != nil {
 			s.State = StateUnresponsive
 			s.HypervisorState = bi.HypervisorState

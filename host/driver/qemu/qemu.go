@@ -65,6 +65,7 @@ var (
 	_ driver.FolderExporter     = (*VM)(nil)
 	_ driver.EmulationExplainer = (*VM)(nil)
 	_ driver.RunStateReporter   = (*VM)(nil)
+	_ driver.Pauser             = (*VM)(nil)
 )
 
 // New returns a QEMU driver. It reads VMBOX_QEMU now when opts.Binary is

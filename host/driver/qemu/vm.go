@@ -82,6 +82,18 @@ func (v *VM) ForceStop(ctx context.Context) error {
 	return v.qmpUnlessExited(ctx, "quit")
 }
 
+// Pause implements driver.Pauser with QMP stop: QEMU stops running the
+// vCPUs (and with them the guest's virtual clock) but keeps serving its
+// devices' host side.
+func (v *VM) Pause(ctx context.Context) error {
+	return v.qmpUnlessExited(ctx, "stop")
+}
+
+// Resume implements driver.Pauser with QMP cont.
+func (v *VM) Resume(ctx context.Context) error {
+	return v.qmpUnlessExited(ctx, "cont")
+}
+
 func (v *VM) qmpUnlessExited(ctx context.Context, command string) error {
 	if v.hasExited() {
 		return nil

@@ -33,7 +33,10 @@ var ErrKilled = errors.New("killed by vmbox")
 // Driver starts VMs with Virtualization.framework.
 type Driver struct{}
 
-var _ driver.Driver = (*Driver)(nil)
+var (
+	_ driver.Driver = (*Driver)(nil)
+	_ driver.Pauser = (*VM)(nil)
+)
 
 // New returns the vz driver. It returns the interface because the
 // concrete type differs between this build and the others.
@@ -480,6 +483,36 @@ func (v *VM) ForceStop(ctx context.Context) error {
 	v.logf("force stop")
 	if err := v.vm.Stop(); err != nil && !v.stopped() {
 		return fmt.Errorf("stop VM %s: %w", v.name, err)
+	}
+	return nil
+}
+
+// Pause implements driver.Pauser with the framework's Pause.
+func (v *VM) Pause(ctx context.Context) error {
+	if v.stopped() {
+		return nil
+	}
+	if !v.vm.CanPause() {
+		return fmt.Errorf("VM %s cannot be paused in state %s", v.name, v.vm.State())
+	}
+	v.logf("pause")
+	if err := v.vm.Pause(); err != nil && !v.stopped() {
+		return fmt.Errorf("pause VM %s: %w", v.name, err)
+	}
+	return nil
+}
+
+// Resume implements driver.Pauser with the framework's Resume.
+func (v *VM) Resume(ctx context.Context) error {
+	if v.stopped() {
+		return nil
+	}
+	if !v.vm.CanResume() {
+		return fmt.Errorf("VM %s cannot be resumed in state %s", v.name, v.vm.State())
+	}
+	v.logf("resume")
+	if err := v.vm.Resume(); err != nil && !v.stopped() {
+		return fmt.Errorf("resume VM %s: %w", v.name, err)
 	}
 	return nil
 }
