@@ -53,11 +53,11 @@ func streamLocalAgent(guestSocket string, opened *atomic.Int32) func(<-chan ssh.
 
 // dockerRelay runs ServeDocker on a Unix socket in front of an agent
 // whose Docker API is served by serveGuest, and returns that socket and
-// the count of connections the agent joined to it. admit is the relay's
-// Admit. With viaGateway the relay has a Gateway: the agent's forwarding
+// the count of connections the agent joined to it. admit and use are the
+// relay's Admit and Use. With viaGateway the relay has a Gateway: the agent's forwarding
 // gateway, which joins streams to api.DockerStream; without it, only SSH
 // channels reach the guest's socket.
-func dockerRelay(t *testing.T, serveGuest func(net.Listener), admit func() error, viaGateway bool) (string, *atomic.Int32) {
+func dockerRelay(t *testing.T, serveGuest func(net.Listener), admit func() error, use func(context.Context) (func(), error), viaGateway bool) (string, *atomic.Int32) {
 	t.Helper()
 	dir := t.TempDir()
 	guest, err := net.Listen("unix", filepath.Join(dir, "guest-docker.sock"))
@@ -78,7 +78,7 @@ func dockerRelay(t *testing.T, serveGuest func(net.Listener), admit func() error
 		t.Fatal(err)
 	}
 	r := NewRelay(keys.Host, keys.ClientPublic, conn)
-	r.Admit = admit
+	r.Admit, r.Use = admit, use
 	l, err := net.Listen("unix", filepath.Join(dir, "docker.sock"))
 	if err != nil {
 		t.Fatal(err)
@@ -222,13 +222,51 @@ func TestServeDocker(t *testing.T) {
 	} {
 		for _, via := range []string{"ssh", "gateway"} {
 			t.Run(tc.name+" via "+via, func(t *testing.T) {
-				sock, opened := dockerRelay(t, tc.guest, tc.admit, via == "gateway")
+				sock, opened := dockerRelay(t, tc.guest, tc.admit, nil, via == "gateway")
 				tc.check(t, sock)
 				if n := opened.Load(); n != tc.channels {
 					t.Errorf("the agent joined %d connections, want %d", n, tc.channels)
 				}
 			})
 		}
+	}
+}
+
+// TestServeDockerIsAUse: each Docker connection is a use of the guest
+// (which resumes a guest paused while idle) from before it reaches the
+// agent until it ends; a guest that cannot be resumed ends the connection
+// unrelayed.
+func TestServeDockerIsAUse(t *testing.T) {
+	for _, via := range []string{"ssh", "gateway"} {
+		t.Run(via, func(t *testing.T) {
+			var begun, ended atomic.Int32
+			use := func(context.Context) (func(), error) {
+				begun.Add(1)
+				return func() { ended.Add(1) }, nil
+			}
+			sock, opened := dockerRelay(t, echoLines, nil, use, via == "gateway")
+			c := dial(t, sock)
+			r := bufio.NewReader(c)
+			c.Write([]byte("a\n"))
+			if got, err := r.ReadString('\n'); err != nil || got != "echo a\n" {
+				t.Fatalf("answer %q, %v", got, err)
+			}
+			if begun.Load() != 1 || ended.Load() != 0 {
+				t.Fatalf("during the connection: %d uses begun, %d ended; want 1 and 0", begun.Load(), ended.Load())
+			}
+			c.(*net.UnixConn).CloseWrite()
+			readAll(t, r)
+			waitFor(t, "the use ended with the connection", func() bool { return ended.Load() == 1 })
+			if opened.Load() != 1 {
+				t.Fatalf("the agent joined %d connections, want 1", opened.Load())
+			}
+
+			cannot := func(context.Context) (func(), error) { return nil, errors.New("resume: qmp: gone") }
+			sock, opened = dockerRelay(t, echoLines, nil, cannot, via == "gateway")
+			if got := readAll(t, dial(t, sock)); got != "" || opened.Load() != 0 {
+				t.Fatalf("with a guest that cannot be resumed: read %q, %d joined", got, opened.Load())
+			}
+		})
 	}
 }
 

@@ -102,7 +102,7 @@ func validIdlePause(s string) error {
 	}
 	d, err := time.ParseDuration(s)
 	if err != nil || d < 0 || (d > 0 && d < MinIdlePause) {
-		return fmt.Errorf("invalid --idle-pause %q: use a duration of at least %s (e.g. 5m), or 0 never to pause", s, MinIdlePause)
+		return fmt.Errorf("invalid --idle-pause %q: use a duration of at least %s (e.g. 5m), or 0 to never pause", s, MinIdlePause)
 	}
 	return nil
 }
