@@ -377,8 +377,21 @@ func TestVMHealth(t *testing.T) {
 			t.Errorf("docker images on a VM paused while idle: %s", r)
 		}
 
+		// What the guest wrote before it was paused is on the data disk:
+		// a host that loses power (here QEMU killed) while it is paused
+		// loses none of it.
+		e.must("shell", "--name", name, "--", "sh", "-c", "echo kept > /var/lib/vmbox/idle-pause-kept")
+		waitIdlePaused("after a write")
+		_, hv := e.bootInfo(name)
+		syscall.Kill(hv, syscall.SIGKILL)
+		e.waitState(name, "stopped")
+		e.must("start", "--name", name)
+		if r := e.must("shell", "--name", name, "--", "cat", "/var/lib/vmbox/idle-pause-kept"); strings.TrimSpace(r.stdout) != "kept" {
+			t.Errorf("a file written before the pause, after QEMU was killed while paused: %s", r)
+		}
+
 		// Stop resumes it for a clean shutdown, in its usual time.
-		waitIdlePaused("after the Docker client")
+		waitIdlePaused("after the restart")
 		start := time.Now()
 		e.must("stop", "--name", name)
 		if took := time.Since(start); took > 10*time.Second {

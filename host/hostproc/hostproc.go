@@ -207,7 +207,7 @@ func Run(ctx context.Context, o Options) (err error) {
 	}
 	var pauser *idlePauser
 	if pv, ok := vm.(driver.Pauser); ok && inst.Config.IdlePauseAfter() > 0 {
-		pauser = newIdlePauser(pv, inst.Config.IdlePauseAfter(), agentHasContainers(agent), mon.setIdlePaused, log)
+		pauser = newIdlePauser(pv, inst.Config.IdlePauseAfter(), settleAgent(agent), mon.setIdlePaused, log)
 		relay.Use = pauser.use
 		go pauser.run(mctx)
 	}
@@ -256,14 +256,22 @@ func Run(ctx context.Context, o Options) (err error) {
 	return nil
 }
 
-// agentHasContainers asks the agent whether any container runs.
-func agentHasContainers(agent *sshclient.Client) func(context.Context) (bool, error) {
+// settleAgent asks the agent whether any container runs and, when none
+// does, has the guest write out what it holds dirty: a paused guest does
+// not, and a host that loses power while it is paused would lose it.
+func settleAgent(agent *sshclient.Client) func(context.Context) (bool, error) {
 	return func(ctx context.Context) (bool, error) {
 		var running []api.ContainerSummary
 		if err := agent.Call(ctx, api.OpPs, api.PsArgs{}, &running); err != nil {
 			return false, fmt.Errorf("list running containers: %w", err)
 		}
-		return len(running) > 0, nil
+		if len(running) > 0 {
+			return true, nil
+		}
+		if err := agent.Call(ctx, api.OpShell, api.ShellArgs{Argv: []string{"sync"}}, nil); err != nil {
+			return false, fmt.Errorf("sync the guest's file systems: %w", err)
+		}
+		return false, nil
 	}
 }
 

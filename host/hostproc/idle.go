@@ -10,8 +10,9 @@ import (
 	"github.com/vmbox/vmbox/host/driver"
 )
 
-// busyCheckTimeout bounds the question to the agent whether containers run;
-// a guest that does not answer in time is not paused.
+// busyCheckTimeout bounds the question to the agent whether containers run
+// (and the guest's sync when none does); a guest that does not answer in
+// time is not paused.
 const busyCheckTimeout = 5 * time.Second
 
 // pauseTimeout bounds one pause or resume request to the hypervisor.
@@ -26,7 +27,8 @@ const pauseTimeout = 5 * time.Second
 type idlePauser struct {
 	vm    driver.Pauser
 	after time.Duration
-	// busy reports whether the guest has work of its own (containers run).
+	// busy reports whether the guest has work of its own (containers
+	// run); when it has none, it has also written out its dirty data.
 	busy func(context.Context) (bool, error)
 	// changed hears each pause (the time it began) and resume (nil).
 	changed func(pausedSince *time.Time)
