@@ -18,6 +18,15 @@ func uptime(s lifecycle.Status) string {
 	return units.HumanDuration(time.Duration(s.UptimeSeconds) * time.Second)
 }
 
+// stateWords is s's state as a table shows it: a running VM the host
+// process paused for want of use says so.
+func stateWords(s lifecycle.Status) string {
+	if s.State == lifecycle.StateRunning && s.IdlePausedSince != nil {
+		return string(s.State) + " (paused while idle)"
+	}
+	return string(s.State)
+}
+
 // printStatus writes instances as a table or JSON; in a table, each
 // instance's hint follows on stderr.
 func (a *app) printStatus(out outputFlags, list []lifecycle.Status) error {
@@ -32,7 +41,7 @@ func (a *app) printStatus(out outputFlags, list []lifecycle.Status) error {
 	}
 	return printList(a.stdout, out, list, nil, "NAME\tSTATE\tDRIVER\tARCH\tCPUS\tMEMORY\tDISK\tUPTIME",
 		func(w io.Writer, s lifecycle.Status) {
-			fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%d\t%s\t%dGiB\t%s\n", s.Name, s.State, s.Driver, s.Arch, s.CPUs, formatMiB(s.MemoryMiB), s.DiskGiB, uptime(s))
+			fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%d\t%s\t%dGiB\t%s\n", s.Name, stateWords(s), s.Driver, s.Arch, s.CPUs, formatMiB(s.MemoryMiB), s.DiskGiB, uptime(s))
 		})
 }
 
