@@ -206,8 +206,9 @@ func Run(ctx context.Context, o Options) (err error) {
 		relay.Gateway = &portfwd.StreamDialer{Dial: vm.DialForward, Token: published.token}
 	}
 	var pauser *idlePauser
-	if pv, ok := vm.(driver.Pauser); ok && inst.Config.IdlePauseAfter() > 0 {
-		pauser = newIdlePauser(pv, inst.Config.IdlePauseAfter(), settleAgent(agent), mon.setIdlePaused, log)
+	idleAfter := inst.Config.IdlePauseAfter()
+	if pv, ok := vm.(driver.Pauser); ok && idleAfter > 0 {
+		pauser = newIdlePauser(pv, idleAfter, settleAgent(agent), mon.setIdlePaused, log)
 		relay.Use = pauser.use
 		go pauser.run(mctx)
 	}

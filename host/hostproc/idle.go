@@ -38,7 +38,6 @@ type idlePauser struct {
 	mu      sync.Mutex
 	users   int       // uses begun and not ended
 	lastUse time.Time // when the last use began or ended
-	uses    uint64    // counts uses begun, so that a pause decided before one is dropped
 	paused  bool
 	closed  bool
 }
@@ -59,7 +58,6 @@ func (p *idlePauser) use(ctx context.Context) (done func(), err error) {
 		}
 	}
 	p.users++
-	p.uses++
 	p.lastUse = p.now()
 	var once sync.Once
 	return func() {
@@ -106,8 +104,7 @@ func (p *idlePauser) run(ctx context.Context) {
 // every few seconds.
 func (p *idlePauser) check(ctx context.Context) {
 	p.mu.Lock()
-	quiet := !p.paused && !p.closed && p.users == 0 && p.now().Sub(p.lastUse) >= p.after
-	uses := p.uses
+	quiet := p.quietLocked()
 	p.mu.Unlock()
 	if !quiet {
 		return
@@ -117,14 +114,15 @@ func (p *idlePauser) check(ctx context.Context) {
 	cancel()
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	if err != nil || busy {
-		if err != nil {
-			p.log.Debug("not pausing: the agent did not say whether containers run", "err", err)
-		}
+	switch {
+	case err != nil:
+		p.log.Debug("not pausing: the agent did not say whether containers run", "err", err)
 		p.lastUse = p.now()
 		return
-	}
-	if p.uses != uses || p.users > 0 || p.paused || p.closed {
+	case busy:
+		p.lastUse = p.now()
+		return
+	case !p.quietLocked():
 		return // used meanwhile
 	}
 	pctx, cancel := context.WithTimeout(ctx, pauseTimeout)
@@ -138,6 +136,12 @@ func (p *idlePauser) check(ctx context.Context) {
 	since := p.now()
 	p.log.Info("VM paused while idle", "unusedFor", since.Sub(p.lastUse).Round(time.Second))
 	p.changed(&since)
+}
+
+// quietLocked reports whether the guest runs, may be paused, and has had
+// no use for p.after: a use begun or ended since counts against it.
+func (p *idlePauser) quietLocked() bool {
+	return !p.paused && !p.closed && p.users == 0 && p.now().Sub(p.lastUse) >= p.after
 }
 
 // close resumes the guest if it is paused (a shutdown needs it running)

@@ -142,8 +142,7 @@ func (m *monitor) ping(ctx context.Context) {
 	if drift > -maxDrift && drift < maxDrift {
 		return
 	}
-	ok, _, err := m.conn.SendRequest(sshproto.ReqSetTime, true, ssh.Marshal(sshproto.NewClock(time.Now().Round(0).Add(rtt/2))))
-	if err != nil || !ok {
+	if err := m.sendClock(time.Now().Round(0).Add(rtt / 2)); err != nil {
 		m.log.Warn("set guest clock refused", "drift", drift.Round(time.Millisecond), "err", err)
 		return
 	}
@@ -153,7 +152,8 @@ func (m *monitor) ping(ctx context.Context) {
 // setIdlePaused records in the boot marker that the host process paused
 // the guest (since is when) or resumed it (nil). A paused guest is neither
 // pinged nor counted silent; once resumed, its silence counts from then,
-// and a ping at once sets its clock, which stood still while it was paused.
+// its clock, which stood still while it was paused, is set before this
+// returns, and a ping at once measures what is left.
 func (m *monitor) setIdlePaused(since *time.Time) {
 	m.mu.Lock()
 	m.idlePaused = since != nil
@@ -178,13 +178,7 @@ func (m *monitor) setIdlePaused(since *time.Time) {
 // one-way trip (milliseconds); the next ping measures and corrects that.
 func (m *monitor) setClock(limit time.Duration) {
 	res := make(chan error, 1)
-	go func() {
-		ok, _, err := m.conn.SendRequest(sshproto.ReqSetTime, true, ssh.Marshal(sshproto.NewClock(time.Now())))
-		if err == nil && !ok {
-			err = errors.New("refused")
-		}
-		res <- err
-	}()
+	go func() { res <- m.sendClock(time.Now()) }()
 	select {
 	case err := <-res:
 		if err != nil {
@@ -193,6 +187,16 @@ func (m *monitor) setClock(limit time.Duration) {
 	case <-time.After(limit):
 		m.log.Warn("set the resumed guest's clock: no answer", "after", limit)
 	}
+}
+
+// sendClock sets the guest's wall clock to t (sshproto.ReqSetTime) and
+// waits for the agent's answer.
+func (m *monitor) sendClock(t time.Time) error {
+	ok, _, err := m.conn.SendRequest(sshproto.ReqSetTime, true, ssh.Marshal(sshproto.NewClock(t)))
+	if err == nil && !ok {
+		err = errors.New("the agent refused it")
+	}
+	return err
 }
 
 // updateSilence records a change between answering and silent in the boot
