@@ -77,7 +77,7 @@ func (m *Manager) spawn(ctx context.Context, inst *instance.Instance, waiting fu
 	}
 	exited := make(chan error, 1)
 	go func() { exited <- cmd.Wait() }()
-	tick := time.NewTicker(25 * time.Millisecond)
+	tick := time.NewTicker(readyPoll)
 	defer tick.Stop()
 	for {
 		select {
@@ -99,6 +99,11 @@ func (m *Manager) spawn(ctx context.Context, inst *instance.Instance, waiting fu
 		}
 	}
 }
+
+// readyPoll is how often Start looks for the boot marker: each look is a
+// read of a small file, and a start waits half of it on average past
+// readiness.
+const readyPoll = 10 * time.Millisecond
 
 // hostLogError extracts the host process's error from its log.
 func hostLogError(inst *instance.Instance, from int64, exitErr error) string {
