@@ -17,23 +17,17 @@ type recordingPauser struct {
 	fail            error
 }
 
-func (r *recordingPauser) Pause(context.Context) error {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	if r.fail != nil {
-		return r.fail
-	}
-	r.pauses++
-	return nil
-}
+func (r *recordingPauser) Pause(context.Context) error  { return r.record(&r.pauses) }
+func (r *recordingPauser) Resume(context.Context) error { return r.record(&r.resumes) }
 
-func (r *recordingPauser) Resume(context.Context) error {
+// record counts one request in *n, unless the hypervisor is set to fail.
+func (r *recordingPauser) record(n *int) error {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if r.fail != nil {
 		return r.fail
 	}
-	r.resumes++
+	*n++
 	return nil
 }
 

@@ -142,7 +142,7 @@ func (m *monitor) ping(ctx context.Context) {
 	if drift > -maxDrift && drift < maxDrift {
 		return
 	}
-	if err := m.sendClock(time.Now().Round(0).Add(rtt / 2)); err != nil {
+	if err := m.sendClock(ctx, time.Now().Round(0).Add(rtt/2)); err != nil {
 		m.log.Warn("set guest clock refused", "drift", drift.Round(time.Millisecond), "err", err)
 		return
 	}
@@ -177,22 +177,17 @@ func (m *monitor) setIdlePaused(since *time.Time) {
 // the agent to take it. The guest's clock ends up behind by the request's
 // one-way trip (milliseconds); the next ping measures and corrects that.
 func (m *monitor) setClock(limit time.Duration) {
-	res := make(chan error, 1)
-	go func() { res <- m.sendClock(time.Now()) }()
-	select {
-	case err := <-res:
-		if err != nil {
-			m.log.Warn("set the resumed guest's clock", "err", err)
-		}
-	case <-time.After(limit):
-		m.log.Warn("set the resumed guest's clock: no answer", "after", limit)
+	ctx, cancel := context.WithTimeout(context.Background(), limit)
+	defer cancel()
+	if err := m.sendClock(ctx, time.Now()); err != nil {
+		m.log.Warn("set the resumed guest's clock", "err", err)
 	}
 }
 
 // sendClock sets the guest's wall clock to t (sshproto.ReqSetTime) and
-// waits for the agent's answer.
-func (m *monitor) sendClock(t time.Time) error {
-	ok, _, err := m.conn.SendRequest(sshproto.ReqSetTime, true, ssh.Marshal(sshproto.NewClock(t)))
+// waits for the agent's answer until ctx ends.
+func (m *monitor) sendClock(ctx context.Context, t time.Time) error {
+	ok, _, err := sshproto.SendRequest(ctx, m.conn, sshproto.ReqSetTime, ssh.Marshal(sshproto.NewClock(t)))
 	if err == nil && !ok {
 		err = errors.New("the agent refused it")
 	}

@@ -130,21 +130,15 @@ func Dial(ctx context.Context, socket string, keys *instance.Keys) (*Client, err
 // Request sends a global request (sshproto.Req*) with payload, which
 // ssh.Marshal encodes, and waits for a positive reply until ctx ends.
 func (c *Client) Request(ctx context.Context, name string, payload any) error {
-	res := make(chan error, 1)
-	go func() {
-		ok, _, err := c.conn.SendRequest(name, true, ssh.Marshal(payload))
-		if err == nil && !ok {
-			err = fmt.Errorf("%s refused", name)
-		}
-		res <- err
-	}()
-	select {
-	case err := <-res:
-		return err
-	case <-ctx.Done():
+	ok, _, err := sshproto.SendRequest(ctx, c.conn, name, ssh.Marshal(payload))
+	switch {
+	case ctx.Err() != nil && errors.Is(err, ctx.Err()):
 		c.conn.Close()
-		return fmt.Errorf("%s: %w", name, ctx.Err())
+		return fmt.Errorf("%s: %w", name, err)
+	case err == nil && !ok:
+		return fmt.Errorf("%s refused", name)
 	}
+	return err
 }
 
 // SSH returns the underlying connection, for relays.

@@ -216,32 +216,41 @@ type StopRequest struct {
 	TimeoutMillis uint64
 }
 
-// Ping sends ReqPing on conn and returns the guest's clock, or an error
-// when conn fails or ctx ends first.
-func Ping(ctx context.Context, conn ssh.Conn) (time.Time, error) {
+// SendRequest sends a global request that wants a reply on conn and
+// returns the reply, or ctx's error once ctx ends first. Giving up leaves
+// conn open, and its later global requests wait behind this one, whose
+// reply, when it comes, is dropped.
+func SendRequest(ctx context.Context, conn ssh.Conn, name string, payload []byte) (ok bool, reply []byte, err error) {
 	type answer struct {
-		ok      bool
-		payload []byte
-		err     error
+		ok    bool
+		reply []byte
+		err   error
 	}
 	res := make(chan answer, 1)
 	go func() {
-		ok, payload, err := conn.SendRequest(ReqPing, true, nil)
-		res <- answer{ok, payload, err}
+		ok, reply, err := conn.SendRequest(name, true, payload)
+		res <- answer{ok, reply, err}
 	}()
 	select {
 	case a := <-res:
-		if a.err != nil {
-			return time.Time{}, fmt.Errorf("ping: %w", a.err)
-		}
-		var c Clock
-		if !a.ok || ssh.Unmarshal(a.payload, &c) != nil {
-			return time.Time{}, errors.New("ping: refused or malformed reply")
-		}
-		return c.Time(), nil
+		return a.ok, a.reply, a.err
 	case <-ctx.Done():
-		return time.Time{}, fmt.Errorf("ping: %w", ctx.Err())
+		return false, nil, ctx.Err()
 	}
+}
+
+// Ping sends ReqPing on conn and returns the guest's clock, or an error
+// when conn fails or ctx ends first.
+func Ping(ctx context.Context, conn ssh.Conn) (time.Time, error) {
+	ok, reply, err := SendRequest(ctx, conn, ReqPing, nil)
+	if err != nil {
+		return time.Time{}, fmt.Errorf("ping: %w", err)
+	}
+	var c Clock
+	if !ok || ssh.Unmarshal(reply, &c) != nil {
+		return time.Time{}, errors.New("ping: refused or malformed reply")
+	}
+	return c.Time(), nil
 }
 
 // Size is the requested terminal size (clamped to what a terminal can be).

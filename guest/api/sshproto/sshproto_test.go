@@ -153,6 +153,35 @@ func sshPair(t *testing.T, serve func(<-chan *ssh.Request)) ssh.Conn {
 	return conn
 }
 
+func TestSendRequest(t *testing.T) {
+	tests := []struct {
+		name      string
+		answer    func(*ssh.Request)
+		wantOK    bool
+		wantReply string
+		wantErr   error
+	}{
+		{"answered", func(r *ssh.Request) { r.Reply(true, []byte("yes")) }, true, "yes", nil},
+		{"refused", func(r *ssh.Request) { r.Reply(false, nil) }, false, "", nil},
+		{"no answer before ctx ends", func(*ssh.Request) {}, false, "", context.DeadlineExceeded},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			conn := sshPair(t, func(reqs <-chan *ssh.Request) {
+				for r := range reqs {
+					tt.answer(r)
+				}
+			})
+			ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
+			defer cancel()
+			ok, reply, err := SendRequest(ctx, conn, "test", nil)
+			if ok != tt.wantOK || string(reply) != tt.wantReply || !errors.Is(err, tt.wantErr) {
+				t.Fatalf("SendRequest = %v, %q, %v; want %v, %q, %v", ok, reply, err, tt.wantOK, tt.wantReply, tt.wantErr)
+			}
+		})
+	}
+}
+
 func TestPing(t *testing.T) {
 	guestClock := time.Date(2030, 1, 2, 3, 4, 5, 6, time.UTC)
 	tests := []struct {

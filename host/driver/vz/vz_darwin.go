@@ -458,61 +458,43 @@ func (v *VM) Kill() error {
 // RequestStop asks the guest to power off (the framework's RequestStop:
 // a power-button event) and returns without waiting for it.
 func (v *VM) RequestStop(ctx context.Context) error {
-	if v.stopped() {
-		return nil
-	}
-	if !v.vm.CanRequestStop() {
-		return fmt.Errorf("VM %s cannot be asked to stop in state %s", v.name, v.vm.State())
-	}
-	v.logf("request stop")
-	if _, err := v.vm.RequestStop(); err != nil && !v.stopped() {
-		return fmt.Errorf("request stop of VM %s: %w", v.name, err)
-	}
-	return nil
+	return v.change("request stop", "be asked to stop", "request stop of", v.vm.CanRequestStop, func() error {
+		_, err := v.vm.RequestStop()
+		return err
+	})
 }
 
 // ForceStop ends the VM without the guest (the framework's Stop). Unlike
 // Kill, Wait then returns nil.
 func (v *VM) ForceStop(ctx context.Context) error {
-	if v.stopped() {
-		return nil
-	}
-	if !v.vm.CanStop() {
-		return fmt.Errorf("VM %s cannot be stopped in state %s", v.name, v.vm.State())
-	}
-	v.logf("force stop")
-	if err := v.vm.Stop(); err != nil && !v.stopped() {
-		return fmt.Errorf("stop VM %s: %w", v.name, err)
-	}
-	return nil
+	return v.change("force stop", "be stopped", "stop", v.vm.CanStop, v.vm.Stop)
 }
 
 // Pause implements driver.Pauser with the framework's Pause.
 func (v *VM) Pause(ctx context.Context) error {
-	if v.stopped() {
-		return nil
-	}
-	if !v.vm.CanPause() {
-		return fmt.Errorf("VM %s cannot be paused in state %s", v.name, v.vm.State())
-	}
-	v.logf("pause")
-	if err := v.vm.Pause(); err != nil && !v.stopped() {
-		return fmt.Errorf("pause VM %s: %w", v.name, err)
-	}
-	return nil
+	return v.change("pause", "be paused", "pause", v.vm.CanPause, v.vm.Pause)
 }
 
 // Resume implements driver.Pauser with the framework's Resume.
 func (v *VM) Resume(ctx context.Context) error {
+	return v.change("resume", "be resumed", "resume", v.vm.CanResume, v.vm.Resume)
+}
+
+// change makes one of the framework's state changes: none once the VM has
+// stopped, an error naming the state when allowed says it cannot be made
+// now, and the framework's error unless the VM stopped meanwhile. logged
+// goes to the log, refused completes "VM x cannot ...", failed prefixes
+// "VM x" in the framework's error.
+func (v *VM) change(logged, refused, failed string, allowed func() bool, do func() error) error {
 	if v.stopped() {
 		return nil
 	}
-	if !v.vm.CanResume() {
-		return fmt.Errorf("VM %s cannot be resumed in state %s", v.name, v.vm.State())
+	if !allowed() {
+		return fmt.Errorf("VM %s cannot %s in state %s", v.name, refused, v.vm.State())
 	}
-	v.logf("resume")
-	if err := v.vm.Resume(); err != nil && !v.stopped() {
-		return fmt.Errorf("resume VM %s: %w", v.name, err)
+	v.logf("%s", logged)
+	if err := do(); err != nil && !v.stopped() {
+		return fmt.Errorf("%s VM %s: %w", failed, v.name, err)
 	}
 	return nil
 }
